@@ -1,0 +1,32 @@
+"""napari-cvdm: Conditional Variational Diffusion Models for microscopy restoration.
+
+Public API::
+
+    import napari_cvdm as nc
+    model = nc.load_model("cvdm-sr-widefield")          # a registered name or a path to a .cvdm file
+    result = nc.reconstruct(model, image, n_samples=8)   # .mean, .variance, .beta_map (numpy arrays)
+    model.metadata                                       # task, pixel sizes, wavelength, normalisation, ...
+"""
+
+__version__ = "0.1.0"
+
+from .model.files import ModelFileError, TrainedModel
+from .predict import Cancelled, CancelToken, Reconstruction, iter_reconstruct, reconstruct
+from .settings import ReconstructSettings
+from .tasks import InputError
+from .zoo import list_models, load_model
+
+__all__ = [
+    "CancelToken",
+    "Cancelled",
+    "InputError",
+    "ModelFileError",
+    "ReconstructSettings",
+    "Reconstruction",
+    "TrainedModel",
+    "__version__",
+    "iter_reconstruct",
+    "list_models",
+    "load_model",
+    "reconstruct",
+]

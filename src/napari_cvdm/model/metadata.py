@@ -1,0 +1,86 @@
+"""What a model file says about the data it was trained on: task, physics, normalisation, sampler defaults.
+
+Everything a user needs to apply a model correctly travels with the weights, so that inference normalises and
+interprets images exactly as training did.  Units are in the field names (µm, rad).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Task = Literal["super-resolution", "phase", "generic"]
+
+
+class Normalization(BaseModel):
+    """How raw intensities become network inputs, and how network outputs become physical values.
+
+    * ``input="percentile"``: x ↦ (x − p_low)/(p_high − p_low) with the image's own percentiles (BioSR practice;
+      DL-SR uses 0/100).  Super-resolution outputs are mapped back with the *input's* percentiles, so the
+      reconstruction is in the input's intensity units.
+    * ``input="mean"``: x ↦ x / mean(x) − 1 over the whole image (all planes together).  Intensity ratios are what
+      defocus phase retrieval depends on, so this is invariant to illumination power and exposure.
+    * the target: y_norm = (y − target_offset) / target_scale for phase (radians).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    input: Literal["percentile", "mean"] = "percentile"
+    low_percentile: float = Field(0.1, ge=0, lt=100)
+    high_percentile: float = Field(99.9, gt=0, le=100)
+    target_offset: float = 0.0
+    target_scale: float = Field(1.0, gt=0)
+
+    @model_validator(mode="after")
+    def _order(self) -> Normalization:
+        if self.low_percentile >= self.high_percentile:
+            raise ValueError("low_percentile must be below high_percentile")
+        return self
+
+
+class SamplerDefaults(BaseModel):
+    """The sampler a model is meant to be used with (benchmarked per model)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    method: Literal["gamma", "ancestral"] = "gamma"
+    steps: int = Field(20, ge=1)
+    time_grid: list[float] | None = None
+    eta: float = Field(1.0, ge=0, le=1)
+
+
+class ModelMetadata(BaseModel):
+    """The physical and procedural facts stored in a model file's header."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    task: Task
+    name: str = Field("unnamed", description="registered or user-given model name")
+    description: str = ""
+    scale_factor: int = Field(1, ge=1, description="output grid is this many times finer than the input grid")
+    input_pixel_um: float | None = Field(None, gt=0, description="pixel size of the input images (µm)")
+    wavelength_um: float | None = Field(None, gt=0, description="emission (SR) or illumination (phase) λ (µm)")
+    numerical_aperture: float | None = Field(None, gt=0)
+    defocus_um: float | None = Field(None, gt=0, description="phase: the two planes are at −d and +d (µm)")
+    input_planes: int = Field(1, ge=1, description="planes of one input image (2 for two-shot phase)")
+    condition_on_tie: bool = Field(False, description="phase: append the FFT-TIE estimate as a condition")
+    tie_regularization: float = Field(1e-3, gt=0, description="Tikhonov α of that TIE estimate")
+    normalization: Normalization = Field(default_factory=Normalization)
+    sampler: SamplerDefaults = Field(default_factory=SamplerDefaults)
+    training: dict[str, Any] = Field(default_factory=dict, description="how it was trained: data, steps, time")
+
+    @property
+    def output_pixel_um(self) -> float | None:
+        return None if self.input_pixel_um is None else self.input_pixel_um / self.scale_factor
+
+    @model_validator(mode="after")
+    def _check_task(self) -> ModelMetadata:
+        if self.task == "phase":
+            if self.input_planes != 2:
+                raise ValueError("a phase model takes two planes, I(−d) and I(+d): set input_planes=2")
+            if self.condition_on_tie and None in (self.defocus_um, self.wavelength_um, self.input_pixel_um):
+                raise ValueError("conditioning on TIE needs defocus_um, wavelength_um and input_pixel_um")
+        if self.task == "super-resolution" and self.input_planes != 1:
+            raise ValueError("a super-resolution model takes one plane: set input_planes=1")
+        return self

@@ -1,0 +1,240 @@
+"""Sampling from a trained CVDM: N samples of p(y | x) → mean, pixel-wise variance and ∫₀¹β dt.
+
+Two samplers, both per pixel:
+
+* ``"ancestral"`` — the paper's Algorithm 2.  β is discretised into T Euler steps,
+  β̂_i = β(i/T, x)/T, α_i = 1 − β̂_i, γ̄_i = ∏_{j≤i} α_j, and for i = T … 1
+  z_{i−1} = (z_i − β̂_i/√(1−γ̄_i) · ε̂(z_i, x, γ̄_i)) / √α_i + √β̂_i · ξ   (no noise at i = 1).
+  T network evaluations (NFE) per sample.
+* ``"gamma"`` — uses the learned γ(t, x) directly on any decreasing time grid 1 = t_0 > … > t_K = 0: predict
+  ŷ₀ = (z − √(1−γ_t) ε̂)/√γ_t, then draw z_s from the DDPM posterior q(z_s | z_t, ŷ₀) (η = 1) or move
+  deterministically (η = 0, DDIM).  K network evaluations per sample, K free.
+
+Samples are drawn in batches; sample k's noise comes from its own generator seeded from (seed, k), so results do
+not depend on the batch size.  Each sampler is a generator that yields a :class:`Step` after every network
+evaluation and a :class:`Partial` (running mean and variance) after every batch; closing the generator cancels
+the run between two network evaluations.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Generator
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+
+from .cvdm import CVDM, GAMMA_MAX, GAMMA_MIN
+
+Method = Literal["gamma", "ancestral"]
+Precision = Literal["fp32", "bf16"]
+
+
+@dataclass
+class Step:
+    """One network evaluation done (``done`` of ``total`` for the whole run)."""
+
+    done: int
+    total: int
+
+
+@dataclass
+class Partial:
+    """Running statistics after ``n_done`` samples (tensors on the model's device, shape (C, H, W))."""
+
+    n_done: int
+    mean: torch.Tensor
+    variance: torch.Tensor
+
+
+@dataclass
+class SampleStats:
+    """Result of a sampling run, tensors of shape (C, H, W) (samples: (N, C, H, W) or None)."""
+
+    mean: torch.Tensor
+    variance: torch.Tensor
+    beta_map: torch.Tensor
+    samples: torch.Tensor | None
+    n_samples: int
+    nfe_per_sample: int
+
+
+def uniform_time_grid(steps: int) -> torch.Tensor:
+    """Decreasing grid 1 = t_0 > … > t_steps = 0 with equal spacing."""
+    return torch.linspace(1.0, 0.0, steps + 1)
+
+
+def check_time_grid(grid: torch.Tensor) -> torch.Tensor:
+    grid = torch.as_tensor(grid, dtype=torch.float32).flatten()
+    if grid.numel() < 2 or grid[0] != 1.0 or grid[-1] != 0.0 or not bool((grid[1:] < grid[:-1]).all()):
+        raise ValueError("a time grid must decrease strictly from 1.0 to 0.0, e.g. [1.0, 0.5, 0.0]")
+    return grid
+
+
+def sample_seed(seed: int, index: int) -> int:
+    """Seed of sample ``index`` in a run seeded with ``seed`` (independent streams per sample)."""
+    return int(np.random.SeedSequence([seed, index]).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+def _randn(shape: tuple[int, ...], generators: list[torch.Generator], device: torch.device) -> torch.Tensor:
+    return torch.cat([torch.randn((1, *shape), generator=g, device=device) for g in generators])
+
+
+def _autocast(device: torch.device, precision: Precision):
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+class _Runner:
+    """Shared state of one sampling run: the model, condition, λ, generators, counters."""
+
+    def __init__(self, model: CVDM, x: torch.Tensor, lam: torch.Tensor, precision: Precision, total: int):
+        self.model, self.x, self.lam, self.precision = model, x, lam, precision
+        self.done, self.total = 0, total
+
+    def eps(self, z: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
+        with _autocast(z.device, self.precision):
+            out = self.model.predict_noise(z, self.x, gamma)
+        self.done += 1
+        return out.float()
+
+    def clip(self, y0: torch.Tensor) -> torch.Tensor:
+        c = self.model.config.clip_denoised
+        return y0 if c is None else y0.clamp(-c, c)
+
+
+def _run_gamma(
+    run: _Runner, z: torch.Tensor, grid: torch.Tensor, eta: float, gens: list[torch.Generator]
+) -> Generator[Step, None, torch.Tensor]:
+    schedule = run.model.schedule
+    times = grid.to(z.device)
+    ones = torch.ones(z.shape[0], device=z.device)
+    y0 = z
+    for k in range(len(times) - 1):
+        g_t = schedule.gamma(run.lam, ones * times[k]).clamp(GAMMA_MIN, GAMMA_MAX)
+        eps = run.eps(z, g_t)
+        y0 = run.clip((z - torch.sqrt(1 - g_t) * eps) / torch.sqrt(g_t))
+        yield Step(run.done, run.total)
+        if times[k + 1] == 0:
+            break
+        g_s = schedule.gamma(run.lam, ones * times[k + 1]).clamp(GAMMA_MIN, GAMMA_MAX)
+        g_s = torch.maximum(g_s, g_t)  # γ is monotone; guard against round-off
+        var = (1 - g_s) / (1 - g_t) * (1 - g_t / g_s)
+        c2 = (eta**2) * var
+        eps_dir = torch.sqrt((1 - g_s - c2).clamp_min(0)) * eps
+        z = torch.sqrt(g_s) * y0 + eps_dir
+        if eta > 0:
+            z = z + torch.sqrt(c2) * _randn(tuple(z.shape[1:]), gens, z.device)
+    return y0
+
+
+def _run_ancestral(
+    run: _Runner, z: torch.Tensor, steps: int, gens: list[torch.Generator]
+) -> Generator[Step, None, torch.Tensor]:
+    schedule = run.model.schedule
+    t = torch.arange(1, steps + 1, device=z.device, dtype=torch.float32) / steps
+    tau = schedule.tau(t)  # (T,)
+    lam = run.lam[:1]
+
+    def log_alpha(i: int) -> torch.Tensor:  # i = 1..T
+        return torch.log((1 - tau[i - 1] * lam / steps).clamp(GAMMA_MIN, GAMMA_MAX))
+
+    log_gbar = sum(log_alpha(i) for i in range(1, steps + 1))
+    for i in range(steps, 0, -1):
+        la = log_alpha(i)
+        alpha = torch.exp(la)
+        beta_hat = 1 - alpha
+        gbar = torch.exp(log_gbar).clamp(GAMMA_MIN, GAMMA_MAX)
+        eps = run.eps(z, gbar.expand_as(z))
+        z = (z - beta_hat / torch.sqrt(1 - gbar) * eps) / torch.sqrt(alpha)
+        if i > 1:
+            z = z + torch.sqrt(beta_hat) * _randn(tuple(z.shape[1:]), gens, z.device)
+        log_gbar = log_gbar - la
+        yield Step(run.done, run.total)
+    return run.clip(z)
+
+
+@torch.no_grad()
+def iter_sample(
+    model: CVDM,
+    cond: torch.Tensor,
+    *,
+    n_samples: int = 8,
+    steps: int = 20,
+    method: Method = "gamma",
+    seed: int = 0,
+    batch_size: int | None = None,
+    keep_samples: bool = False,
+    eta: float = 1.0,
+    time_grid: torch.Tensor | None = None,
+    precision: Precision = "fp32",
+) -> Generator[Step | Partial, None, SampleStats]:
+    """Draw ``n_samples`` samples of y | x for one condition ``cond`` of shape (1, C, H, W).
+
+    ``steps`` is the number of network evaluations per sample (ignored by ``"gamma"`` when ``time_grid`` is
+    given).  Returns (as the generator's value) a :class:`SampleStats` with the *unbiased* pixel-wise variance.
+    """
+    if cond.ndim != 4 or cond.shape[0] != 1:
+        raise ValueError(f"the condition must have shape (1, C, H, W); got {tuple(cond.shape)}")
+    if n_samples < 1:
+        raise ValueError(f"n_samples must be at least 1; got {n_samples}")
+    if method == "gamma":
+        grid = check_time_grid(time_grid) if time_grid is not None else uniform_time_grid(steps)
+        nfe = len(grid) - 1
+    elif method == "ancestral":
+        if steps < 1:
+            raise ValueError(f"steps must be at least 1; got {steps}")
+        nfe = steps
+    else:
+        raise ValueError(f"unknown sampler {method!r}; use 'gamma' or 'ancestral'")
+    model.eval()
+    device = cond.device
+    batch_size = max(1, min(batch_size or n_samples, n_samples))
+    lam = model.schedule.lam(cond)
+    beta_map = model.schedule.integrated_beta(lam)[0]
+    shape = (model.config.out_channels, *cond.shape[-2:])
+
+    mean = torch.zeros(shape, device=device)
+    m2 = torch.zeros(shape, device=device)
+    kept: list[torch.Tensor] = []
+    run = _Runner(model, cond, lam, precision, total=nfe * n_samples)
+    for start in range(0, n_samples, batch_size):
+        b = min(batch_size, n_samples - start)
+        gens = [torch.Generator(device=device).manual_seed(sample_seed(seed, k)) for k in range(start, start + b)]
+        run.x, run.lam = cond.expand(b, -1, -1, -1), lam.expand(b, -1, -1, -1)
+        z = _randn(shape, gens, device)
+        if method == "gamma":
+            y0 = yield from _run_gamma(run, z, grid, eta, gens)
+        else:
+            y0 = yield from _run_ancestral(run, z, nfe, gens)
+        y = model.from_diffused(y0, run.x)
+        for k in range(b):  # Welford's update, one sample at a time
+            n = start + k + 1
+            delta = y[k] - mean
+            mean += delta / n
+            m2 += delta * (y[k] - mean)
+        if keep_samples:
+            kept.append(y.cpu())
+        n_done = start + b
+        yield Partial(n_done, mean.clone(), m2 / max(n_done - 1, 1))
+    return SampleStats(
+        mean=mean,
+        variance=m2 / max(n_samples - 1, 1),
+        beta_map=beta_map,
+        samples=torch.cat(kept) if keep_samples else None,
+        n_samples=n_samples,
+        nfe_per_sample=nfe,
+    )
+
+
+def sample(model: CVDM, cond: torch.Tensor, **kwargs) -> SampleStats:
+    """Run :func:`iter_sample` to the end and return its statistics."""
+    gen = iter_sample(model, cond, **kwargs)
+    while True:
+        try:
+            next(gen)
+        except StopIteration as stop:
+            return stop.value

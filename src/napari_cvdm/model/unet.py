@@ -1,0 +1,130 @@
+"""The U-Net backbone shared by the schedule network λ(x) and the denoiser ε̂(z_t, x, γ).
+
+Five choices matter for this project and are configurable through :class:`UNetConfig`:
+width (channels of the first level), depth (number of resolution levels, each halving the grid),
+residual blocks per level, normalisation and an optional per-pixel *embedding map* that is injected into every
+block.  The denoiser uses that embedding for the noise level γ(t, x): it is a map, not a scalar, because CVDM's
+schedule is per pixel.
+
+Any input size works: inputs are padded (replicate) up to a multiple of ``2**(depth-1)`` and cropped back.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+Norm = Literal["group", "instance", "none"]
+
+
+class UNetConfig(BaseModel):
+    """Architecture of one U-Net."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    width: int = Field(32, ge=4, description="channels at full resolution; doubled at each coarser level")
+    depth: int = Field(3, ge=1, le=7, description="number of resolution levels (depth-1 down-samplings)")
+    blocks: int = Field(1, ge=1, le=4, description="residual blocks per level")
+    max_multiplier: int = Field(8, ge=1, description="cap on the channel multiplier of coarse levels")
+    norm: Norm = Field("group", description="normalisation inside the residual blocks")
+
+    def channels(self) -> list[int]:
+        """Channels at each level, finest first."""
+        return [self.width * min(2**i, self.max_multiplier) for i in range(self.depth)]
+
+
+def _norm(kind: Norm, channels: int) -> nn.Module:
+    if kind == "group":
+        return nn.GroupNorm(min(8, channels), channels)
+    if kind == "instance":
+        return nn.GroupNorm(channels, channels)
+    return nn.Identity()
+
+
+class ResBlock(nn.Module):
+    """norm → SiLU → conv3×3 (+ embedding) → norm → SiLU → conv3×3, with a skip connection."""
+
+    def __init__(self, c_in: int, c_out: int, norm: Norm, emb_channels: int) -> None:
+        super().__init__()
+        self.norm1 = _norm(norm, c_in)
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, padding=1)
+        self.emb = nn.Conv2d(emb_channels, c_out, 1) if emb_channels else None
+        self.norm2 = _norm(norm, c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1)
+        self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
+
+    def forward(self, h: torch.Tensor, emb: torch.Tensor | None) -> torch.Tensor:
+        out = self.conv1(F.silu(self.norm1(h)))
+        if self.emb is not None and emb is not None:
+            out = out + self.emb(emb)
+        out = self.conv2(F.silu(self.norm2(out)))
+        return out + self.skip(h)
+
+
+class UNet(nn.Module):
+    """A residual U-Net mapping ``in_channels`` to ``out_channels`` on the same grid."""
+
+    def __init__(self, in_channels: int, out_channels: int, config: UNetConfig, emb_channels: int = 0) -> None:
+        super().__init__()
+        self.config = config
+        chans = config.channels()
+        self.stem = nn.Conv2d(in_channels, chans[0], 3, padding=1)
+        self.down = nn.ModuleList()
+        self.up = nn.ModuleList()
+        c_prev = chans[0]
+        for c in chans:
+            blocks = nn.ModuleList()
+            for _ in range(config.blocks):
+                blocks.append(ResBlock(c_prev, c, config.norm, emb_channels))
+                c_prev = c
+            self.down.append(blocks)
+        self.mid = ResBlock(chans[-1], chans[-1], config.norm, emb_channels)
+        for level in reversed(range(config.depth)):
+            c = chans[level]
+            blocks = nn.ModuleList()
+            for b in range(config.blocks):
+                blocks.append(ResBlock(c_prev + (c if b == 0 else 0), c, config.norm, emb_channels))
+                c_prev = c
+            self.up.append(blocks)
+        self.head_norm = _norm(config.norm, chans[0])
+        self.head = nn.Conv2d(chans[0], out_channels, 3, padding=1)
+
+    @property
+    def multiple(self) -> int:
+        """Input sizes are padded to a multiple of this."""
+        return 2 ** (self.config.depth - 1)
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor | None = None) -> torch.Tensor:
+        height, width = x.shape[-2:]
+        m = self.multiple
+        pad_h, pad_w = (-height) % m, (-width) % m
+        if pad_h or pad_w:
+            x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
+            if emb is not None:
+                emb = F.pad(emb, (0, pad_w, 0, pad_h), mode="replicate")
+        embs = [emb]
+        for _ in range(1, self.config.depth):
+            embs.append(F.avg_pool2d(embs[-1], 2) if emb is not None else None)
+
+        h = self.stem(x)
+        skips = []
+        for level, blocks in enumerate(self.down):
+            if level > 0:
+                h = F.avg_pool2d(h, 2)
+            for block in blocks:
+                h = block(h, embs[level])
+            skips.append(h)
+        h = self.mid(h, embs[-1])
+        for i, blocks in enumerate(self.up):
+            level = self.config.depth - 1 - i
+            if h.shape[-1] != skips[level].shape[-1]:
+                h = F.interpolate(h, scale_factor=2.0, mode="nearest")
+            h = torch.cat([h, skips[level]], dim=1)
+            for block in blocks:
+                h = block(h, embs[level])
+        out = self.head(F.silu(self.head_norm(h)))
+        return out[..., :height, :width]

@@ -1,0 +1,265 @@
+"""``reconstruct()``: images in physical units → N CVDM samples → mean, variance and ∫β maps.
+
+Handles what a user's data brings: stacks (leading T/Z axes, processed plane by plane), large images (overlapping
+tiles on the output grid, blended with linear ramps so no seams show), devices and precision, progress and
+cancellation.  :func:`iter_reconstruct` is a generator — the napari widget runs it in a worker thread and the CLI
+drives it directly; closing it stops the run within one network evaluation.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from .device import default_precision
+from .model.files import TrainedModel
+from .model.sampler import Partial, Step, iter_sample, sample_seed
+from .settings import ReconstructSettings
+from .tasks import InputError, check_image, make_condition, output_scale, output_units
+
+
+class Cancelled(Exception):
+    """Raised by :func:`reconstruct` when its cancel token is set."""
+
+
+class CancelToken:
+    """Thread-safe flag: call :meth:`cancel` from any thread to stop a run between network evaluations."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+
+@dataclass
+class Progress:
+    """``done`` of ``total`` network evaluations; ``stage`` says which plane and tile."""
+
+    done: int
+    total: int
+    stage: str = ""
+
+
+@dataclass
+class RunningMean:
+    """The mean so far of plane ``plane`` (flat index into the leading axes), physical units, after n samples."""
+
+    plane: int
+    n_done: int
+    mean: np.ndarray
+
+
+@dataclass
+class Reconstruction:
+    """Mean, pixel-wise variance, ∫₀¹β dt and (optionally) the samples, on the output grid.
+
+    Shapes: the input's leading axes + (H_out, W_out); ``samples`` has the sample axis first.  ``mean`` and
+    ``samples`` are in ``units``, ``variance`` in units², ``beta_map`` is dimensionless (−log γ(1) if the PDE
+    holds).  ``pixel_um`` is the output pixel size when the model knows it.
+    """
+
+    mean: np.ndarray
+    variance: np.ndarray
+    beta_map: np.ndarray
+    samples: np.ndarray | None
+    n_samples: int
+    nfe_per_sample: int
+    units: str
+    pixel_um: float | None
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def std(self) -> np.ndarray:
+        return np.sqrt(self.variance)
+
+
+def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
+    """Start offsets of tiles of size ``tile`` covering ``length`` with at least ``overlap`` shared pixels."""
+    if length <= tile:
+        return [0]
+    step = max(tile - overlap, 1)
+    count = math.ceil((length - tile) / step) + 1
+    return sorted({min(i * step, length - tile) for i in range(count)})
+
+
+def _ramp(size: int, overlap: int) -> np.ndarray:
+    if overlap <= 0:
+        return np.ones(size, np.float32)
+    idx = np.arange(size, dtype=np.float32)
+    return np.clip(np.minimum(idx + 1, size - idx) / (overlap + 1), 1e-3, 1.0)
+
+
+def _planes(image: np.ndarray, model: TrainedModel) -> tuple[tuple[int, ...], np.ndarray]:
+    """Split leading (stack) axes from the plane axes: (2, H, W) planes for phase, (H, W) for SR."""
+    arr = np.asarray(image)
+    plane_ndim = 3 if model.task == "phase" else 2
+    if model.task != "phase" and arr.ndim == 3 and arr.shape[-1] in (3, 4) and arr.shape[0] > 4:
+        raise InputError(
+            f"got shape {arr.shape}, which looks like an RGB image; super-resolution needs one grayscale channel"
+        )
+    if arr.ndim < plane_ndim:
+        check_image(arr, model.info)  # raises the task's own message
+    lead = arr.shape[: arr.ndim - plane_ndim]
+    return lead, arr.reshape(-1, *arr.shape[arr.ndim - plane_ndim :])
+
+
+def iter_reconstruct(
+    model: TrainedModel, image: np.ndarray, settings: ReconstructSettings | None = None
+) -> Generator[Progress | RunningMean, None, Reconstruction]:
+    """Reconstruct ``image`` (one plane or a stack); yields progress and running means, returns the result."""
+    settings = settings or ReconstructSettings()
+    device = settings.torch_device()
+    precision = default_precision(device) if settings.precision == "auto" else settings.precision
+    info, net = model.info, model.network
+    method = settings.method or info.sampler.method
+    steps = settings.steps or info.sampler.steps
+    grid = torch.tensor(info.sampler.time_grid) if (settings.steps is None and info.sampler.time_grid) else None
+    lead, planes = _planes(image, model)
+    checked = [check_image(p, info, min_size=net.min_size) for p in planes]
+    if settings.tile_size is not None and settings.tile_size < net.min_size:
+        raise InputError(f"tile_size {settings.tile_size} is below this model's minimum of {net.min_size} pixels")
+    net.to(device).eval()
+
+    conds = [make_condition(p, info) for p in checked]
+    out_h, out_w = conds[0][0].shape[-2:]
+    tile = settings.tile_size or max(out_h, out_w)
+    rows, cols = (
+        tile_starts(out_h, tile, settings.tile_overlap),
+        tile_starts(out_w, tile, settings.tile_overlap),
+    )
+    n_tiles = len(rows) * len(cols)
+    nfe = (len(grid) - 1) if grid is not None else steps
+    total = len(planes) * n_tiles * nfe * settings.n_samples
+    n_out = net.config.out_channels
+    means, variances, betas, samples = [], [], [], []
+    done = 0
+    for p_idx, (cond, in_scale) in enumerate(conds):
+        out = output_scale(info, in_scale)
+        shape = (n_out, out_h, out_w)
+        acc_mean, acc_var, acc_beta = np.zeros(shape), np.zeros(shape), np.zeros(shape)
+        acc_w = np.zeros((out_h, out_w))
+        acc_samples = np.zeros((settings.n_samples, *shape), np.float32) if settings.keep_samples else None
+        t_idx = 0
+        for r in rows:
+            for c in cols:
+                th, tw = min(tile, out_h), min(tile, out_w)
+                sub = cond[..., r : r + th, c : c + tw].to(device)
+                weight = np.outer(
+                    _ramp(th, settings.tile_overlap if len(rows) > 1 else 0),
+                    _ramp(tw, settings.tile_overlap if len(cols) > 1 else 0),
+                )
+                gen = iter_sample(
+                    net,
+                    sub,
+                    n_samples=settings.n_samples,
+                    steps=steps,
+                    method=method,
+                    seed=sample_seed(settings.seed, p_idx * 100_003 + t_idx),
+                    batch_size=settings.batch_size,
+                    keep_samples=settings.keep_samples,
+                    eta=info.sampler.eta,
+                    time_grid=grid,
+                    precision=precision,
+                )
+                stage = f"plane {p_idx + 1}/{len(planes)}, tile {t_idx + 1}/{n_tiles}"
+                while True:
+                    try:
+                        event = next(gen)
+                    except StopIteration as stop:
+                        stats = stop.value
+                        break
+                    if isinstance(event, Step):
+                        done += 1
+                        yield Progress(done, total, stage)
+                    elif isinstance(event, Partial) and n_tiles == 1:
+                        mean_now = event.mean.float().cpu().numpy()
+                        yield RunningMean(p_idx, event.n_done, _squeeze(out.offset + out.scale * mean_now))
+                win = (slice(None), slice(r, r + th), slice(c, c + tw))
+                acc_mean[win] += weight * stats.mean.float().cpu().numpy()
+                acc_var[win] += weight * stats.variance.float().cpu().numpy()
+                acc_beta[win] += weight * stats.beta_map.float().cpu().numpy()
+                acc_w[r : r + th, c : c + tw] += weight
+                if acc_samples is not None:
+                    acc_samples[(slice(None), *win)] += weight * stats.samples.float().numpy()
+                t_idx += 1
+                if n_tiles > 1:
+                    partial = out.offset + out.scale * acc_mean / np.maximum(acc_w, 1e-12)
+                    yield RunningMean(p_idx, settings.n_samples, _squeeze(partial.astype(np.float32)))
+        means.append(_squeeze(out.offset + out.scale * acc_mean / acc_w))
+        variances.append(_squeeze(out.scale**2 * acc_var / acc_w))
+        betas.append(_squeeze(acc_beta / acc_w))
+        if acc_samples is not None:
+            samples.append(out.offset + out.scale * acc_samples[:, 0] / acc_w if n_out == 1 else acc_samples)
+
+    def stack(arrs: list[np.ndarray]) -> np.ndarray:
+        return np.stack(arrs).reshape(*lead, *arrs[0].shape).astype(np.float32)
+
+    sample_arr = None
+    if settings.keep_samples:
+        sample_arr = np.moveaxis(np.stack(samples), 1, 0).reshape(settings.n_samples, *lead, out_h, out_w)
+        sample_arr = sample_arr.astype(np.float32)
+    return Reconstruction(
+        mean=stack(means),
+        variance=stack(variances),
+        beta_map=stack(betas),
+        samples=sample_arr,
+        n_samples=settings.n_samples,
+        nfe_per_sample=nfe,
+        units=output_units(info),
+        pixel_um=info.output_pixel_um,
+        settings={
+            **settings.model_dump(),
+            "method": method,
+            "steps": nfe,
+            "precision": precision,
+            "device": str(device),
+            "model": model.source,
+        },
+    )
+
+
+def _squeeze(arr: np.ndarray) -> np.ndarray:
+    return arr[0] if arr.shape[0] == 1 else arr
+
+
+def reconstruct(
+    model: TrainedModel,
+    image: np.ndarray,
+    n_samples: int = 8,
+    steps: int | None = None,
+    seed: int = 0,
+    device: str = "auto",
+    progress: Callable[[int, int], None] | None = None,
+    cancel: CancelToken | None = None,
+    **options: Any,
+) -> Reconstruction:
+    """Reconstruct ``image`` with ``model``: see :class:`ReconstructSettings` for ``options``.
+
+    ``progress(done, total)`` is called after every network evaluation; setting ``cancel`` stops the run within
+    one network evaluation and raises :class:`Cancelled`.
+    """
+    settings = ReconstructSettings(n_samples=n_samples, steps=steps, seed=seed, device=device, **options)
+    gen = iter_reconstruct(model, image, settings)
+    try:
+        while True:
+            if cancel is not None and cancel.cancelled:
+                raise Cancelled("reconstruction cancelled; nothing was changed")
+            try:
+                event = next(gen)
+            except StopIteration as stop:
+                return stop.value
+            if progress is not None and isinstance(event, Progress):
+                progress(event.done, event.total)
+    finally:
+        gen.close()
