@@ -24,6 +24,9 @@ from .settings import ReconstructSettings
 from .tasks import InputError, check_image, make_condition, output_scale, output_units
 
 
+MAX_STACK_AXES = 2  # leading T and/or Z axes processed plane by plane
+
+
 class Cancelled(Exception):
     """Raised by :func:`reconstruct` when its cancel token is set."""
 
@@ -104,12 +107,18 @@ def _planes(image: np.ndarray, model: TrainedModel) -> tuple[tuple[int, ...], np
     """Split leading (stack) axes from the plane axes: (2, H, W) planes for phase, (H, W) for SR."""
     arr = np.asarray(image)
     plane_ndim = 3 if model.task == "phase" else 2
+    if arr.size == 0 or arr.ndim < plane_ndim:
+        check_image(arr, model.info)  # raises the task's own message
     if model.task != "phase" and arr.ndim == 3 and arr.shape[-1] in (3, 4) and arr.shape[0] > 4:
         raise InputError(
             f"got shape {arr.shape}, which looks like an RGB image; super-resolution needs one grayscale channel"
         )
-    if arr.ndim < plane_ndim:
-        check_image(arr, model.info)  # raises the task's own message
+    if arr.ndim > plane_ndim + MAX_STACK_AXES:
+        planes = "(2, H, W)" if model.task == "phase" else "(H, W)"
+        raise InputError(
+            f"got a {arr.ndim}-D image of shape {arr.shape}; expected one plane {planes} or a stack of them with "
+            f"at most {MAX_STACK_AXES} leading axes (T, Z). Split the data into smaller stacks."
+        )
     lead = arr.shape[: arr.ndim - plane_ndim]
     return lead, arr.reshape(-1, *arr.shape[arr.ndim - plane_ndim :])
 
@@ -180,11 +189,11 @@ def iter_reconstruct(
                         stats = stop.value
                         break
                     if isinstance(event, Step):
-                        done += 1
-                        yield Progress(done, total, stage)
+                        yield Progress(done + event.done, total, stage)
                     elif isinstance(event, Partial) and n_tiles == 1:
                         mean_now = event.mean.float().cpu().numpy()
                         yield RunningMean(p_idx, event.n_done, _squeeze(out.offset + out.scale * mean_now))
+                done += stats.nfe_per_sample * stats.n_samples
                 win = (slice(None), slice(r, r + th), slice(c, c + tw))
                 acc_mean[win] += weight * stats.mean.float().cpu().numpy()
                 acc_var[win] += weight * stats.variance.float().cpu().numpy()

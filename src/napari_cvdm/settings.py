@@ -31,7 +31,7 @@ class ReconstructSettings(BaseModel):
         "auto", description="network arithmetic: bf16 autocast is faster on GPUs; auto picks per device"
     )
     tile_size: int | None = Field(
-        None, ge=32, description="tile side on the output grid for large images (None: whole image at once)"
+        None, ge=8, description="tile side on the output grid for large images (None: whole image at once)"
     )
     tile_overlap: int = Field(32, ge=0, description="overlap of neighbouring tiles (output pixels), blended")
     batch_size: int | None = Field(None, ge=1, description="samples per network call (None: all at once)")

@@ -74,13 +74,11 @@ class LossTerms:
         return self.beta + self.kl + self.noise + self.gamma_reg
 
     def as_floats(self) -> dict[str, float]:
-        return {
-            "total": float(self.total),
-            "beta": float(self.beta),
-            "kl": float(self.kl),
-            "noise": float(self.noise),
-            "gamma_reg": float(self.gamma_reg),
-        }
+        """Each term and the total as plain floats (for logs and progress reports)."""
+        terms = {"beta": self.beta, "kl": self.kl, "noise": self.noise, "gamma_reg": self.gamma_reg}
+        out = {name: float(value.detach()) for name, value in terms.items()}
+        out["total"] = sum(out.values())
+        return out
 
 
 class GammaEmbedding(nn.Module):

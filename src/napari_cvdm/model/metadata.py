@@ -65,7 +65,9 @@ class ModelMetadata(BaseModel):
     defocus_um: float | None = Field(None, gt=0, description="phase: the two planes are at −d and +d (µm)")
     input_planes: int = Field(1, ge=1, description="planes of one input image (2 for two-shot phase)")
     condition_on_tie: bool = Field(False, description="phase: append the FFT-TIE estimate as a condition")
-    tie_regularization: float = Field(1e-3, gt=0, description="Tikhonov α of that TIE estimate")
+    tie_regularization: float = Field(
+        1e-7, gt=0, description="Tikhonov α of that TIE estimate (physics.baselines.DEFAULT_TIE_ALPHA)"
+    )
     normalization: Normalization = Field(default_factory=Normalization)
     sampler: SamplerDefaults = Field(default_factory=SamplerDefaults)
     training: dict[str, Any] = Field(default_factory=dict, description="how it was trained: data, steps, time")

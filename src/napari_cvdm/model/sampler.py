@@ -34,7 +34,7 @@ Precision = Literal["fp32", "bf16"]
 
 @dataclass
 class Step:
-    """One network evaluation done (``done`` of ``total`` for the whole run)."""
+    """A network call done; ``done`` of ``total`` per-sample network evaluations of the whole run."""
 
     done: int
     total: int
@@ -78,8 +78,10 @@ def sample_seed(seed: int, index: int) -> int:
     return int(np.random.SeedSequence([seed, index]).generate_state(1, dtype=np.uint64)[0] >> 1)
 
 
-def _randn(shape: tuple[int, ...], generators: list[torch.Generator], device: torch.device) -> torch.Tensor:
-    return torch.cat([torch.randn((1, *shape), generator=g, device=device) for g in generators])
+def _randn(shape: tuple[int, ...], generators: list[torch.Generator], like: torch.Tensor) -> torch.Tensor:
+    return torch.cat(
+        [torch.randn((1, *shape), generator=g, device=like.device, dtype=like.dtype) for g in generators]
+    )
 
 
 def _autocast(device: torch.device, precision: Precision):
@@ -98,8 +100,8 @@ class _Runner:
     def eps(self, z: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
         with _autocast(z.device, self.precision):
             out = self.model.predict_noise(z, self.x, gamma)
-        self.done += 1
-        return out.float()
+        self.done += z.shape[0]
+        return out.to(z.dtype)
 
     def clip(self, y0: torch.Tensor) -> torch.Tensor:
         c = self.model.config.clip_denoised
@@ -110,8 +112,8 @@ def _run_gamma(
     run: _Runner, z: torch.Tensor, grid: torch.Tensor, eta: float, gens: list[torch.Generator]
 ) -> Generator[Step, None, torch.Tensor]:
     schedule = run.model.schedule
-    times = grid.to(z.device)
-    ones = torch.ones(z.shape[0], device=z.device)
+    times = grid.to(device=z.device, dtype=z.dtype)
+    ones = torch.ones(z.shape[0], device=z.device, dtype=z.dtype)
     y0 = z
     for k in range(len(times) - 1):
         g_t = schedule.gamma(run.lam, ones * times[k]).clamp(GAMMA_MIN, GAMMA_MAX)
@@ -127,7 +129,7 @@ def _run_gamma(
         eps_dir = torch.sqrt((1 - g_s - c2).clamp_min(0)) * eps
         z = torch.sqrt(g_s) * y0 + eps_dir
         if eta > 0:
-            z = z + torch.sqrt(c2) * _randn(tuple(z.shape[1:]), gens, z.device)
+            z = z + torch.sqrt(c2) * _randn(tuple(z.shape[1:]), gens, z)
     return y0
 
 
@@ -135,7 +137,7 @@ def _run_ancestral(
     run: _Runner, z: torch.Tensor, steps: int, gens: list[torch.Generator]
 ) -> Generator[Step, None, torch.Tensor]:
     schedule = run.model.schedule
-    t = torch.arange(1, steps + 1, device=z.device, dtype=torch.float32) / steps
+    t = torch.arange(1, steps + 1, device=z.device, dtype=z.dtype) / steps
     tau = schedule.tau(t)  # (T,)
     lam = run.lam[:1]
 
@@ -151,7 +153,7 @@ def _run_ancestral(
         eps = run.eps(z, gbar.expand_as(z))
         z = (z - beta_hat / torch.sqrt(1 - gbar) * eps) / torch.sqrt(alpha)
         if i > 1:
-            z = z + torch.sqrt(beta_hat) * _randn(tuple(z.shape[1:]), gens, z.device)
+            z = z + torch.sqrt(beta_hat) * _randn(tuple(z.shape[1:]), gens, z)
         log_gbar = log_gbar - la
         yield Step(run.done, run.total)
     return run.clip(z)
@@ -197,15 +199,15 @@ def iter_sample(
     beta_map = model.schedule.integrated_beta(lam)[0]
     shape = (model.config.out_channels, *cond.shape[-2:])
 
-    mean = torch.zeros(shape, device=device)
-    m2 = torch.zeros(shape, device=device)
+    mean = torch.zeros(shape, device=device, dtype=cond.dtype)
+    m2 = torch.zeros(shape, device=device, dtype=cond.dtype)
     kept: list[torch.Tensor] = []
     run = _Runner(model, cond, lam, precision, total=nfe * n_samples)
     for start in range(0, n_samples, batch_size):
         b = min(batch_size, n_samples - start)
         gens = [torch.Generator(device=device).manual_seed(sample_seed(seed, k)) for k in range(start, start + b)]
         run.x, run.lam = cond.expand(b, -1, -1, -1), lam.expand(b, -1, -1, -1)
-        z = _randn(shape, gens, device)
+        z = _randn(shape, gens, cond)
         if method == "gamma":
             y0 = yield from _run_gamma(run, z, grid, eta, gens)
         else:

@@ -11,6 +11,7 @@ Any input size works: inputs are padded (replicate) up to a multiple of ``2**(de
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
@@ -39,7 +40,7 @@ class UNetConfig(BaseModel):
 
 def _norm(kind: Norm, channels: int) -> nn.Module:
     if kind == "group":
-        return nn.GroupNorm(min(8, channels), channels)
+        return nn.GroupNorm(math.gcd(8, channels), channels)
     if kind == "instance":
         return nn.GroupNorm(channels, channels)
     return nn.Identity()

@@ -47,9 +47,7 @@ def frequency_radius(shape: tuple[int, int], pixel_um: float, real: bool = False
     return np.hypot(fy[:, None], fx[None, :])
 
 
-def incoherent_otf(
-    shape: tuple[int, int], pixel_um: float, cutoff_per_um: float, real: bool = False
-) -> np.ndarray:
+def incoherent_otf(shape: tuple[int, int], pixel_um: float, cutoff_per_um: float, real: bool = False) -> np.ndarray:
     """Diffraction-limited incoherent OTF of a circular pupil with cutoff ``cutoff_per_um`` (µm⁻¹).
 
     OTF(0) = 1 and OTF = 0 for |f| ≥ cutoff.  ``real=True`` returns the rfft half-plane layout.

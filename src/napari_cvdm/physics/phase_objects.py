@@ -22,8 +22,23 @@ __all__ = ["EVALUATION_ONLY", "PHOTO_NAMES", "cell_phase", "load_photo", "photo_
 
 #: Photos shipped inside the scikit-image wheel (checked: none needs a download).
 PHOTO_NAMES: tuple[str, ...] = (
-    "astronaut", "brick", "camera", "chelsea", "clock", "coffee", "coins", "grass", "gravel",
-    "horse", "hubble_deep_field", "immunohistochemistry", "moon", "page", "retina", "rocket", "text",
+    "astronaut",
+    "brick",
+    "camera",
+    "chelsea",
+    "clock",
+    "coffee",
+    "coins",
+    "grass",
+    "gravel",
+    "horse",
+    "hubble_deep_field",
+    "immunohistochemistry",
+    "moon",
+    "page",
+    "retina",
+    "rocket",
+    "text",
 )
 #: Reserved for evaluation; must never become training data.
 EVALUATION_ONLY: frozenset[str] = frozenset({"cell"})
@@ -34,9 +49,7 @@ assert not EVALUATION_ONLY & set(PHOTO_NAMES)
 def load_photo(name: str) -> np.ndarray:
     """Grayscale float64 image in [0, 1] of the bundled scikit-image photo ``name`` (read-only)."""
     if name in EVALUATION_ONLY:
-        raise ValueError(
-            f"skimage.data.{name}() is reserved for evaluation (a real phase image); never train on it"
-        )
+        raise ValueError(f"skimage.data.{name}() is reserved for evaluation (a real phase image); never train on it")
     if name not in PHOTO_NAMES:
         raise ValueError(f"unknown photo {name!r}; choose one of {PHOTO_NAMES}")
     import skimage.data
@@ -98,9 +111,7 @@ def _ellipse_point(c: np.ndarray, a: float, b: float, ang: float, r: float, th: 
     return c + np.array([u * np.sin(ang) + v * np.cos(ang), u * np.cos(ang) - v * np.sin(ang)])
 
 
-def cell_phase(
-    size: int, pixel_um: float, wavelength_um: float, rng: np.random.Generator
-) -> tuple[np.ndarray, dict]:
+def cell_phase(size: int, pixel_um: float, wavelength_um: float, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
     """Procedural cells: (size, size) phase in rad (not yet clipped to the simulator's maximum).
 
     φ = (2π/λ)·[Δn_body·h_body + 0.01·h_nucleus + nucleoli + granules], with overlapping cells
@@ -151,6 +162,12 @@ def cell_phase(
                 spots[y0:y1, x0:x1] += amp * g
         cell += spots * (h_body > 0.05 * height)
         phase = np.maximum(phase, cell)
-        cells.append({"center_um": [float(c[0]), float(c[1])], "semi_axes_um": [float(a), float(b)],
-                      "height_um": float(height), "delta_n": float(dn)})
+        cells.append(
+            {
+                "center_um": [float(c[0]), float(c[1])],
+                "semi_axes_um": [float(a), float(b)],
+                "height_um": float(height),
+                "delta_n": float(dn),
+            }
+        )
     return phase, {"cells": cells}

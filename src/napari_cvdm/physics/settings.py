@@ -21,8 +21,7 @@ def _check_um(name: str, value: float, upper: float) -> float:
         raise ValueError(f"{name} must be > 0 µm, got {value}")
     if value > upper:
         raise ValueError(
-            f"{name}={value} µm is implausibly large — it looks like nanometres; give it in µm "
-            f"(e.g. {value / 1000:g})"
+            f"{name}={value} µm is implausibly large — it looks like nanometres; give it in µm (e.g. {value / 1000:g})"
         )
     return value
 
@@ -158,9 +157,7 @@ class PhaseSimulation(BaseModel):
     )
     wavelength_um: float = Field(0.521, description="illumination wavelength λ in µm")
     pixel_um: float = Field(0.21, description="camera pixel in the sample plane, µm")
-    defocus_um: float = Field(
-        2.0, description="defocus d in µm: planes at −d and +d (paper: 2; authors' code: 1)"
-    )
+    defocus_um: float = Field(2.0, description="defocus d in µm: planes at −d and +d (paper: 2; authors' code: 1)")
     n_medium: float = Field(1.0, description="refractive index of the propagation medium")
     max_phase_rad: float = Field(3.5, description="maximum phase in rad (photos are scaled to it)")
     min_phase_fraction: float = Field(
@@ -169,12 +166,8 @@ class PhaseSimulation(BaseModel):
     photo_zoom: tuple[float, float] = Field(
         (0.5, 2.0), description="photos: output pixels per source pixel, log-uniform range"
     )
-    absorption: float = Field(
-        0.0, description="weak absorption: amplitude = exp(−absorption·φ/max φ); 0 = pure phase"
-    )
-    noise_max: float = Field(
-        0.2, description="additive noise N(ξ, ξ) with ξ ~ U(0, noise_max) per pair; 0 disables"
-    )
+    absorption: float = Field(0.0, description="weak absorption: amplitude = exp(−absorption·φ/max φ); 0 = pure phase")
+    noise_max: float = Field(0.2, description="additive noise N(ξ, ξ) with ξ ~ U(0, noise_max) per pair; 0 disables")
 
     @field_validator("wavelength_um")
     @classmethod

@@ -70,12 +70,8 @@ class _Canvas:
         dens = np.full(t.shape, float(dens)) if dens.ndim == 0 else np.interp(t, s, dens)
         self.items.append((fwhm_um * _FWHM_TO_SIGMA / self.px, pts / self.px, dens * step))
 
-    def blob(self, center_um: np.ndarray, fwhm_um: float, total: float) -> None:
-        """Gaussian spot with integrated intensity ``total``."""
-        self.items.append((fwhm_um * _FWHM_TO_SIGMA / self.px, np.atleast_2d(center_um) / self.px,
-                           np.atleast_1d(np.asarray(total, dtype=np.float64))))
-
     def render(self) -> np.ndarray:
+        """Sum of all strokes: splat per width bin, then one Gaussian blur per bin."""
         out = np.zeros(self.shape)
         if not self.items:
             return out
@@ -157,8 +153,13 @@ def _f_actin(c: _Canvas, size_um: np.ndarray, rng: np.random.Generator) -> None:
         c.stroke(pts, fwhm, rng.uniform(4.0, 10.0) * _lognormal(rng) * mod)
     for _ in range(_count(rng, 100, 600, area)):
         length = rng.uniform(0.5, 3.0)
-        pts = _arc(rng.uniform(0, 1, 2) * size_um, rng.uniform(0, 2 * np.pi), rng.normal(0.0, 0.3),
-                   length, max(int(length / 0.05), 4))
+        pts = _arc(
+            rng.uniform(0, 1, 2) * size_um,
+            rng.uniform(0, 2 * np.pi),
+            rng.normal(0.0, 0.3),
+            length,
+            max(int(length / 0.05), 4),
+        )
         c.stroke(pts, rng.uniform(0.010, 0.020), rng.uniform(0.5, 1.0) * _lognormal(rng))
 
 
@@ -244,7 +245,7 @@ def _ccps(shape: tuple[int, int], px: float, size_um: np.ndarray, rng: np.random
         sigma = rng.uniform(0.030, 0.040) * _FWHM_TO_SIGMA
         total = _lognormal(rng) * (radius / 0.065) ** 2
         half = int(np.ceil((radius + 4 * sigma) / px)) + 1
-        cy, cx = int(round(p[0] / px)), int(round(p[1] / px))
+        cy, cx = round(p[0] / px), round(p[1] / px)
         y0, y1 = max(cy - half, 0), min(cy + half + 1, shape[0])
         x0, x1 = max(cx - half, 0), min(cx + half + 1, shape[1])
         if y0 >= y1 or x0 >= x1:
@@ -261,9 +262,7 @@ def _ccps(shape: tuple[int, int], px: float, size_um: np.ndarray, rng: np.random
     return out / px**2
 
 
-def render_structure(
-    kind: str, shape: tuple[int, int], pixel_um: float, rng: np.random.Generator
-) -> np.ndarray:
+def render_structure(kind: str, shape: tuple[int, int], pixel_um: float, rng: np.random.Generator) -> np.ndarray:
     """Fluorophore density of one BioSR-like field.
 
     Args:

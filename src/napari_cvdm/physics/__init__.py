@@ -1,0 +1,48 @@
+"""Physics for napari-cvdm: optics, procedural structures, propagation, simulators and baselines.
+
+NumPy/SciPy/scikit-image only — nothing here imports torch, napari or ``napari_cvdm.model``.
+Lengths are in µm, spatial frequencies in µm⁻¹, phases in rad.
+"""
+
+from .baselines import bicubic_upsample, richardson_lucy, tie_fft, us_tie
+from .optics import (
+    camera_noise,
+    incoherent_otf,
+    otf_to_psf,
+    sim_cutoff,
+    sum_bin,
+    widefield_cutoff,
+)
+from .phase_objects import PHOTO_NAMES, cell_phase, load_photo, photo_phase
+from .propagation import angular_spectrum, transfer_function, two_shot
+from .settings import PhaseSimulation, SRSimulation
+from .simulate import read_manifest, simulate_phase_pair, simulate_sr_pair, write_dataset
+from .structures import STRUCTURES, render_structure
+
+__all__ = [
+    "PHOTO_NAMES",
+    "STRUCTURES",
+    "PhaseSimulation",
+    "SRSimulation",
+    "angular_spectrum",
+    "bicubic_upsample",
+    "camera_noise",
+    "cell_phase",
+    "incoherent_otf",
+    "load_photo",
+    "otf_to_psf",
+    "photo_phase",
+    "read_manifest",
+    "render_structure",
+    "richardson_lucy",
+    "sim_cutoff",
+    "simulate_phase_pair",
+    "simulate_sr_pair",
+    "sum_bin",
+    "tie_fft",
+    "transfer_function",
+    "two_shot",
+    "us_tie",
+    "widefield_cutoff",
+    "write_dataset",
+]
