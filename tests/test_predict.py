@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -78,7 +80,7 @@ def test_tile_starts_cover_the_image_with_the_overlap():
     assert tile_starts(100, 128, 16) == [0]
     starts = tile_starts(300, 128, 32)
     assert starts[0] == 0 and starts[-1] == 300 - 128
-    assert all(b - a <= 128 - 32 for a, b in zip(starts, starts[1:], strict=False))
+    assert all(b - a <= 128 - 32 for a, b in itertools.pairwise(starts))
 
 
 def test_tiled_reconstruction_matches_whole_image(toy_network):

@@ -23,7 +23,6 @@ from .model.sampler import Partial, Step, iter_sample, sample_seed
 from .settings import ReconstructSettings
 from .tasks import InputError, check_image, make_condition, output_scale, output_units
 
-
 MAX_STACK_AXES = 2  # leading T and/or Z axes processed plane by plane
 
 

@@ -21,9 +21,7 @@ def parts(net: CVDM) -> dict[str, list[torch.nn.Parameter]]:
 def grad_norms(net: CVDM, loss: torch.Tensor) -> dict[str, float]:
     net.zero_grad()
     loss.backward(retain_graph=True)
-    return {
-        name: sum(float(p.grad.abs().sum()) for p in ps if p.grad is not None) for name, ps in parts(net).items()
-    }
+    return {name: sum(float(p.grad.abs().sum()) for p in ps if p.grad is not None) for name, ps in parts(net).items()}
 
 
 @pytest.fixture

@@ -79,9 +79,7 @@ def sample_seed(seed: int, index: int) -> int:
 
 
 def _randn(shape: tuple[int, ...], generators: list[torch.Generator], like: torch.Tensor) -> torch.Tensor:
-    return torch.cat(
-        [torch.randn((1, *shape), generator=g, device=like.device, dtype=like.dtype) for g in generators]
-    )
+    return torch.cat([torch.randn((1, *shape), generator=g, device=like.device, dtype=like.dtype) for g in generators])
 
 
 def _autocast(device: torch.device, precision: Precision):
