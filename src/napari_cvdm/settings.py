@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .device import resolve_device
 
@@ -47,3 +47,56 @@ class ReconstructSettings(BaseModel):
 
     def torch_device(self):
         return resolve_device(self.device)
+
+
+class TrainSettings(BaseModel):
+    """How to train: steps, batches, patches, optimiser, α, validation, device, seed, checkpoints."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    steps: int = Field(2000, ge=1, description="optimiser steps")
+    batch_size: int = Field(8, ge=1, description="patches per step")
+    patch_size: int = Field(64, ge=8, description="patch side on the output grid (pixels), multiple of 8")
+    learning_rate: float = Field(2e-4, gt=0, le=1, description="Adam learning rate")
+    warmup_steps: int = Field(100, ge=0, description="linear learning-rate warm-up")
+    alpha: float = Field(1e-3, ge=0, description="weight α of the ‖∂²γ/∂t²‖² regulariser")
+    ema_decay: float = Field(0.999, ge=0, lt=1, description="EMA of the weights that is saved (0: no EMA)")
+    grad_clip: float = Field(1.0, gt=0, description="gradient-norm clip")
+    val_fraction: float = Field(0.1, ge=0, lt=1, description="fraction of images held out for validation")
+    val_every: int = Field(200, ge=1, description="validate every this many steps")
+    val_batches: int = Field(4, ge=1, description="batches per validation")
+    augment: bool = Field(True, description="random flips and 90° rotations")
+    precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16 autocast for the networks")
+    device: str = Field("auto", description="'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
+    seed: int = Field(0, ge=0)
+    checkpoint_every: int = Field(500, ge=1, description="write the model file every this many steps")
+
+
+class TrainJob(BaseModel):
+    """A whole training run as the CLI (``napari-cvdm train --config job.yaml``) describes it."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    task: Literal["sr", "phase"] = Field(description="'sr' (widefield → SIM) or 'phase' (two-shot defocus → phase)")
+    output: str = Field(description="model file to write (.cvdm)")
+    name: str | None = Field(None, description="model name stored in the file (default: the output file's stem)")
+    base_model: str | None = Field(None, description="registered name or .cvdm path to fine-tune (None: scratch)")
+    input_dir: str | None = Field(None, description="folder of input TIFFs (pairs matched by file name)")
+    target_dir: str | None = Field(None, description="folder of target TIFFs")
+    simulate_n: int | None = Field(None, ge=2, description="train on this many simulated pairs instead of folders")
+    simulate_size: int = Field(128, ge=16, description="input side of each simulated pair (pixels)")
+    simulate_seed: int = Field(0, ge=0, description="seed of the simulated training set")
+    width: int = Field(32, ge=4, description="denoiser width for a model trained from scratch")
+    depth: int = Field(4, ge=1, le=6, description="denoiser levels for a model trained from scratch")
+    train: TrainSettings = Field(default_factory=TrainSettings)
+
+    @model_validator(mode="after")
+    def _one_data_source(self) -> TrainJob:
+        folders = self.input_dir is not None or self.target_dir is not None
+        if folders == (self.simulate_n is not None):
+            raise ValueError(
+                "give either input_dir and target_dir (your paired TIFFs) or simulate_n (simulated pairs), not both"
+            )
+        if folders and (self.input_dir is None or self.target_dir is None):
+            raise ValueError("give both input_dir and target_dir")
+        return self

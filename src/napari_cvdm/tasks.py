@@ -140,10 +140,15 @@ def output_scale(info: ModelMetadata, scale: IntensityScale) -> IntensityScale:
 
 
 def normalize_target(target: np.ndarray, info: ModelMetadata) -> np.ndarray:
-    """Training target in network units: SR targets by their own percentiles, phase by the fixed affine map."""
+    """Training target in network units.
+
+    SR targets are normalised by their own percentiles (BioSR practice).  Phase targets are made zero-mean first:
+    two defocused intensities do not determine a constant phase offset, and the TIE estimate is zero-mean too.
+    """
     target = np.asarray(target, dtype=np.float32)
     if info.task == "phase":
-        return normalize(target, IntensityScale(info.normalization.target_offset, info.normalization.target_scale))
+        scale = IntensityScale(info.normalization.target_offset, info.normalization.target_scale)
+        return normalize(target - target.mean(), scale)
     return normalize(target, input_scale(target, info))
 
 

@@ -158,7 +158,7 @@ class CVDM(nn.Module):
         if noise is None:
             noise = torch.randn_like(y)
         y0 = self.to_diffused(y, x)
-        lam = self.schedule.lam(x)
+        lam = self.schedule.lam(x).float()
         s = self.schedule.at(lam, t)
 
         ones, zeros = torch.ones_like(t), torch.zeros_like(t)
@@ -171,7 +171,7 @@ class CVDM(nn.Module):
 
         g = s.gamma.clamp(GAMMA_MIN, GAMMA_MAX)
         z_t = torch.sqrt(g) * y0 + torch.sqrt(1 - g) * noise
-        loss_noise = F.mse_loss(self.predict_noise(z_t, x, g), noise)
+        loss_noise = F.mse_loss(self.predict_noise(z_t, x, g).float(), noise)
 
         loss_gamma = alpha * (s.d2gamma_dt2**2).mean()
         return LossTerms(beta=loss_beta, kl=loss_kl, noise=loss_noise, gamma_reg=loss_gamma)

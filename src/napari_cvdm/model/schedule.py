@@ -47,7 +47,11 @@ class MonotoneTimeNet(nn.Module):
         self.b3 = nn.Parameter(torch.tensor(_inverse_softplus(initial_rate) - 1.0))
 
     def _inner(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """s(t), s'(t), s''(t) for the pre-softplus output s."""
+        """s(t), s'(t), s''(t) for the pre-softplus output s (always in full precision, even under autocast)."""
+        with torch.autocast(t.device.type, enabled=False):
+            return self._inner_full_precision(t.to(self.b1.dtype))
+
+    def _inner_full_precision(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         a1 = F.softplus(self.w1)
         a2 = F.softplus(self.w2)
         a3 = F.softplus(self.w3) / self.hidden
@@ -61,11 +65,12 @@ class MonotoneTimeNet(nn.Module):
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
         s, _, _ = self._inner(t)
-        return t * F.softplus(s)
+        return t.to(s.dtype) * F.softplus(s)
 
     def with_derivatives(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """f(t), f'(t), f''(t), exact (closed form)."""
         s, ds, d2s = self._inner(t)
+        t = t.to(s.dtype)
         sp, sig = F.softplus(s), torch.sigmoid(s)
         f = t * sp
         df = sp + t * sig * ds

@@ -1,0 +1,5 @@
+"""The napari edge of napari-cvdm: dock widgets, worker threads and layer handling (the only Qt/napari code)."""
+
+from .reconstruct import ReconstructWidget
+
+__all__ = ["ReconstructWidget"]

@@ -1,0 +1,166 @@
+"""From the picked napari layers to the array the core reconstructs, and where the outputs go in the world.
+
+Everything here raises :class:`napari_cvdm.InputError` with a message naming the problem and the fix; the
+widget shows it as a notification and changes nothing.  Geometry maths (:func:`output_geometry`) is pure.
+
+Pixel-centre convention (napari, and ``F.interpolate(..., align_corners=False)`` used by the core): data
+index ``i`` sits at world ``translate + scale·i`` and covers ``±scale/2`` around it.  An input pixel of size
+``p`` with index 0 covers ``[t − p/2, t + p/2]``; the first output pixel (size ``q = p/s``) must start at the
+same edge, so its centre — the output translate — is ``t − p/2 + q/2 = t − (p − q)/2``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..model.metadata import ModelMetadata
+from ..predict import MAX_STACK_AXES
+from ..tasks import InputError, check_image
+
+
+@dataclass(frozen=True)
+class OutputGeometry:
+    """World placement of the output layers: per-axis scale and translate (leading axes + Y, X)."""
+
+    scale: tuple[float, ...]
+    translate: tuple[float, ...]
+
+    def with_sample_axis(self) -> OutputGeometry:
+        """The geometry of the samples layer, which has the sample axis first."""
+        return OutputGeometry((1.0, *self.scale), (0.0, *self.translate))
+
+
+@dataclass(frozen=True)
+class PreparedInput:
+    """The array for :func:`napari_cvdm.iter_reconstruct`, the output base name and geometry."""
+
+    image: np.ndarray
+    base_name: str
+    geometry: OutputGeometry
+    lead_shape: tuple[int, ...]
+    plane_shape: tuple[int, ...]
+
+
+def output_geometry(
+    scale: Sequence[float],
+    translate: Sequence[float],
+    scale_factor: int = 1,
+    drop_axis: int | None = None,
+) -> OutputGeometry:
+    """Scale and translate of outputs whose last two axes are ``scale_factor`` times finer than the input's.
+
+    ``drop_axis`` (negative index) removes an input axis that the output does not have — the (I(−d), I(+d))
+    plane axis of a phase stack.  Leading (T, Z) axes keep their scale and translate.
+    """
+    sc, tr = [float(v) for v in scale], [float(v) for v in translate]
+    if drop_axis is not None:
+        del sc[drop_axis], tr[drop_axis]
+    for ax in (-2, -1):
+        p = sc[ax]
+        q = p / scale_factor
+        sc[ax], tr[ax] = q, tr[ax] - (p - q) / 2
+    return OutputGeometry(tuple(sc), tuple(tr))
+
+
+def _describe(layer: Any) -> str:
+    return f"layer {getattr(layer, 'name', layer)!r}"
+
+
+def check_layer(layer: Any, role: str) -> np.ndarray:
+    """The data of an Image layer usable as ``role``; raise :class:`InputError` for anything else."""
+    from napari.layers import Image
+
+    if layer is None:
+        raise InputError(f"no {role} layer is selected; open an image (or File ▸ Open Sample ▸ napari-cvdm) first")
+    if not isinstance(layer, Image):
+        kind = type(layer).__name__
+        raise InputError(
+            f"{_describe(layer)} is a {kind} layer, not an image; pick an Image layer with the microscope data as "
+            f"the {role}"
+        )
+    if layer.rgb:
+        raise InputError(
+            f"{_describe(layer)} is an RGB image; CVDM needs one grayscale channel. Split the colour channels "
+            "(right-click the layer ▸ Split RGB) and pick one channel"
+        )
+    if layer.multiscale:
+        raise InputError(
+            f"{_describe(layer)} is a multiscale (pyramid) image; open it at full resolution, or crop a region "
+            "into a new layer, and reconstruct that"
+        )
+    return np.asarray(layer.data)
+
+
+def _check_rank(arr: np.ndarray, name: str, plane_ndim: int, planes: str) -> None:
+    if arr.ndim < plane_ndim or arr.ndim > plane_ndim + MAX_STACK_AXES:
+        raise InputError(
+            f"{name} has shape {arr.shape}; expected one plane {planes} or a stack of them with at most "
+            f"{MAX_STACK_AXES} leading axes (T, Z)"
+        )
+
+
+def _check_values(image: np.ndarray, plane_ndim: int, info: ModelMetadata, min_size: int) -> None:
+    """The core's own checks on the first plane, plus a whole-stack finiteness test (cheap, before any work)."""
+    first = image[(0,) * (image.ndim - plane_ndim)]
+    check_image(first, info, min_size=min_size)
+    if image.dtype.kind in "fc" and not np.isfinite(image).all():
+        bad = int((~np.isfinite(image)).sum())
+        raise InputError(
+            f"the image contains {bad} NaN or infinite pixels; replace them (for example with the background "
+            "value) before reconstructing"
+        )
+
+
+def prepare_input(
+    task: str, layers: Sequence[Any], info: ModelMetadata, min_size: int = 1, scale_factor: int | None = None
+) -> PreparedInput:
+    """Check the picked layers for ``task`` and build the input array, output name and output geometry.
+
+    ``layers``: one layer for super-resolution; for phase either one (…, 2, H, W) layer ordered
+    (I(−d), I(+d)) or two layers [I(−d), I(+d)] of equal shape.
+    """
+    factor = info.scale_factor if scale_factor is None else scale_factor
+    if task == "phase":
+        return _prepare_phase(layers, info, min_size, factor)
+    layer = layers[0] if layers else None
+    arr = check_layer(layer, "input")
+    _check_rank(arr, _describe(layer), 2, "(H, W)")
+    _check_values(arr, 2, info, min_size)
+    geometry = output_geometry(layer.scale, layer.translate, factor)
+    return PreparedInput(arr, layer.name, geometry, arr.shape[:-2], arr.shape[-2:])
+
+
+def _prepare_phase(layers: Sequence[Any], info: ModelMetadata, min_size: int, factor: int) -> PreparedInput:
+    if len(layers) >= 2 and layers[1] is not None:
+        minus, plus = layers[0], layers[1]
+        a, b = check_layer(minus, "I(−d)"), check_layer(plus, "I(+d)")
+        if minus is plus:
+            raise InputError(
+                f"I(−d) and I(+d) are the same layer ({minus.name!r}); pick the two defocus planes, or pick one "
+                "2-plane stack and leave I(+d) empty"
+            )
+        if a.shape != b.shape:
+            raise InputError(
+                f"I(−d) {minus.name!r} has shape {a.shape} but I(+d) {plus.name!r} has shape {b.shape}; the two "
+                "defocus images must have the same size (and the same number of frames)"
+            )
+        _check_rank(a, _describe(minus), 2, "(H, W)")
+        image = np.stack([a, b], axis=-3)
+        base, geometry = f"{minus.name} + {plus.name}", output_geometry(minus.scale, minus.translate, factor)
+    else:
+        layer = layers[0] if layers else None
+        image = check_layer(layer, "I(−d), I(+d) stack")
+        if image.ndim < 3 or image.shape[-3] != 2:
+            raise InputError(
+                f"phase retrieval needs two defocus planes; {_describe(layer)} has shape {image.shape}. Pick a "
+                "layer shaped (2, H, W) ordered (I(−d), I(+d)), or pick two layers as I(−d) and I(+d)"
+            )
+        _check_rank(image, _describe(layer), 3, "(2, H, W)")
+        base = layer.name
+        geometry = output_geometry(layer.scale, layer.translate, factor, drop_axis=-3)
+    _check_values(image, 3, info, min_size)
+    return PreparedInput(image, base, geometry, image.shape[:-3], image.shape[-2:])

@@ -1,0 +1,131 @@
+"""The output layers of one reconstruction: created or updated in place, and undone on cancel or error.
+
+Names are ``"<input> CVDM mean"``, ``"… CVDM variance"``, ``"… CVDM β map"`` and (on request) ``"… CVDM
+samples"``.  A re-run finds these layers by name and replaces their data instead of adding new ones.  The mean
+layer appears with the first running mean and fills in as samples arrive.  :meth:`ResultLayers.rollback` puts
+the viewer back as it was before the run: layers this run added are removed, layers it updated get their
+previous data, scale, translate and metadata back.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .inputs import OutputGeometry, PreparedInput
+
+if TYPE_CHECKING:
+    import napari
+    from napari.layers import Image
+
+    from ..predict import Reconstruction
+
+SUFFIXES = {
+    "mean": "CVDM mean",
+    "variance": "CVDM variance",
+    "beta": "CVDM β map",
+    "samples": "CVDM samples",
+}
+STYLES: dict[str, dict[str, Any]] = {
+    "mean": {"colormap": "gray", "blending": "translucent"},
+    "variance": {"colormap": "magma", "blending": "additive", "opacity": 0.8},
+    "beta": {"colormap": "magma", "blending": "additive", "opacity": 0.8, "visible": False},
+    "samples": {"colormap": "gray", "blending": "translucent", "visible": False},
+}
+_SAVED_ATTRS = ("data", "scale", "translate", "metadata", "contrast_limits")
+
+
+def output_names(base_name: str) -> dict[str, str]:
+    """The layer name of every output of a run on the layer(s) called ``base_name``."""
+    return {key: f"{base_name} {suffix}" for key, suffix in SUFFIXES.items()}
+
+
+class ResultLayers:
+    """Writes one run's results into the viewer; remembers enough to undo it."""
+
+    def __init__(self, viewer: napari.Viewer, prepared: PreparedInput, metadata: dict[str, Any]) -> None:
+        self._viewer = viewer
+        self._names = output_names(prepared.base_name)
+        self._geometry = prepared.geometry
+        self._lead = prepared.lead_shape
+        self._metadata = metadata
+        self._created: list[Image] = []
+        self._saved: list[tuple[Image, dict[str, Any]]] = []
+        self._mean: np.ndarray | None = None
+
+    @property
+    def names(self) -> dict[str, str]:
+        return dict(self._names)
+
+    def find(self, key: str) -> Image | None:
+        """The viewer's image layer for output ``key`` (by name), or None."""
+        from napari.layers import Image
+
+        name = self._names[key]
+        matches = [layer for layer in self._viewer.layers if layer.name == name and isinstance(layer, Image)]
+        return matches[0] if matches else None
+
+    def _put(self, key: str, data: np.ndarray, extra: dict[str, Any] | None = None) -> Image:
+        geometry: OutputGeometry = self._geometry.with_sample_axis() if key == "samples" else self._geometry
+        metadata = {"napari_cvdm": {**self._metadata, "output": key, **(extra or {})}}
+        layer = self.find(key)
+        if layer is None:
+            layer = self._viewer.add_image(
+                data,
+                name=self._names[key],
+                scale=geometry.scale,
+                translate=geometry.translate,
+                metadata=metadata,
+                **STYLES[key],
+            )
+            self._created.append(layer)
+            return layer
+        if all(saved is not layer for saved, _ in self._saved) and layer not in self._created:
+            self._saved.append((layer, {attr: getattr(layer, attr) for attr in _SAVED_ATTRS}))
+        layer.data = data
+        layer.scale, layer.translate = geometry.scale, geometry.translate
+        layer.metadata = metadata
+        layer.reset_contrast_limits()
+        return layer
+
+    def show_running_mean(self, plane: int, mean: np.ndarray) -> None:
+        """Write the running mean of stack plane ``plane`` (flat index over the leading axes)."""
+        first = self._mean is None
+        if self._mean is None:
+            self._mean = np.zeros((*self._lead, *mean.shape), np.float32)
+        self._mean.reshape(-1, *mean.shape)[plane] = mean
+        if first:
+            self._put("mean", self._mean, {"partial": True})
+            return
+        layer = self.find("mean")
+        if layer is not None and layer.data is self._mean:
+            layer.refresh()
+
+    def finish(self, result: Reconstruction) -> dict[str, Image]:
+        """Write the final mean, variance, β map and (if kept) the samples; returns the layers by key."""
+        units = result.units
+        layers = {
+            "mean": self._put("mean", result.mean, {"units": units}),
+            "variance": self._put("variance", result.variance, {"units": f"({units})²"}),
+            "beta": self._put("beta", result.beta_map, {"units": "dimensionless (∫β dt)"}),
+        }
+        if result.samples is not None:
+            layers["samples"] = self._put("samples", result.samples, {"units": units})
+        self._mean = None
+        self._created.clear()
+        self._saved.clear()
+        return layers
+
+    def rollback(self) -> None:
+        """Undo everything this run did to the viewer (a no-op after :meth:`finish`)."""
+        for layer in self._created:
+            if layer in self._viewer.layers:
+                self._viewer.layers.remove(layer)
+        for layer, state in self._saved:
+            layer.data = state["data"]
+            for attr in _SAVED_ATTRS[1:]:
+                setattr(layer, attr, state[attr])
+        self._created.clear()
+        self._saved.clear()
+        self._mean = None

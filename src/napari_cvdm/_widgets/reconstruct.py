@@ -1,0 +1,280 @@
+"""The "CVDM reconstruction" dock widget: pick a model and layer(s), run, watch the mean fill in, get uncertainty.
+
+Only controls live here.  Checking layers is :mod:`.inputs`, writing layers :mod:`.outputs`, the thread
+:mod:`.workers`, one run's wiring :mod:`.job`, the model list :mod:`.catalog`.  Besides its controls the widget
+holds the viewer and the handle of the running job (to cancel it) — nothing else.
+
+Every refusal is one napari error notification that names the problem and the fix; nothing else happens.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, Label, ProgressBar, PushButton, SpinBox
+from napari.utils import notifications
+from pydantic import ValidationError
+
+from ..device import describe_device, resolve_device
+from ..model.files import SUFFIX, ModelFileError
+from ..predict import Progress
+from ..settings import ReconstructSettings
+from ..tasks import InputError
+from .catalog import ModelEntry, available_models, get_model, model_entry, no_models_message
+from .inputs import prepare_input
+from .job import ReconstructionJob
+
+if TYPE_CHECKING:
+    import napari
+    from napari.layers import Image, Layer
+
+TASKS = ("super-resolution", "phase")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+TILE_STEP = 16
+
+
+def auto_batch_size(device: str, n_samples: int) -> int | None:
+    """All samples in one call on CUDA (fastest); elsewhere a quarter per call, so the running mean shows early."""
+    try:
+        kind = resolve_device(device).type
+    except ValueError:
+        return None
+    return None if kind == "cuda" else max(1, math.ceil(n_samples / 4))
+
+
+class ReconstructWidget(Container):
+    """Super-resolution (widefield → SIM, 2×) or two-shot phase retrieval with per-pixel uncertainty."""
+
+    def __init__(self, viewer: napari.viewer.Viewer) -> None:
+        self._viewer = viewer
+        self._job: ReconstructionJob | None = None
+        self.task = ComboBox(label="Task", choices=TASKS, value=TASKS[0])
+        self.model_file = FileEdit(label="Load from file…", mode="r", filter=f"*{SUFFIX}")
+        self.model = ComboBox(label="Model", choices=self._model_choices)
+        self.model_info = Label(label="")
+        self.image = ComboBox(label="Image", choices=self._image_layers)
+        self.plus = ComboBox(label="I(+d)", choices=self._image_layers, nullable=True, visible=False)
+        self.n_samples = SpinBox(label="Samples", value=8, min=1, max=1000)
+        self.steps = SpinBox(label="Steps", value=20, min=1, max=2000)
+        self.seed = SpinBox(label="Seed", value=0, min=0, max=2**31 - 1)
+        self.device = ComboBox(label="Device", choices=DEVICES, value="auto")
+        self.device_info = Label(label="")
+        self.tile_size = SpinBox(label="Tile size (0 = whole)", value=0, min=0, max=16384, step=TILE_STEP)
+        self.batch_size = SpinBox(label="Batch (0 = auto)", value=0, min=0, max=1000)
+        self.keep_samples = CheckBox(text="keep individual samples", value=False)
+        self.run_button = PushButton(text="Run")
+        self.progress = ProgressBar(label="Progress", value=0, min=0, max=1)
+        self.status = Label(label="")
+        super().__init__(
+            widgets=[
+                self.task,
+                self.model,
+                self.model_file,
+                self.model_info,
+                self.image,
+                self.plus,
+                self.n_samples,
+                self.steps,
+                self.seed,
+                self.device,
+                self.device_info,
+                self.tile_size,
+                self.batch_size,
+                self.keep_samples,
+                self.run_button,
+                self.progress,
+                self.status,
+            ],
+            labels=True,
+        )
+        self.image.tooltip = "the widefield image (or stack) to super-resolve"
+        self.plus.tooltip = "leave empty when the first layer is a (2, H, W) stack ordered (I(−d), I(+d))"
+        self.steps.tooltip = "network evaluations per sample; the model's benchmarked default is preselected"
+        self.tile_size.tooltip = "tile side on the output grid for large images or little memory; 0 = whole image"
+        self.batch_size.tooltip = (
+            "samples per network call; 0 = auto: all at once on a CUDA GPU, else a quarter of them per call so "
+            "the mean appears early. The mean layer updates after every batch."
+        )
+        self.task.changed.connect(self._on_task_changed)
+        self.model.changed.connect(self._on_model_changed)
+        self.model_file.changed.connect(self._on_model_file)
+        self.device.changed.connect(self._on_device_changed)
+        self.run_button.changed.connect(self._on_run_clicked)
+        events = viewer.layers.events
+        for event in (events.inserted, events.removed, events.moved):
+            event.connect(self._refresh_layers)
+        active = viewer.layers.selection.active
+        if active is not None and active in self.image.choices:
+            self.image.value = active
+        self._on_task_changed(self.task.value)  # selects a model of the default task when there is one
+        self._on_model_changed(self.model.value)
+        self._on_device_changed(self.device.value)
+
+    # -- choices ---------------------------------------------------------------------------------------------
+    def _image_layers(self, _widget: Any = None) -> list[tuple[str, Image]]:
+        from napari.layers import Image
+
+        return [(layer.name, layer) for layer in self._viewer.layers if isinstance(layer, Image)]
+
+    def _model_choices(self, widget: Any = None) -> list[tuple[str, str]]:
+        """Installed models, plus the file picked with “Load from file…” and the selected file, if any."""
+        files = [str(self.model_file.value)]
+        if widget is not None and isinstance(widget.value, str):
+            files.append(widget.value)
+        files = [f for f in files if f.endswith(SUFFIX) and Path(f).is_file()]
+        entries, _ = available_models(files)
+        return [(entry.label, entry.value) for entry in entries]
+
+    def _refresh_layers(self, _event: Any = None) -> None:
+        self.image.reset_choices()
+        self.plus.reset_choices()
+
+    # -- reactions -------------------------------------------------------------------------------------------
+    def _entry(self) -> ModelEntry | None:
+        value = self.model.value
+        if value is None:
+            return None
+        try:
+            return model_entry(value)
+        except ModelFileError:
+            return None
+
+    def _on_model_changed(self, _value: Any = None) -> None:
+        entry = self._entry()
+        if entry is None:
+            self.model_info.value = no_models_message() if not self.model.choices else ""
+            return
+        info = entry.info
+        self.steps.value = info.sampler.steps
+        if entry.task in TASKS and entry.task != self.task.value:
+            self.task.value = entry.task
+        parts = [entry.task]
+        if info.scale_factor > 1:
+            parts.append(f"{info.scale_factor}× finer output")
+        if info.input_pixel_um is not None:
+            parts.append(f"trained at {info.input_pixel_um * 1000:.1f} nm px")
+        parts.append(f"{info.sampler.steps} steps by default")
+        self.model_info.value = ", ".join(parts)
+
+    def _on_task_changed(self, task: str) -> None:
+        phase = task == "phase"
+        self.image.label = "I(−d) or 2-plane stack" if phase else "Image"
+        self.image.tooltip = (
+            "a (2, H, W) stack ordered (I(−d), I(+d)), or the I(−d) image when I(+d) is picked below"
+            if phase
+            else "the widefield image (or T/Z stack) to super-resolve"
+        )
+        self.plus.visible = phase
+        entry = self._entry()
+        if entry is not None and entry.task != task:
+            for value in self.model.choices:
+                candidate = model_entry(value)
+                if candidate.task == task:
+                    self.model.value = value
+                    break
+
+    def _on_model_file(self, path: Path | None) -> None:
+        if not path or not Path(path).is_file():
+            return
+        try:
+            entry = model_entry(str(path))
+        except ModelFileError as err:
+            notifications.show_error(str(err))
+            return
+        self.model.reset_choices()
+        self.model.value = entry.value
+
+    def _on_device_changed(self, device: str) -> None:
+        label = describe_device(device)
+        self.device_info.value = "not available here" if label.startswith("unavailable") else f"→ {label}"
+
+    def _on_run_clicked(self, _value: Any = None) -> None:
+        if self._job is not None and self._job.running:
+            self._job.cancel()
+        else:
+            self.reconstruct()
+
+    # -- running ---------------------------------------------------------------------------------------------
+    def picked_layers(self) -> list[Layer]:
+        """The layers the pickers point at: [image] or, for phase, [I(−d), I(+d)] when I(+d) is set."""
+        layers = [self.image.value]
+        if self.task.value == "phase" and self.plus.value is not None:
+            layers.append(self.plus.value)
+        return layers
+
+    def settings(self, entry: ModelEntry) -> ReconstructSettings:
+        """The run's settings from the controls (steps = None keeps the model's benchmarked time grid)."""
+        steps = None if self.steps.value == entry.info.sampler.steps else self.steps.value
+        return ReconstructSettings(
+            batch_size=self.batch_size.value or auto_batch_size(self.device.value, self.n_samples.value),
+            n_samples=self.n_samples.value,
+            steps=steps,
+            seed=self.seed.value,
+            device=self.device.value,
+            tile_size=self.tile_size.value or None,
+            keep_samples=self.keep_samples.value,
+        )
+
+    def reconstruct(self, layers: Sequence[Layer] | None = None) -> ReconstructionJob | None:
+        """Check everything, then start a run on ``layers`` (default: the picked ones); None if refused."""
+        if self._job is not None and self._job.running:
+            return self._job
+        try:
+            job = self._make_job(self.picked_layers() if layers is None else list(layers))
+        except (InputError, ModelFileError) as err:
+            notifications.show_error(str(err))
+            return None
+        except ValidationError as err:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
+            notifications.show_error(f"invalid setting: {problems}")
+            return None
+        self._job = job
+        self.run_button.text = "Cancel"
+        self.progress.value = 0
+        self.status.value = "starting…"
+        job.start()
+        return job
+
+    def _make_job(self, layers: list[Layer]) -> ReconstructionJob:
+        value = self.model.value
+        if value is None:
+            raise InputError(no_models_message())
+        entry = model_entry(value)
+        task = self.task.value
+        if entry.task != task and not (entry.task == "generic" and task == "super-resolution"):
+            raise InputError(
+                f"model {value!r} does {entry.task}, but Task is {task}; pick a {task} model or switch Task to "
+                f"{entry.task}"
+            )
+        settings = self.settings(entry)
+        if describe_device(settings.device).startswith("unavailable"):
+            raise InputError(describe_device(settings.device).removeprefix("unavailable: "))
+        model = get_model(value)
+        min_size = model.network.min_size
+        if settings.tile_size is not None and settings.tile_size < min_size:
+            raise InputError(f"tile size {settings.tile_size} is below this model's minimum of {min_size} pixels")
+        prepared = prepare_input(task, layers, model.info, min_size=min_size)
+        started = time.perf_counter()
+        return ReconstructionJob(
+            self._viewer,
+            model,
+            prepared,
+            settings,
+            on_progress=self._show_progress,
+            on_finished=lambda outcome: self._finished(outcome, time.perf_counter() - started),
+        )
+
+    def _show_progress(self, event: Progress) -> None:
+        self.progress.max = max(event.total, 1)
+        self.progress.value = event.done
+        self.status.value = event.stage
+
+    def _finished(self, outcome: str, seconds: float) -> None:
+        self.run_button.text = "Run"
+        if outcome != "done":
+            self.progress.value = 0
+        self.status.value = f"{outcome} ({seconds:.1f} s)"

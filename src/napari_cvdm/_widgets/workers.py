@@ -1,0 +1,71 @@
+"""Running :func:`napari_cvdm.iter_reconstruct` off the GUI thread, and turning its failures into advice.
+
+The worker is a ``superqt`` generator worker (napari's own adds a second, traceback-style error popup; we show
+one clear message instead).  It yields the core's ``Progress`` and ``RunningMean`` events and returns the
+``Reconstruction``.  ``worker.quit()`` cancels: the worker stops at its next yield — the core yields after
+every network evaluation — and the generators are closed when the worker finishes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Any
+
+import numpy as np
+from superqt.utils import GeneratorWorker, create_worker
+
+from ..model.files import ModelFileError, TrainedModel
+from ..predict import Progress, Reconstruction, RunningMean, iter_reconstruct
+from ..settings import ReconstructSettings
+from ..tasks import InputError
+
+Event = Progress | RunningMean
+
+
+def _drive(gen: Generator[Event, None, Reconstruction]) -> Generator[Event, None, Reconstruction]:
+    """Re-yield the core generator's events and return its result (runs in the worker thread)."""
+    return (yield from gen)
+
+
+def reconstruction_worker(
+    model: TrainedModel, image: np.ndarray, settings: ReconstructSettings
+) -> GeneratorWorker[Event, None, Reconstruction]:
+    """An unstarted worker that reconstructs ``image``; connect its signals, then call ``start()``.
+
+    Signals: ``yielded(Progress | RunningMean)``, ``returned(Reconstruction)`` (not emitted after ``quit()``),
+    ``errored(Exception)``, ``finished()`` (always, last).  After ``quit()`` the worker abandons the generator at
+    its next yield; ``finished`` then closes the core generator so nothing is left suspended.
+    """
+    core = iter_reconstruct(model, image, settings)
+    worker = create_worker(_drive, core, _start_thread=False, _ignore_errors=True)
+    worker.finished.connect(core.close)
+    return worker
+
+
+def _is_out_of_memory(exc: BaseException) -> bool:
+    try:
+        import torch
+
+        if isinstance(exc, torch.OutOfMemoryError):
+            return True
+    except (ImportError, AttributeError):
+        pass
+    return isinstance(exc, (RuntimeError, MemoryError)) and (
+        isinstance(exc, MemoryError) or "out of memory" in str(exc).lower()
+    )
+
+
+def error_message(exc: BaseException, settings: ReconstructSettings | Any | None = None) -> str:
+    """One notification-ready sentence for a failed run: what went wrong and what to do."""
+    if _is_out_of_memory(exc):
+        tile = getattr(settings, "tile_size", None)
+        hint = f"a smaller tile size than {tile}" if tile else "a tile size (e.g. 256)"
+        return (
+            f"CVDM ran out of memory ({type(exc).__name__}). Set {hint}, lower the number of samples or set a "
+            "batch size, or run on another device."
+        )
+    if isinstance(exc, (InputError, ModelFileError)):
+        return str(exc)
+    if isinstance(exc, ValueError) and "device" in str(exc):
+        return f"{exc}"
+    return f"CVDM reconstruction failed: {type(exc).__name__}: {exc}"

@@ -1,0 +1,267 @@
+"""``napari-cvdm`` command line: predict, train, simulate, models.
+
+The same functions and settings objects as the napari widgets; nothing here imports napari or Qt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import typing
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ValidationError
+
+from . import __version__
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def add_model_flags(
+    parser: argparse.ArgumentParser,
+    model: type[BaseModel],
+    skip: tuple[str, ...] = (),
+    aliases: dict[str, str] | None = None,
+) -> None:
+    """One optional flag per field of a flat pydantic model (default None = keep the model's default)."""
+    aliases = aliases or {}
+    for name, info in model.model_fields.items():
+        if name in skip:
+            continue
+        ann = info.annotation
+        origin, args = typing.get_origin(ann), typing.get_args(ann)
+        kwargs: dict[str, Any] = {"default": None, "help": info.description or "", "metavar": name.upper()}
+        if ann is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+            del kwargs["metavar"]
+        elif origin is typing.Literal:
+            kwargs["choices"] = list(args)
+            del kwargs["metavar"]
+        elif origin is tuple:
+            kwargs.update(nargs=len(args), type=args[0], metavar=tuple(a.__name__.upper() for a in args))
+        elif ann in (int, float, str):
+            kwargs["type"] = ann
+        else:  # Optional[...] and friends
+            inner = [a for a in args if a is not type(None)]
+            kwargs["type"] = inner[0] if inner and inner[0] in (int, float, str) else str
+        flags = [_flag(name), *([aliases[name]] if name in aliases else [])]
+        parser.add_argument(*flags, dest=f"{model.__name__}.{name}", **kwargs)
+
+
+def model_overrides(args: argparse.Namespace, model: type[BaseModel]) -> dict[str, Any]:
+    prefix = f"{model.__name__}."
+    return {k[len(prefix) :]: v for k, v in vars(args).items() if k.startswith(prefix) and v is not None}
+
+
+def _progress_line(text: str) -> None:
+    sys.stderr.write("\r" + text[:150].ljust(150))
+    sys.stderr.flush()
+
+
+# ------------------------------------------------------------------------------------------------ predict
+def _read_input(args: argparse.Namespace) -> tuple[np.ndarray, str]:
+    if args.sample:
+        from .samples import load_sample
+
+        image, _ = load_sample(args.sample)
+        return image, f"sample {args.sample!r}"
+    if not args.input:
+        raise SystemExit("give an input TIFF (napari-cvdm predict IMAGE.tif) or --sample NAME")
+    import tifffile
+
+    from .tasks import InputError
+
+    try:
+        return tifffile.imread(args.input), str(args.input)
+    except (OSError, ValueError, tifffile.TiffFileError) as err:
+        raise InputError(f"could not read {args.input} as a TIFF image ({err}); give a .tif/.tiff file") from err
+
+
+def write_result(path: Path, result, keep_samples: bool) -> list[Path]:
+    """Mean, variance and β map as the channels of one ImageJ TIFF (+ the samples in a second file)."""
+    import tifffile
+
+    lead = result.mean.ndim - 2
+    data = np.stack([result.mean, result.variance, result.beta_map], axis=lead)  # (..., C, Y, X)
+    axes = "TZ"[2 - lead :] + "CYX" if lead else "CYX"
+    meta: dict[str, Any] = {"axes": axes, "Labels": ["mean", "variance", "beta map"]}
+    kwargs: dict[str, Any] = {}
+    if result.pixel_um:
+        kwargs["resolution"] = (1 / result.pixel_um, 1 / result.pixel_um)
+        meta["unit"] = "um"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tifffile.imwrite(path, data.astype(np.float32), imagej=True, metadata=meta, **kwargs)
+    written = [path]
+    if keep_samples and result.samples is not None:
+        samples_path = path.with_name(path.stem + "_samples.tif")
+        tifffile.imwrite(samples_path, result.samples.astype(np.float32), imagej=True, **kwargs)
+        written.append(samples_path)
+    return written
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .predict import Progress, iter_reconstruct
+    from .settings import ReconstructSettings
+    from .zoo import load_model
+
+    settings = ReconstructSettings(**model_overrides(args, ReconstructSettings))
+    model = load_model(args.model)
+    image, source = _read_input(args)
+    start = time.perf_counter()
+    gen = iter_reconstruct(model, image, settings)
+    while True:
+        try:
+            event = next(gen)
+        except StopIteration as stop:
+            result = stop.value
+            break
+        if isinstance(event, Progress) and not args.quiet:
+            _progress_line(f"{event.stage}: {event.done}/{event.total} network evaluations")
+    seconds = time.perf_counter() - start
+    written = write_result(Path(args.output), result, settings.keep_samples)
+    if not args.quiet:
+        sys.stderr.write("\n")
+    print(
+        f"{model.info.name} on {source} {np.shape(image)} → {result.mean.shape} ({result.units}); "
+        f"{result.n_samples} samples × {result.nfe_per_sample} steps in {seconds:.1f} s on "
+        f"{result.settings['device']}; wrote {', '.join(map(str, written))} (channels: mean, variance, β map)"
+    )
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------ train
+def cmd_train(args: argparse.Namespace) -> int:
+    import yaml
+
+    from .settings import TrainJob, TrainSettings
+    from .train import run_job
+
+    config: dict[str, Any] = {}
+    if args.config:
+        config = yaml.safe_load(Path(args.config).read_text()) or {}
+    config.update(model_overrides(args, TrainJob))
+    config["train"] = {**config.get("train", {}), **model_overrides(args, TrainSettings)}
+    job = TrainJob.model_validate(config)
+    gen = run_job(job)
+    last_val = None
+    while True:
+        try:
+            p = next(gen)
+        except StopIteration as stop:
+            model = stop.value
+            break
+        last_val = p.val_loss if p.val_loss is not None else last_val
+        if not args.quiet and (p.step % args.log_every == 0 or p.step == p.total or p.val_loss is not None):
+            terms = " ".join(f"{k}={v:.4g}" for k, v in p.losses.items())
+            val = f" val={last_val:.4g}" if last_val is not None else ""
+            print(f"step {p.step}/{p.total} {terms}{val} ({p.seconds:.0f} s, eta {p.eta_seconds:.0f} s)", flush=True)
+    print(f"wrote {job.output} ({model.network.n_parameters()} parameters)")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------ simulate
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from .physics import PhaseSimulation, SRSimulation, write_dataset
+
+    model = SRSimulation if args.task == "sr" else PhaseSimulation
+    settings = model(**model_overrides(args, model))
+    out = write_dataset(
+        args.task,
+        args.n,
+        args.size,
+        args.output,
+        seed=args.seed,
+        settings=settings,
+        overwrite=args.overwrite,
+        progress=None if args.quiet else lambda k, n: _progress_line(f"simulated {k}/{n} pairs"),
+    )
+    if not args.quiet:
+        sys.stderr.write("\n")
+    print(f"wrote {args.n} {args.task} pairs to {out} (input/, target/, manifest.json)")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------ models
+def cmd_models(args: argparse.Namespace) -> int:
+    from .zoo import list_models, load_model
+
+    names = list_models()
+    if not names:
+        print("no models installed")
+    for name in names:
+        info = load_model(name).metadata
+        if args.json:
+            print(json.dumps({"name": name, **info}))
+        else:
+            print(f"{name}: {info['task']}, scale ×{info['scale_factor']}, input pixel {info['input_pixel_um']} µm")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .physics import PhaseSimulation, SRSimulation
+    from .settings import ReconstructSettings, TrainJob, TrainSettings
+
+    parser = argparse.ArgumentParser(prog="napari-cvdm", description="CVDM restoration for microscopy")
+    parser.add_argument("--version", action="version", version=f"napari-cvdm {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("predict", help="reconstruct an image: mean, variance and β map")
+    p.add_argument("input", nargs="?", help="input TIFF: SR (H, W) or stack; phase (2, H, W) = (I(−d), I(+d))")
+    p.add_argument("--sample", help="use bundled sample data instead: 'widefield' or 'defocus-pair'")
+    p.add_argument("--model", default="cvdm-sr-widefield", help="registered model name or .cvdm path")
+    p.add_argument("-o", "--output", required=True, help="output TIFF (channels: mean, variance, β map)")
+    p.add_argument("-q", "--quiet", action="store_true")
+    add_model_flags(p, ReconstructSettings)
+    p.set_defaults(func=cmd_predict)
+
+    t = sub.add_parser("train", help="train or fine-tune a model on paired data")
+    t.add_argument("--config", help="YAML file with the TrainJob fields (flags override it)")
+    t.add_argument("--log-every", type=int, default=100)
+    t.add_argument("-q", "--quiet", action="store_true")
+    add_model_flags(t, TrainJob, skip=("train",), aliases={"output": "-o"})
+    add_model_flags(t, TrainSettings)
+    t.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("simulate", help="write a simulated paired TIFF dataset with a manifest")
+    sims = s.add_subparsers(dest="task", required=True)
+    for task, model in (("sr", SRSimulation), ("phase", PhaseSimulation)):
+        sp = sims.add_parser(task, help=f"{task} pairs")
+        sp.add_argument("--n", type=int, required=True, help="number of pairs")
+        sp.add_argument("--size", type=int, default=128, help="input image side (pixels)")
+        sp.add_argument("-o", "--output", required=True, help="output folder")
+        sp.add_argument("--seed", type=int, default=0)
+        sp.add_argument("--overwrite", action="store_true")
+        sp.add_argument("-q", "--quiet", action="store_true")
+        add_model_flags(sp, model)
+        sp.set_defaults(func=cmd_simulate)
+
+    m = sub.add_parser("models", help="list installed models")
+    m.add_argument("--json", action="store_true")
+    m.set_defaults(func=cmd_models)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .data import DataError
+    from .model.files import ModelFileError
+    from .tasks import InputError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (InputError, ModelFileError, DataError, ValidationError, FileExistsError, FileNotFoundError) as err:
+        print(f"napari-cvdm {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"\nnapari-cvdm {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

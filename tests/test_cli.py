@@ -1,0 +1,63 @@
+"""The command line: simulate → train → predict end to end, and errors that exit cleanly with a message."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import tifffile
+
+from napari_cvdm.cli import main
+
+
+def test_simulate_train_predict_end_to_end(tmp_path, capsys):
+    data = tmp_path / "data"
+    assert main(["simulate", "sr", "--n", "3", "--size", "32", "-o", str(data), "--seed", "1", "-q"]) == 0
+    assert json.loads((data / "manifest.json").read_text())["n"] == 3
+    model = tmp_path / "m.cvdm"
+    config = tmp_path / "job.yaml"
+    config.write_text(
+        f"task: sr\ninput_dir: {data / 'input'}\ntarget_dir: {data / 'target'}\nwidth: 8\ndepth: 2\n"
+        "train:\n  steps: 3\n  batch_size: 2\n  patch_size: 32\n  val_fraction: 0.34\n  val_every: 3\n"
+    )
+    assert main(["train", "--config", str(config), "-o", str(model), "--steps", "4", "-q"]) == 0
+    out = tmp_path / "out.tif"
+    image = tifffile.imread(next((data / "input").iterdir()))
+    assert main(["predict", str(next((data / "input").iterdir())), "--model", str(model), "-o", str(out),
+                 "--n-samples", "2", "--steps", "2", "--keep-samples", "-q"]) == 0
+    result = tifffile.imread(out)
+    assert result.shape == (3, 2 * image.shape[0], 2 * image.shape[1])  # mean, variance, β map
+    assert (result[1] >= 0).all()
+    assert tifffile.imread(tmp_path / "out_samples.tif").shape == (2, 64, 64)
+    with tifffile.TiffFile(out) as tif:
+        assert tif.imagej_metadata["Labels"] == ["mean", "variance", "beta map"]
+    assert "wrote" in capsys.readouterr().out
+
+
+def test_predict_errors_exit_with_a_message(tmp_path, capsys):
+    bad = tmp_path / "bad.tif"
+    bad.write_bytes(b"not a tiff")
+    model = tmp_path / "nope.cvdm"
+    assert main(["predict", str(bad), "--model", str(model), "-o", str(tmp_path / "o.tif")]) == 2
+    assert "model file not found" in capsys.readouterr().err
+    assert main(["predict", "--model", "no-such-model", "-o", str(tmp_path / "o.tif")]) == 2
+    assert "no model named 'no-such-model'" in capsys.readouterr().err
+
+
+def test_train_config_errors_are_explained(tmp_path, capsys):
+    assert main(["train", "--task", "sr", "-o", str(tmp_path / "m.cvdm")]) == 2
+    assert "either input_dir and target_dir" in capsys.readouterr().err
+
+
+def test_simulate_refuses_to_overwrite(tmp_path, capsys):
+    args = ["simulate", "phase", "--n", "1", "--size", "16", "-o", str(tmp_path), "-q"]
+    assert main(args) == 0
+    assert main(args) == 2
+    assert "already holds a dataset" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag", ["--na", "--wavelength-um", "--photons"])
+def test_simulate_exposes_physics_flags(flag, capsys):
+    with pytest.raises(SystemExit):
+        main(["simulate", "sr", "--help"])
+    assert flag in capsys.readouterr().out

@@ -1,0 +1,96 @@
+"""Paired data: matching, validation, splits without leakage, patches and augmentation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tifffile
+
+from napari_cvdm.data import DataError, PairedDataset
+from napari_cvdm.model import ModelMetadata
+
+SR = ModelMetadata(task="super-resolution", scale_factor=2)
+PHASE = ModelMetadata(task="phase", input_planes=2, normalization={"input": "mean", "target_scale": 1.75})
+
+
+def sr_pair(rng, size=32):
+    wf = rng.uniform(0, 100, (size, size)).astype(np.float32)
+    return wf, rng.uniform(0, 100, (2 * size, 2 * size)).astype(np.float32)
+
+
+def test_pairs_from_arrays_are_normalised_on_the_output_grid():
+    rng = np.random.default_rng(0)
+    data = PairedDataset.from_arrays(*zip(*[sr_pair(rng) for _ in range(3)], strict=True), info=SR)
+    assert len(data) == 3
+    pair = data.pairs[0]
+    assert pair.condition.shape == (1, 64, 64) and pair.target.shape == (1, 64, 64)
+    assert -0.5 < pair.target.min() < 0.5 and 0.5 < pair.target.max() < 1.5  # percentile-normalised
+
+
+def test_stacks_are_split_into_images():
+    rng = np.random.default_rng(1)
+    wf = rng.uniform(1, 2, (4, 16, 16))
+    sim = rng.uniform(1, 2, (4, 32, 32))
+    assert len(PairedDataset.from_arrays([wf], [sim], SR)) == 4
+
+
+def test_phase_targets_are_zero_mean_and_scaled():
+    rng = np.random.default_rng(2)
+    stack = rng.uniform(0.5, 1.5, (2, 32, 32))
+    phase = rng.uniform(0, 3.5, (32, 32))
+    pair = PairedDataset.from_arrays([stack], [phase], PHASE).pairs[0]
+    assert pair.condition.shape == (2, 32, 32)
+    np.testing.assert_allclose(pair.target.mean(), 0, atol=1e-5)
+    np.testing.assert_allclose(pair.target[0] * 1.75, phase - phase.mean(), rtol=1e-4, atol=1e-4)
+
+
+def test_mismatched_shapes_are_refused():
+    rng = np.random.default_rng(3)
+    wf, _ = sr_pair(rng)
+    with pytest.raises(DataError, match=r"target has shape \(32, 32\) but must be \(64, 64\)"):
+        PairedDataset.from_arrays([wf], [wf], SR)
+    with pytest.raises(DataError, match="2 input images but 1 targets"):
+        PairedDataset.from_arrays([wf, wf], [wf], SR)
+    with pytest.raises(DataError, match="no image pairs"):
+        PairedDataset([])
+
+
+def test_folders_are_matched_by_name_and_mismatches_listed(tmp_path):
+    rng = np.random.default_rng(4)
+    (tmp_path / "in").mkdir()
+    (tmp_path / "gt").mkdir()
+    for name in ("a", "b"):
+        wf, sim = sr_pair(rng, 16)
+        tifffile.imwrite(tmp_path / "in" / f"{name}.tif", wf)
+        tifffile.imwrite(tmp_path / "gt" / f"{name}.tif", sim)
+    assert len(PairedDataset.from_folders(tmp_path / "in", tmp_path / "gt", SR)) == 2
+    tifffile.imwrite(tmp_path / "in" / "c.tif", sr_pair(rng, 16)[0])
+    with pytest.raises(DataError, match=r"Only in .*in: \['c'\]"):
+        PairedDataset.from_folders(tmp_path / "in", tmp_path / "gt", SR)
+    with pytest.raises(DataError, match="folder not found"):
+        PairedDataset.from_folders(tmp_path / "missing", tmp_path / "gt", SR)
+
+
+def test_split_is_by_image_and_never_leaks():
+    rng = np.random.default_rng(5)
+    data = PairedDataset.from_arrays(*zip(*[sr_pair(rng, 16) for _ in range(10)], strict=True), info=SR)
+    train, val = data.split(0.2, seed=0)
+    assert len(train) == 8 and len(val) == 2
+    assert {p.name for p in train.pairs}.isdisjoint({p.name for p in val.pairs})
+    assert data.split(0.0)[1] is None
+
+
+def test_patches_have_the_requested_shape_and_prefer_structure():
+    rng = np.random.default_rng(6)
+    wf = np.zeros((64, 64), np.float32)
+    sim = np.zeros((128, 128), np.float32)
+    wf[40:50, 40:50] = 100
+    sim[80:100, 80:100] = 100
+    wf[0, 0], sim[0, 0] = 1, 1  # not constant
+    data = PairedDataset.from_arrays([wf], [sim], SR)
+    cond, target = data.sample(16, 32, np.random.default_rng(0), augment=True)
+    assert cond.shape == (16, 1, 32, 32) and target.shape == (16, 1, 32, 32)
+    with_structure = float((target.amax(dim=(1, 2, 3)) > 0.5).float().mean())
+    assert with_structure > 0.5  # the bright square covers only 2.4 % of the image
+    with pytest.raises(DataError, match="larger than the smallest image"):
+        data.check_patch_size(256, 8)

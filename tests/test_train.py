@@ -1,0 +1,72 @@
+"""Training: losses go down, progress and validation are reported, stopping is clean, files are complete."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_cvdm import CancelToken, Cancelled, load_model
+from napari_cvdm.data import PairedDataset
+from napari_cvdm.model import ModelMetadata
+from napari_cvdm.settings import TrainJob, TrainSettings
+from napari_cvdm.train import iter_train, train
+from tests.conftest import tiny_network
+
+SR = ModelMetadata(task="super-resolution", scale_factor=2, input_pixel_um=0.0626)
+
+
+@pytest.fixture
+def data() -> PairedDataset:
+    rng = np.random.default_rng(0)
+    wfs = [rng.uniform(0, 1, (16, 16)).astype(np.float32) for _ in range(4)]
+    sims = [np.kron(w, np.ones((2, 2), np.float32)) for w in wfs]  # target = nearest-upsampled input
+    return PairedDataset.from_arrays(wfs, sims, SR)
+
+
+FAST = dict(batch_size=4, patch_size=16, warmup_steps=1, val_every=5, val_batches=1, device="cpu")
+
+
+def test_training_reduces_the_loss_and_reports_every_step(data, tmp_path):
+    settings = TrainSettings(steps=60, learning_rate=3e-3, val_fraction=0.25, checkpoint_every=20, **FAST)
+    events = []
+    model = train(tiny_network(residual=True), SR, data, settings, tmp_path / "m.cvdm", progress=events.append)
+    assert [e.step for e in events] == list(range(1, 61))
+    first = np.mean([e.losses["total"] for e in events[:10]])
+    last = np.mean([e.losses["total"] for e in events[-10:]])
+    assert last < first
+    assert {"beta", "kl", "noise", "gamma_reg", "total"} <= events[0].losses.keys()
+    assert [e.step for e in events if e.val_loss is not None] == list(range(5, 61, 5))
+    assert [e.step for e in events if e.checkpoint is not None] == [20, 40]
+    saved = load_model(tmp_path / "m.cvdm")
+    assert saved.info.training["steps"] == 60
+    assert saved.info.training["pairs"] == {"train": 3, "validation": 1}
+    assert saved.info.scale_factor == 2 and model.info.training["steps"] == 60
+
+
+def test_cancel_stops_between_steps_and_keeps_the_last_checkpoint(data, tmp_path):
+    token = CancelToken()
+    settings = TrainSettings(steps=50, checkpoint_every=5, val_fraction=0, **FAST)
+
+    def progress(event):
+        if event.step == 12:
+            token.cancel()
+
+    with pytest.raises(Cancelled, match="training stopped"):
+        train(tiny_network(residual=True), SR, data, settings, tmp_path / "m.cvdm", progress=progress, cancel=token)
+    assert load_model(tmp_path / "m.cvdm").info.training["steps"] == 10
+    assert [p.name for p in tmp_path.iterdir()] == ["m.cvdm"]  # no partial files
+
+
+def test_a_patch_larger_than_the_images_is_explained(data):
+    gen = iter_train(tiny_network(residual=True), SR, data, TrainSettings(steps=1, **{**FAST, "patch_size": 64}))
+    with pytest.raises(ValueError, match="larger than the smallest image"):
+        next(gen)
+
+
+def test_a_job_needs_exactly_one_data_source():
+    with pytest.raises(ValueError, match="either input_dir and target_dir"):
+        TrainJob(task="sr", output="m.cvdm")
+    with pytest.raises(ValueError, match="either input_dir and target_dir"):
+        TrainJob(task="sr", output="m.cvdm", simulate_n=4, input_dir="a", target_dir="b")
+    with pytest.raises(ValueError, match="both input_dir and target_dir"):
+        TrainJob(task="sr", output="m.cvdm", input_dir="a")

@@ -1,0 +1,89 @@
+"""Widget-test fixtures: tiny models in a temporary model folder, a docked widget, captured notifications."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from napari_cvdm.model import ModelMetadata
+from napari_cvdm.model.files import save_model
+from tests.conftest import tiny_network
+
+FAST = {"steps": 2}  # the tiny models' default sampler: 2 network evaluations per sample
+
+
+def save_tiny_models(folder: Path) -> dict[str, Path]:
+    """Write an untrained 2× SR model and a phase model into ``folder`` (sampler default: 2 steps)."""
+    sr = ModelMetadata(
+        task="super-resolution", name="tiny-sr", scale_factor=2, input_pixel_um=0.0626, sampler=FAST
+    )
+    phase = ModelMetadata(
+        task="phase",
+        name="tiny-phase",
+        input_planes=2,
+        input_pixel_um=0.21,
+        wavelength_um=0.521,
+        defocus_um=2.0,
+        normalization={"input": "mean", "target_scale": 1.75},
+        sampler=FAST,
+    )
+    return {
+        "tiny-sr": save_model(folder / "tiny-sr.cvdm", tiny_network(residual=True), sr),
+        "tiny-phase": save_model(folder / "tiny-phase.cvdm", tiny_network(cond_channels=2), phase),
+    }
+
+
+@pytest.fixture
+def model_files(tmp_path, monkeypatch) -> dict[str, Path]:
+    folder = tmp_path / "models"
+    monkeypatch.setenv("NAPARI_CVDM_MODELS", str(folder))
+    return save_tiny_models(folder)
+
+
+@pytest.fixture
+def no_models(tmp_path, monkeypatch) -> Path:
+    folder = tmp_path / "empty"
+    folder.mkdir()
+    monkeypatch.setenv("NAPARI_CVDM_MODELS", str(folder))
+    return folder
+
+
+@pytest.fixture
+def notes(monkeypatch) -> dict[str, list[str]]:
+    """Every error/warning/info notification the plugin shows, by kind (nothing reaches the real manager)."""
+    from napari.utils import notifications
+
+    seen: dict[str, list[str]] = {"error": [], "warning": [], "info": []}
+    for kind in seen:
+        monkeypatch.setattr(notifications, f"show_{kind}", lambda msg, _k=kind: seen[_k].append(str(msg)))
+    return seen
+
+
+@pytest.fixture
+def make_widget(make_napari_viewer) -> Callable:
+    """A viewer with the reconstruction widget docked; returns (viewer, widget)."""
+
+    def make():
+        from napari_cvdm._widgets import ReconstructWidget
+
+        viewer = make_napari_viewer()
+        widget = ReconstructWidget(viewer)
+        viewer.window.add_dock_widget(widget, name="CVDM reconstruction")
+        return viewer, widget
+
+    return make
+
+
+def run_and_wait(qtbot, widget, layers=None, timeout: int = 30_000):
+    """Start a run and wait until its outcome is known; returns the job."""
+    job = widget.reconstruct(layers)
+    assert job is not None, "the run was refused"
+    qtbot.waitUntil(lambda: not job.running, timeout=timeout)
+    return job
+
+
+def noisy(shape: tuple[int, ...], seed: int = 0, low: float = 50.0, high: float = 150.0) -> np.ndarray:
+    return np.random.default_rng(seed).uniform(low, high, shape).astype(np.float32)
