@@ -23,8 +23,25 @@ def test_simulate_train_predict_end_to_end(tmp_path, capsys):
     assert main(["train", "--config", str(config), "-o", str(model), "--steps", "4", "-q"]) == 0
     out = tmp_path / "out.tif"
     image = tifffile.imread(next((data / "input").iterdir()))
-    assert main(["predict", str(next((data / "input").iterdir())), "--model", str(model), "-o", str(out),
-                 "--n-samples", "2", "--steps", "2", "--keep-samples", "-q"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                str(next((data / "input").iterdir())),
+                "--model",
+                str(model),
+                "-o",
+                str(out),
+                "--n-samples",
+                "2",
+                "--steps",
+                "2",
+                "--keep-samples",
+                "-q",
+            ]
+        )
+        == 0
+    )
     result = tifffile.imread(out)
     assert result.shape == (3, 2 * image.shape[0], 2 * image.shape[1])  # mean, variance, β map
     assert (result[1] >= 0).all()

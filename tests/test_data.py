@@ -81,7 +81,6 @@ def test_split_is_by_image_and_never_leaks():
 
 
 def test_patches_have_the_requested_shape_and_prefer_structure():
-    rng = np.random.default_rng(6)
     wf = np.zeros((64, 64), np.float32)
     sim = np.zeros((128, 128), np.float32)
     wf[40:50, 40:50] = 100

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_cvdm import CancelToken, Cancelled, load_model
+from napari_cvdm import Cancelled, CancelToken, load_model
 from napari_cvdm.data import PairedDataset
 from napari_cvdm.model import ModelMetadata
 from napari_cvdm.settings import TrainJob, TrainSettings

@@ -203,6 +203,31 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------------------------ bench
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import phase_benchmark, save_figure, sr_benchmark
+    from .zoo import load_model
+
+    log = (lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
+    start = time.perf_counter()
+    outputs = []
+    for task, model_name, run, figure in (
+        ("sr", args.sr_model, sr_benchmark, "bench_sr.png"),
+        ("phase", args.phase_model, phase_benchmark, "bench_phase.png"),
+    ):
+        if args.task not in (task, "both"):
+            continue
+        model = None if args.baselines_only else load_model(model_name)
+        n = args.n if args.n is not None else (4 if task == "sr" else 6)
+        table = run(model, n, args.n_samples, args.steps, log)
+        print(table.markdown() + "\n", flush=True)
+        if args.figures and model is not None:
+            outputs.append(save_figure(table, Path(args.figures) / figure))
+    settings = f"{args.n_samples} samples, steps={args.steps or 'model default'}"
+    print(f"_{time.perf_counter() - start:.0f} s on this machine; CVDM: {settings}; figures: {outputs or 'none'}_")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .physics import PhaseSimulation, SRSimulation
     from .settings import ReconstructSettings, TrainJob, TrainSettings
@@ -240,6 +265,18 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("-q", "--quiet", action="store_true")
         add_model_flags(sp, model)
         sp.set_defaults(func=cmd_simulate)
+
+    b = sub.add_parser("bench", help="models vs classical baselines on the held-out simulated test set")
+    b.add_argument("--task", choices=["sr", "phase", "both"], default="both")
+    b.add_argument("--sr-model", default="cvdm-sr-widefield")
+    b.add_argument("--phase-model", default="cvdm-phase-twoshot")
+    b.add_argument("--n", type=int, default=None, help="test images per row (default: 4 for SR, 6 for phase)")
+    b.add_argument("--n-samples", type=int, default=8, help="CVDM samples per image")
+    b.add_argument("--steps", type=int, default=None, help="CVDM steps (default: the model's)")
+    b.add_argument("--figures", default="docs/figures", help="folder for the figures ('' for none)")
+    b.add_argument("--baselines-only", action="store_true", help="skip the CVDM models")
+    b.add_argument("-q", "--quiet", action="store_true")
+    b.set_defaults(func=cmd_bench)
 
     m = sub.add_parser("models", help="list installed models")
     m.add_argument("--json", action="store_true")

@@ -101,14 +101,12 @@ class PairedDataset:
                 f"Only in {input_dir}: {only_in[:10] or 'none'}; only in {target_dir}: {only_tg[:10] or 'none'}; "
                 f"matched: {len(common)}."
             )
-        pairs = [
-            prepare_pair(tifffile.imread(inputs[n]), tifffile.imread(targets[n]), info, name=n) for n in common
-        ]
+        pairs = [prepare_pair(tifffile.imread(inputs[n]), tifffile.imread(targets[n]), info, name=n) for n in common]
         return cls(pairs)
 
     def split(self, val_fraction: float, seed: int = 0) -> tuple[PairedDataset, PairedDataset | None]:
         """Split by image into training and validation sets (None when val_fraction is 0 or one image only)."""
-        n_val = int(round(val_fraction * len(self.pairs)))
+        n_val = round(val_fraction * len(self.pairs))
         if val_fraction <= 0 or len(self.pairs) < 2:
             return self, None
         n_val = min(max(n_val, 1), len(self.pairs) - 1)

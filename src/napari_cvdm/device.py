@@ -45,7 +45,8 @@ def describe_device(device: str | torch.device = "auto") -> str:
         index = dev.index or 0
         return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
     if dev.type == "cpu":
-        return f"cpu ({torch.get_num_threads()} threads)"
+        threads = torch.get_num_threads()
+        return f"cpu ({threads} thread{'s' if threads != 1 else ''})"
     return str(dev)
 
 

@@ -178,6 +178,7 @@ def iter_reconstruct(
                     keep_samples=settings.keep_samples,
                     eta=info.sampler.eta,
                     time_grid=grid,
+                    grid=info.sampler.grid,
                     precision=precision,
                 )
                 stage = f"plane {p_idx + 1}/{len(planes)}, tile {t_idx + 1}/{n_tiles}"

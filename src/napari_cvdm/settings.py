@@ -59,6 +59,9 @@ class TrainSettings(BaseModel):
     patch_size: int = Field(64, ge=8, description="patch side on the output grid (pixels), multiple of 8")
     learning_rate: float = Field(2e-4, gt=0, le=1, description="Adam learning rate")
     warmup_steps: int = Field(100, ge=0, description="linear learning-rate warm-up")
+    time_lr_multiplier: float = Field(
+        10.0, gt=0, description="learning-rate factor of the small time networks τ(t), ρ(t) (a few hundred weights)"
+    )
     alpha: float = Field(1e-3, ge=0, description="weight α of the ‖∂²γ/∂t²‖² regulariser")
     ema_decay: float = Field(0.999, ge=0, lt=1, description="EMA of the weights that is saved (0: no EMA)")
     grad_clip: float = Field(1.0, gt=0, description="gradient-norm clip")

@@ -45,16 +45,23 @@ class TrainProgress:
 
 
 class _EMA:
+    """Exponential moving average of the weights, with warm-up: decay_k = min(decay, (1 + k)/(10 + k)).
+
+    Without the warm-up an early checkpoint would still be mostly the random initial weights (0.999^500 ≈ 0.6).
+    """
+
     def __init__(self, network: CVDM, decay: float) -> None:
-        self.decay = decay
+        self.decay, self.updates = decay, 0
         self.shadow = copy.deepcopy(network).eval() if decay > 0 else None
 
     @torch.no_grad()
     def update(self, network: CVDM) -> None:
         if self.shadow is None:
             return
+        self.updates += 1
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
         for s, p in zip(self.shadow.parameters(), network.parameters(), strict=True):
-            s.lerp_(p.detach(), 1 - self.decay)
+            s.lerp_(p.detach(), 1 - decay)
 
     def model(self, network: CVDM) -> CVDM:
         return self.shadow if self.shadow is not None else network
@@ -97,7 +104,15 @@ def iter_train(
         val_set.check_patch_size(settings.patch_size, network.min_size)
     network.to(device).train()
     ema = _EMA(network, settings.ema_decay)
-    optim = torch.optim.Adam(network.parameters(), lr=settings.learning_rate)
+    time_nets = [*network.schedule.tau.parameters(), *network.schedule.rho.parameters()]
+    time_ids = {id(p) for p in time_nets}
+    others = [p for p in network.parameters() if id(p) not in time_ids]
+    optim = torch.optim.Adam(
+        [
+            {"params": others, "lr": settings.learning_rate},
+            {"params": time_nets, "lr": settings.learning_rate * settings.time_lr_multiplier},
+        ]
+    )
     warm = max(settings.warmup_steps, 1)
     sched = torch.optim.lr_scheduler.LambdaLR(optim, lambda s: min(1.0, (s + 1) / warm))
     history: list[dict[str, float]] = []

@@ -1,16 +1,25 @@
-"""Finding models by name: registered models (shipped in the package), the user's own models, or a file path."""
+"""Finding models: registered names (bundled in the package or downloaded with pooch), user models, file paths.
+
+Every registered file is SHA-256 checked before use, whether it ships inside the package or comes from the
+download cache.  Downloads go to the user cache (``NAPARI_CVDM_CACHE`` overrides it) from the project's release URL
+(``NAPARI_CVDM_MODEL_URL`` overrides it, e.g. for a mirror); a file already in the cache with the right hash is used
+without any network access, so copying ``.cvdm`` files into that folder is how an offline machine is set up.
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from .model.files import SUFFIX, ModelFileError, TrainedModel, load_model_file, sha256_of
+from . import __version__
+from .model.files import SUFFIX, ModelFileError, TrainedModel, load_model_file
 
 BUNDLED_DIR = Path(__file__).parent / "models"
+DEFAULT_BASE_URL = f"https://github.com/napari-cvdm/napari-cvdm/releases/download/v{__version__}/"
 
 
 @dataclass(frozen=True)
@@ -21,14 +30,30 @@ class RegisteredModel:
     filename: str
     sha256: str
     description: str
+    task: str = "super-resolution"  # "super-resolution" | "phase": lets pickers label models before download
 
 
-# Filled by the trained default models (see docs/models.md).  Every file is hash-checked before use.
+# The trained default models (docs/models.md).  Filled in when a model is (re)trained: see benchmarks/README.md.
 REGISTRY: dict[str, RegisteredModel] = {}
 
 
+def cache_dir() -> Path:
+    """Where downloaded models are kept (``NAPARI_CVDM_CACHE`` overrides the user cache directory)."""
+    env = os.environ.get("NAPARI_CVDM_CACHE")
+    if env:
+        return Path(env).expanduser()
+    import pooch
+
+    return Path(pooch.os_cache("napari-cvdm"))
+
+
+def base_url() -> str:
+    url = os.environ.get("NAPARI_CVDM_MODEL_URL", DEFAULT_BASE_URL)
+    return url if url.endswith("/") else url + "/"
+
+
 def user_model_dir() -> Path:
-    """Where fine-tuned models are saved and looked up (override with NAPARI_CVDM_MODELS)."""
+    """Where fine-tuned models are saved and looked up (``NAPARI_CVDM_MODELS`` overrides it)."""
     env = os.environ.get("NAPARI_CVDM_MODELS")
     if env:
         return Path(env).expanduser()
@@ -46,27 +71,72 @@ def list_models() -> list[str]:
     return names
 
 
-def _registered_path(entry: RegisteredModel) -> Path:
-    path = BUNDLED_DIR / entry.filename
-    if not path.is_file():
-        raise ModelFileError(f"registered model {entry.name!r} is not installed (expected {path})")
-    digest = sha256_of(path)
+class _PoochProgress:
+    """The tqdm-like object pooch reports download progress to, forwarding to ``callback(done, total)`` bytes."""
+
+    def __init__(self, callback: Callable[[int, int], None]) -> None:
+        self.callback, self.total, self.done = callback, 0, 0
+
+    def update(self, n: int) -> None:
+        self.done += n
+        self.callback(self.done, self.total)
+
+    def reset(self) -> None:
+        self.done = 0
+
+    def close(self) -> None:
+        pass
+
+
+def _check_hash(path: Path, entry: RegisteredModel) -> Path:
+    import pooch
+
+    digest = pooch.file_hash(str(path), alg="sha256")
     if digest != entry.sha256:
         raise ModelFileError(
-            f"{path} does not match the registry (sha256 {digest[:12]}…, expected {entry.sha256[:12]}…): the file "
-            "is corrupted or was replaced. Reinstall napari-cvdm."
+            f"{path} does not match the registry (sha256 {digest[:12]}…, expected {entry.sha256[:12]}…): the file is "
+            f"corrupted or was replaced. Delete it and fetch {entry.name!r} again, or reinstall napari-cvdm."
         )
     return path
 
 
-def resolve_model_path(name_or_path: str | os.PathLike) -> Path:
+def fetch_registered(entry: RegisteredModel, progress: Callable[[int, int], None] | None = None) -> Path:
+    """The verified local file of a registered model: bundled if present, else cached, else downloaded."""
+    import pooch
+    import requests
+
+    bundled = BUNDLED_DIR / entry.filename
+    if bundled.is_file():
+        return _check_hash(bundled, entry)
+    folder = cache_dir()
+    fetcher = pooch.create(
+        path=folder, base_url=base_url(), registry={entry.filename: f"sha256:{entry.sha256}"}, retry_if_failed=1
+    )
+    url = base_url() + entry.filename
+    try:
+        path = fetcher.fetch(entry.filename, progressbar=_PoochProgress(progress) if progress else False)
+    except ValueError as err:  # pooch: hash mismatch of the downloaded file
+        raise ModelFileError(
+            f"the download of {entry.name!r} from {url} is corrupted ({err}); nothing was saved. Try again later, or "
+            "set NAPARI_CVDM_MODEL_URL to a mirror."
+        ) from err
+    except (requests.RequestException, OSError) as err:
+        raise ModelFileError(
+            f"could not download model {entry.name!r} from {url} ({type(err).__name__}). To work offline, copy "
+            f"{entry.filename} into {folder} (or point NAPARI_CVDM_CACHE at a folder that has it), or pass the path "
+            f"of a {SUFFIX} file instead of the name."
+        ) from err
+    return Path(path)
+
+
+def resolve_model_path(name_or_path: str | os.PathLike, progress: Callable[[int, int], None] | None = None) -> Path:
     """The file behind a registered name, a user model name, or a path."""
     text = str(name_or_path)
     path = Path(text).expanduser()
     if path.suffix == SUFFIX or path.exists() or os.sep in text:
         return path
     if text in REGISTRY:
-        return _registered_path(REGISTRY[text])
+        return fetch_registered(REGISTRY[text], progress)
     user = user_model_dir() / f"{text}{SUFFIX}"
     if user.is_file():
         return user
@@ -76,9 +146,16 @@ def resolve_model_path(name_or_path: str | os.PathLike) -> Path:
     )
 
 
-def load_model(name_or_path: str | os.PathLike, device: str | torch.device = "cpu") -> TrainedModel:
-    """Load a model by registered name, user model name, or path to a ``.cvdm`` file."""
-    path = resolve_model_path(name_or_path)
+def load_model(
+    name_or_path: str | os.PathLike,
+    device: str | torch.device = "cpu",
+    progress: Callable[[int, int], None] | None = None,
+) -> TrainedModel:
+    """Load a model by registered name, user model name, or path to a ``.cvdm`` file.
+
+    ``progress(done, total)`` reports download bytes when a registered model has to be fetched.
+    """
+    path = resolve_model_path(name_or_path, progress)
     model = load_model_file(path, device=device)
     if str(name_or_path) in REGISTRY:
         model.source = str(name_or_path)

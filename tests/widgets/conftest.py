@@ -17,9 +17,7 @@ FAST = {"steps": 2}  # the tiny models' default sampler: 2 network evaluations p
 
 def save_tiny_models(folder: Path) -> dict[str, Path]:
     """Write an untrained 2× SR model and a phase model into ``folder`` (sampler default: 2 steps)."""
-    sr = ModelMetadata(
-        task="super-resolution", name="tiny-sr", scale_factor=2, input_pixel_um=0.0626, sampler=FAST
-    )
+    sr = ModelMetadata(task="super-resolution", name="tiny-sr", scale_factor=2, input_pixel_um=0.0626, sampler=FAST)
     phase = ModelMetadata(
         task="phase",
         name="tiny-phase",
@@ -34,6 +32,17 @@ def save_tiny_models(folder: Path) -> dict[str, Path]:
         "tiny-sr": save_model(folder / "tiny-sr.cvdm", tiny_network(residual=True), sr),
         "tiny-phase": save_model(folder / "tiny-phase.cvdm", tiny_network(cond_channels=2), phase),
     }
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """Tiny models run fastest on one thread, and 2-core CI machines crawl when torch oversubscribes them."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture

@@ -138,3 +138,49 @@ def test_model_loaded_from_file_is_offered_and_used(make_widget, no_models, tmp_
     widget.n_samples.value = 1
     assert run_and_wait(qtbot, widget).outcome == "done"
     assert viewer.layers["wf CVDM mean"].data.shape == (32, 32)
+
+
+def test_registered_model_is_downloaded_in_a_worker_then_run(
+    make_widget, no_models, tmp_path, monkeypatch, notes, qtbot
+):
+    """A registered model not on disk is listed without network access, fetched on Run, then used."""
+    import shutil
+
+    from napari_cvdm import zoo
+    from napari_cvdm._widgets.job import DownloadJob, ReconstructionJob
+    from napari_cvdm.model.files import sha256_of
+    from tests.widgets.conftest import save_tiny_models
+
+    source = save_tiny_models(tmp_path / "release")["tiny-sr"]
+    entry = zoo.RegisteredModel("tiny-registered", "tiny-registered.cvdm", sha256_of(source), "test model")
+    monkeypatch.setitem(zoo.REGISTRY, entry.name, entry)
+    monkeypatch.setenv("NAPARI_CVDM_CACHE", str(tmp_path / "cache"))
+    fetched = []
+
+    def fake_fetch(registered, progress=None):
+        target = zoo.cache_dir() / registered.filename
+        if not target.is_file():
+            fetched.append(registered.name)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            for done in (1000, 2000):
+                if progress is not None:
+                    progress(done, 2000)
+            shutil.copy(source, target)
+        return target
+
+    monkeypatch.setattr(zoo, "fetch_registered", fake_fetch)
+    viewer, widget = make_widget()
+    assert widget.model.value == "tiny-registered" and fetched == []
+    assert "downloaded" in widget.model_info.value
+    viewer.add_image(noisy((16, 16)), name="wf")
+    widget.n_samples.value = 1
+    download = widget.reconstruct()
+    assert isinstance(download, DownloadJob)
+    qtbot.waitUntil(lambda: not download.running, timeout=30_000)
+    assert download.outcome == "done" and fetched == ["tiny-registered"]
+    run = widget._job
+    assert isinstance(run, ReconstructionJob)
+    qtbot.waitUntil(lambda: not run.running, timeout=30_000)
+    assert run.outcome == "done" and notes["error"] == []
+    assert viewer.layers["wf CVDM mean"].data.shape == (32, 32)
+    assert "2 steps by default" in widget.model_info.value

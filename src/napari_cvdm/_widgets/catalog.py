@@ -1,8 +1,10 @@
 """What the model picker shows: installed models with their task, read from file headers (no weights loaded).
 
-Qt-free.  Headers and loaded models are cached per file (path, size, modification time), so re-opening the
-picker or re-running is instant and an edited file is re-read.  After a run on a GPU the widget moves the
-network back to the CPU, so the cache never pins GPU memory.
+Qt-free, and never touches the network: a registered model that is neither bundled nor in the download cache is
+listed as "downloads on first use" and fetched by the widget in a worker thread when it is run.  Headers and
+loaded models are cached per file (path, size, modification time), so re-opening the picker or re-running is
+instant and an edited file is re-read.  After a run on a GPU the widget moves the network back to the CPU, so
+the cache never pins GPU memory.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pathlib import Path
 
 from ..model.files import SUFFIX, ModelFileError, TrainedModel, read_header
 from ..model.metadata import ModelMetadata
-from ..zoo import list_models, load_model, resolve_model_path, user_model_dir
+from ..zoo import BUNDLED_DIR, REGISTRY, cache_dir, list_models, load_model, resolve_model_path, user_model_dir
 
 TASK_LABELS = {"super-resolution": "super-resolution", "phase": "phase", "generic": "generic"}
 
@@ -31,15 +33,34 @@ def no_models_message() -> str:
 
 @dataclass(frozen=True)
 class ModelEntry:
-    """One picker entry: the value passed to ``load_model`` and what the widget needs before loading."""
+    """One picker entry: the value passed to ``load_model`` and its header (None: not downloaded yet)."""
 
     value: str
     label: str
-    info: ModelMetadata
+    info: ModelMetadata | None
 
     @property
     def task(self) -> str:
-        return self.info.task
+        """The model's task; for a model not downloaded yet, the registry's task if it has one, else "unknown"."""
+        if self.info is not None:
+            return self.info.task
+        return getattr(REGISTRY.get(self.value), "task", None) or "unknown"
+
+    @property
+    def downloaded(self) -> bool:
+        return self.info is not None
+
+
+def local_path(name_or_path: str) -> Path | None:
+    """The model's file if it is on this machine now (bundled, cached, user folder or a path); never downloads."""
+    registered = REGISTRY.get(str(name_or_path))
+    if registered is not None:
+        for folder in (BUNDLED_DIR, cache_dir()):
+            if (folder / registered.filename).is_file():
+                return folder / registered.filename
+        return None
+    path = resolve_model_path(name_or_path)
+    return path if path.is_file() else None
 
 
 def _file_key(path: Path) -> tuple[str, int, int]:
@@ -58,9 +79,12 @@ def _read_info(key: tuple[str, int, int]) -> ModelMetadata:
 
 def model_entry(name_or_path: str) -> ModelEntry:
     """Read one model's header (registered name, user model name or path); raises ``ModelFileError``."""
-    path = resolve_model_path(name_or_path)
-    if not path.is_file():
-        raise ModelFileError(f"model file not found: {path}")
+    path = local_path(name_or_path)
+    if path is None and str(name_or_path) in REGISTRY:
+        about = REGISTRY[str(name_or_path)].description
+        return ModelEntry(str(name_or_path), f"{name_or_path} — {about} (downloads on first use)", None)
+    if path is None:
+        raise ModelFileError(f"model file not found: {resolve_model_path(name_or_path)}")
     info = _read_info(_file_key(path))
     is_file = Path(name_or_path).suffix == SUFFIX
     name = f"{path.name} (file)" if is_file else str(name_or_path)
@@ -88,8 +112,8 @@ def _load(value: str, key: tuple[str, int, int]) -> TrainedModel:
 
 
 def get_model(name_or_path: str) -> TrainedModel:
-    """Load (or reuse) the model behind a picker value; raises ``ModelFileError``."""
-    path = resolve_model_path(name_or_path)
-    if not path.is_file():
-        raise ModelFileError(f"model file not found: {path}")
+    """Load (or reuse) the model behind a picker value that is on disk; raises ``ModelFileError``."""
+    path = local_path(name_or_path)
+    if path is None:
+        raise ModelFileError(f"model {name_or_path!r} is not downloaded yet")
     return _load(str(name_or_path), _file_key(path))

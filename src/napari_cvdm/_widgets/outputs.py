@@ -36,6 +36,17 @@ STYLES: dict[str, dict[str, Any]] = {
 _SAVED_ATTRS = ("data", "scale", "translate", "metadata", "contrast_limits")
 
 
+def robust_limits(data: np.ndarray, max_values: int = 1_000_000) -> tuple[float, float]:
+    """Contrast limits from the 0.1 and 99.9 percentiles (variance maps are heavy-tailed; min/max shows black)."""
+    flat = np.asarray(data).ravel()
+    flat = flat[:: max(1, flat.size // max_values)]
+    flat = flat[np.isfinite(flat)]
+    if flat.size == 0:
+        return 0.0, 1.0
+    low, high = (float(v) for v in np.percentile(flat, (0.1, 99.9)))
+    return (low, high) if high > low else (low, low + 1.0)
+
+
 def output_names(base_name: str) -> dict[str, str]:
     """The layer name of every output of a run on the layer(s) called ``base_name``."""
     return {key: f"{base_name} {suffix}" for key, suffix in SUFFIXES.items()}
@@ -77,6 +88,7 @@ class ResultLayers:
                 scale=geometry.scale,
                 translate=geometry.translate,
                 metadata=metadata,
+                contrast_limits=robust_limits(data),
                 **STYLES[key],
             )
             self._created.append(layer)
@@ -86,7 +98,7 @@ class ResultLayers:
         layer.data = data
         layer.scale, layer.translate = geometry.scale, geometry.translate
         layer.metadata = metadata
-        layer.reset_contrast_limits()
+        layer.contrast_limits = robust_limits(data)
         return layer
 
     def show_running_mean(self, plane: int, mean: np.ndarray) -> None:

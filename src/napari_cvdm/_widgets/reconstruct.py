@@ -26,7 +26,7 @@ from ..settings import ReconstructSettings
 from ..tasks import InputError
 from .catalog import ModelEntry, available_models, get_model, model_entry, no_models_message
 from .inputs import prepare_input
-from .job import ReconstructionJob
+from .job import DownloadJob, ReconstructionJob, WorkerJob
 
 if TYPE_CHECKING:
     import napari
@@ -46,12 +46,19 @@ def auto_batch_size(device: str, n_samples: int) -> int | None:
     return None if kind == "cuda" else max(1, math.ceil(n_samples / 4))
 
 
+def _is_new_input(layer: Any) -> bool:
+    """A visible image layer that is not one of our outputs (hidden ground truths are never preselected)."""
+    from napari.layers import Image
+
+    return isinstance(layer, Image) and layer.visible and "output" not in layer.metadata.get("napari_cvdm", {})
+
+
 class ReconstructWidget(Container):
     """Super-resolution (widefield → SIM, 2×) or two-shot phase retrieval with per-pixel uncertainty."""
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         self._viewer = viewer
-        self._job: ReconstructionJob | None = None
+        self._job: WorkerJob | None = None
         self.task = ComboBox(label="Task", choices=TASKS, value=TASKS[0])
         self.model_file = FileEdit(label="Load from file…", mode="r", filter=f"*{SUFFIX}")
         self.model = ComboBox(label="Model", choices=self._model_choices)
@@ -91,7 +98,8 @@ class ReconstructWidget(Container):
             ],
             labels=True,
         )
-        self.image.tooltip = "the widefield image (or stack) to super-resolve"
+        for label in (self.model_info, self.device_info, self.status):
+            label.native.setWordWrap(True)  # long advice wraps instead of widening the dock
         self.plus.tooltip = "leave empty when the first layer is a (2, H, W) stack ordered (I(−d), I(+d))"
         self.steps.tooltip = "network evaluations per sample; the model's benchmarked default is preselected"
         self.tile_size.tooltip = "tile side on the output grid for large images or little memory; 0 = whole image"
@@ -104,12 +112,15 @@ class ReconstructWidget(Container):
         self.model_file.changed.connect(self._on_model_file)
         self.device.changed.connect(self._on_device_changed)
         self.run_button.changed.connect(self._on_run_clicked)
+        self.native.destroyed.connect(self._on_destroyed)
         events = viewer.layers.events
         for event in (events.inserted, events.removed, events.moved):
             event.connect(self._refresh_layers)
-        active = viewer.layers.selection.active
-        if active is not None and active in self.image.choices:
-            self.image.value = active
+        candidates = [viewer.layers.selection.active, *reversed(viewer.layers)]
+        for layer in candidates:
+            if _is_new_input(layer) and layer in self.image.choices:
+                self.image.value = layer
+                break
         self._on_task_changed(self.task.value)  # selects a model of the default task when there is one
         self._on_model_changed(self.model.value)
         self._on_device_changed(self.device.value)
@@ -129,9 +140,13 @@ class ReconstructWidget(Container):
         entries, _ = available_models(files)
         return [(entry.label, entry.value) for entry in entries]
 
-    def _refresh_layers(self, _event: Any = None) -> None:
+    def _refresh_layers(self, event: Any = None) -> None:
+        """Keep the pickers in sync with the layer list; a newly opened visible image becomes the input."""
         self.image.reset_choices()
         self.plus.reset_choices()
+        layer = getattr(event, "value", None) if getattr(event, "type", "") == "inserted" else None
+        if _is_new_input(layer) and layer in self.image.choices:
+            self.image.value = layer
 
     # -- reactions -------------------------------------------------------------------------------------------
     def _entry(self) -> ModelEntry | None:
@@ -148,10 +163,13 @@ class ReconstructWidget(Container):
         if entry is None:
             self.model_info.value = no_models_message() if not self.model.choices else ""
             return
-        info = entry.info
-        self.steps.value = info.sampler.steps
         if entry.task in TASKS and entry.task != self.task.value:
             self.task.value = entry.task
+        info = entry.info
+        if info is None:
+            self.model_info.value = "not on this machine yet: downloaded (once, hash-checked) when you press Run"
+            return
+        self.steps.value = info.sampler.steps
         parts = [entry.task]
         if info.scale_factor > 1:
             parts.append(f"{info.scale_factor}× finer output")
@@ -170,12 +188,14 @@ class ReconstructWidget(Container):
         )
         self.plus.visible = phase
         entry = self._entry()
-        if entry is not None and entry.task != task:
+        if entry is not None and entry.task not in (task, "unknown"):
             for value in self.model.choices:
-                candidate = model_entry(value)
-                if candidate.task == task:
-                    self.model.value = value
-                    break
+                try:
+                    if model_entry(value).task == task:
+                        self.model.value = value
+                        break
+                except ModelFileError:
+                    continue
 
     def _on_model_file(self, path: Path | None) -> None:
         if not path or not Path(path).is_file():
@@ -191,6 +211,10 @@ class ReconstructWidget(Container):
     def _on_device_changed(self, device: str) -> None:
         label = describe_device(device)
         self.device_info.value = "not available here" if label.startswith("unavailable") else f"→ {label}"
+
+    def _on_destroyed(self, _obj: Any = None) -> None:
+        if self._job is not None and self._job.running:
+            self._job.detach()
 
     def _on_run_clicked(self, _value: Any = None) -> None:
         if self._job is not None and self._job.running:
@@ -219,12 +243,16 @@ class ReconstructWidget(Container):
             keep_samples=self.keep_samples.value,
         )
 
-    def reconstruct(self, layers: Sequence[Layer] | None = None) -> ReconstructionJob | None:
-        """Check everything, then start a run on ``layers`` (default: the picked ones); None if refused."""
+    def reconstruct(self, layers: Sequence[Layer] | None = None) -> WorkerJob | None:
+        """Check everything, then start a run on ``layers`` (default: the picked ones); None if refused.
+
+        Returns the :class:`ReconstructionJob`, or a :class:`DownloadJob` when the picked registered model has to
+        be fetched first (the run then starts by itself once the download is done).
+        """
         if self._job is not None and self._job.running:
             return self._job
         try:
-            job = self._make_job(self.picked_layers() if layers is None else list(layers))
+            job = self._make_job(layers)
         except (InputError, ModelFileError) as err:
             notifications.show_error(str(err))
             return None
@@ -239,11 +267,14 @@ class ReconstructWidget(Container):
         job.start()
         return job
 
-    def _make_job(self, layers: list[Layer]) -> ReconstructionJob:
+    def _make_job(self, layers: Sequence[Layer] | None) -> WorkerJob:
         value = self.model.value
         if value is None:
             raise InputError(no_models_message())
         entry = model_entry(value)
+        if not entry.downloaded:
+            return DownloadJob(value, self._show_progress, lambda outcome: self._downloaded(outcome, layers))
+        layers = self.picked_layers() if layers is None else list(layers)
         task = self.task.value
         if entry.task != task and not (entry.task == "generic" and task == "super-resolution"):
             raise InputError(
@@ -273,8 +304,15 @@ class ReconstructWidget(Container):
         self.progress.value = event.done
         self.status.value = event.stage
 
-    def _finished(self, outcome: str, seconds: float) -> None:
+    def _downloaded(self, outcome: str, layers: Sequence[Layer] | None) -> None:
+        self._finished(outcome, None)
+        if outcome == "done":
+            self.model.reset_choices()
+            self._on_model_changed()
+            self.reconstruct(layers)
+
+    def _finished(self, outcome: str, seconds: float | None) -> None:
         self.run_button.text = "Run"
         if outcome != "done":
             self.progress.value = 0
-        self.status.value = f"{outcome} ({seconds:.1f} s)"
+        self.status.value = outcome if seconds is None else f"{outcome} ({seconds:.1f} s)"

@@ -8,7 +8,10 @@ every network evaluation — and the generators are closed when the worker finis
 
 from __future__ import annotations
 
+import queue
+import threading
 from collections.abc import Generator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -40,6 +43,39 @@ def reconstruction_worker(
     worker = create_worker(_drive, core, _start_thread=False, _ignore_errors=True)
     worker.finished.connect(core.close)
     return worker
+
+
+def _download(name: str) -> Generator[Progress, None, Path]:
+    """Fetch a registered model in a helper thread and re-yield its byte progress (runs in the worker thread).
+
+    pooch cannot be interrupted, so after ``quit()`` the helper thread finishes the download on its own; the
+    file lands in the cache (hash-checked) and the next run uses it.
+    """
+    from ..zoo import resolve_model_path
+
+    updates: queue.Queue[tuple[int, int] | None] = queue.Queue()
+    outcome: dict[str, Any] = {}
+
+    def fetch() -> None:
+        try:
+            outcome["path"] = resolve_model_path(name, progress=lambda done, total: updates.put((done, total)))
+        except Exception as err:  # noqa: BLE001 - handed to the worker thread, which raises it
+            outcome["error"] = err
+        finally:
+            updates.put(None)
+
+    threading.Thread(target=fetch, name=f"napari-cvdm download {name}", daemon=True).start()
+    while (update := updates.get()) is not None:
+        done, total = update
+        yield Progress(done, max(total, done, 1), f"downloading {name} ({done / 1e6:.1f} MB)")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["path"]
+
+
+def download_worker(name: str) -> GeneratorWorker[Progress, None, Path]:
+    """An unstarted worker that downloads registered model ``name``; yields byte ``Progress``, returns the path."""
+    return create_worker(_download, name, _start_thread=False, _ignore_errors=True)
 
 
 def _is_out_of_memory(exc: BaseException) -> bool:

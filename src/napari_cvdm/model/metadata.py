@@ -46,7 +46,8 @@ class SamplerDefaults(BaseModel):
 
     method: Literal["gamma", "ancestral"] = "gamma"
     steps: int = Field(20, ge=1)
-    time_grid: list[float] | None = None
+    grid: Literal["snr", "uniform"] = Field("snr", description="equal steps in median log-SNR, or in t")
+    time_grid: list[float] | None = Field(None, description="an explicit (e.g. learned) grid 1 > … > 0")
     eta: float = Field(1.0, ge=0, le=1)
 
 

@@ -30,6 +30,7 @@ from .cvdm import CVDM, GAMMA_MAX, GAMMA_MIN
 
 Method = Literal["gamma", "ancestral"]
 Precision = Literal["fp32", "bf16"]
+GridKind = Literal["snr", "uniform"]
 
 
 @dataclass
@@ -64,6 +65,34 @@ class SampleStats:
 def uniform_time_grid(steps: int) -> torch.Tensor:
     """Decreasing grid 1 = t_0 > … > t_steps = 0 with equal spacing."""
     return torch.linspace(1.0, 0.0, steps + 1)
+
+
+@torch.no_grad()
+def snr_time_grid(model: CVDM, lam: torch.Tensor, steps: int, max_logsnr: float = 8.0) -> torch.Tensor:
+    """Decreasing grid 1 = t_0 > … > t_steps = 0 with equal steps in the image's median log-SNR.
+
+    log-SNR(t) = log γ/(1 − γ) with γ = exp(−λ_med ρ(t)).  Network evaluations land where the learned schedule
+    actually changes the signal-to-noise ratio (from log-SNR(1) up to ``max_logsnr``), instead of being spent where
+    γ ≈ 0 or γ ≈ 1.
+    """
+    fine = torch.linspace(0.0, 1.0, 4001, device=lam.device, dtype=torch.float64)
+    rho = model.schedule.rho(fine).double()
+    lam_med = lam.double().median()
+    gamma = torch.exp(-lam_med * rho).clamp(1e-12, 1 - 1e-12)
+    logsnr = torch.log(gamma) - torch.log1p(-gamma)  # decreasing in t
+    hi = min(float(logsnr[1]), max_logsnr)
+    lo = float(logsnr[-1])
+    if not hi > lo:
+        return uniform_time_grid(steps)
+    targets = torch.linspace(lo, hi, steps + 1, dtype=torch.float64, device=lam.device)[1:-1]  # t from 1 to 0
+    idx = torch.searchsorted(-logsnr, -targets).clamp(1, len(fine) - 1)
+    inner = fine[idx].float().cpu()
+    grid = torch.cat([torch.ones(1), inner, torch.zeros(1)])
+    # keep it strictly decreasing even where the schedule is flat
+    for i in range(1, steps):
+        grid[i] = min(float(grid[i]), float(grid[i - 1]) - 1e-6)
+    grid[1:-1] = grid[1:-1].clamp_min(1e-6 * steps)
+    return check_time_grid(grid)
 
 
 def check_time_grid(grid: torch.Tensor) -> torch.Tensor:
@@ -170,20 +199,23 @@ def iter_sample(
     keep_samples: bool = False,
     eta: float = 1.0,
     time_grid: torch.Tensor | None = None,
+    grid: GridKind = "snr",
     precision: Precision = "fp32",
 ) -> Generator[Step | Partial, None, SampleStats]:
     """Draw ``n_samples`` samples of y | x for one condition ``cond`` of shape (1, C, H, W).
 
     ``steps`` is the number of network evaluations per sample (ignored by ``"gamma"`` when ``time_grid`` is
-    given).  Returns (as the generator's value) a :class:`SampleStats` with the *unbiased* pixel-wise variance.
+    given; otherwise ``grid`` chooses between equal steps in the median log-SNR, ``"snr"``, and in t).
+    Returns (as the generator's value) a :class:`SampleStats` with the *unbiased* pixel-wise variance.
     """
     if cond.ndim != 4 or cond.shape[0] != 1:
         raise ValueError(f"the condition must have shape (1, C, H, W); got {tuple(cond.shape)}")
     if n_samples < 1:
         raise ValueError(f"n_samples must be at least 1; got {n_samples}")
     if method == "gamma":
-        grid = check_time_grid(time_grid) if time_grid is not None else uniform_time_grid(steps)
-        nfe = len(grid) - 1
+        if time_grid is None and steps < 1:
+            raise ValueError(f"steps must be at least 1; got {steps}")
+        nfe = len(check_time_grid(time_grid)) - 1 if time_grid is not None else steps
     elif method == "ancestral":
         if steps < 1:
             raise ValueError(f"steps must be at least 1; got {steps}")
@@ -195,6 +227,13 @@ def iter_sample(
     batch_size = max(1, min(batch_size or n_samples, n_samples))
     lam = model.schedule.lam(cond)
     beta_map = model.schedule.integrated_beta(lam)[0]
+    if method == "gamma":
+        if time_grid is not None:
+            times = check_time_grid(time_grid)
+        elif grid == "snr":
+            times = snr_time_grid(model, lam, steps)
+        else:
+            times = uniform_time_grid(steps)
     shape = (model.config.out_channels, *cond.shape[-2:])
 
     mean = torch.zeros(shape, device=device, dtype=cond.dtype)
@@ -207,7 +246,7 @@ def iter_sample(
         run.x, run.lam = cond.expand(b, -1, -1, -1), lam.expand(b, -1, -1, -1)
         z = _randn(shape, gens, cond)
         if method == "gamma":
-            y0 = yield from _run_gamma(run, z, grid, eta, gens)
+            y0 = yield from _run_gamma(run, z, times, eta, gens)
         else:
             y0 = yield from _run_ancestral(run, z, nfe, gens)
         y = model.from_diffused(y0, run.x)
