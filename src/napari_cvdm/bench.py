@@ -217,3 +217,71 @@ def save_figure(table: Table, path: Path) -> Path | None:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def speed_benchmark(
+    model: TrainedModel,
+    sizes: tuple[int, ...] = (256, 512),
+    n_samples: int = 8,
+    steps: int | None = None,
+    device: str = "auto",
+    precision: str = "auto",
+    log: Callable[[str], None] = print,
+) -> Table:
+    """Seconds for ``n_samples`` samples of an input of each size, against the network's own forward time.
+
+    The floor is the time of the same number of denoiser forward passes on the same batch, with nothing else: the
+    ratio says how much the sampler (schedule, noise, statistics, tiling) adds on top of the network.
+    """
+    import time
+
+    import torch
+
+    from .device import default_precision, resolve_device
+    from .model.sampler import _autocast
+
+    dev = resolve_device(device)
+    prec = default_precision(dev) if precision == "auto" else precision
+    steps = steps or model.info.sampler.steps
+    net = model.network.to(dev).eval()
+    header = ["input", "output", "samples", "NFE/sample", "seconds", "s per NFE per MP", "floor (s)", "ratio"]
+    table = Table(f"Speed on {dev} ({prec}), {n_samples} samples", header)
+    rng = np.random.default_rng(0)
+    for size in sizes:
+        shape = (2, size, size) if model.task == "phase" else (size, size)
+        image = rng.uniform(0.5, 1.5, shape).astype(np.float32)
+        reconstruct(model, image[..., :64, :64], n_samples=1, steps=1, device=str(dev), precision=prec)  # warm-up
+        start = time.perf_counter()
+        result = reconstruct(model, image, n_samples=n_samples, steps=steps, device=str(dev), precision=prec)
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - start
+        out = result.mean.shape[-1]
+        c = net.config
+        z = torch.randn(n_samples, c.out_channels, out, out, device=dev)
+        x = torch.randn(n_samples, c.cond_channels, out, out, device=dev)
+        g = torch.rand_like(z) * 0.9 + 0.05
+        with torch.no_grad():
+            start = time.perf_counter()
+            for _ in range(result.nfe_per_sample):
+                with _autocast(dev, prec):
+                    net.predict_noise(z, x, g)
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+            floor = time.perf_counter() - start
+        nfe_total = result.nfe_per_sample * n_samples
+        per = seconds / nfe_total / (out * out / 1e6)
+        table.rows.append(
+            [
+                f"{size}²",
+                f"{out}²",
+                str(n_samples),
+                str(result.nfe_per_sample),
+                f"{seconds:.1f}",
+                f"{per:.3f}",
+                f"{floor:.1f}",
+                f"{seconds / floor:.2f}",
+            ]
+        )
+        log(f"speed: {size}² done in {seconds:.1f} s")
+    return table

@@ -34,7 +34,22 @@ class RegisteredModel:
 
 
 # The trained default models (docs/models.md).  Filled in when a model is (re)trained: see benchmarks/README.md.
-REGISTRY: dict[str, RegisteredModel] = {}
+REGISTRY: dict[str, RegisteredModel] = {
+    "cvdm-sr-widefield": RegisteredModel(
+        "cvdm-sr-widefield",
+        "cvdm-sr-widefield.cvdm",
+        "2da07cfe6e1e181c0c27c58db09e69131d44e3e6a49273b5ed5215ebcb3d979e",
+        "widefield → SIM super-resolution (2× finer grid), trained on simulated BioSR-like pairs",
+        task="super-resolution",
+    ),  # 9.2 MB, 8000 steps
+    "cvdm-phase-twoshot": RegisteredModel(
+        "cvdm-phase-twoshot",
+        "cvdm-phase-twoshot.cvdm",
+        "552893269b835aeb6a373e1cdc9dc4e5d65ee59e2319a1fbdacb2fe040202080",
+        "two-shot defocus (I(−d), I(+d)) → quantitative phase (rad), trained on simulated pairs",
+        task="phase",
+    ),  # 9.2 MB, 8000 steps
+}
 
 
 def cache_dir() -> Path:

@@ -1,0 +1,35 @@
+"""The benchmark helpers: held-out data, the real-cell evaluation pair, tables and the speed measurement."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_cvdm.bench import TEST_SEED_PHASE, phase_cases, real_cell_pair, spearman, speed_benchmark
+from napari_cvdm.physics import PhaseSimulation
+
+
+def test_held_out_seeds_are_reserved():
+    assert TEST_SEED_PHASE >= 10_000
+    labels = [label for label, _, _ in phase_cases(1)]
+    assert labels == ["photos, noise-free", "cells, noise-free", "photos, noisy ξ~U(0,0.2)", "cells, noisy ξ~U(0,0.2)"]
+
+
+def test_real_cell_pair_is_a_defocus_stack_of_the_reserved_image():
+    stack, phase = real_cell_pair(PhaseSimulation(), size=64)
+    assert stack.shape == (2, 64, 64) and phase.shape == (64, 64)
+    assert phase.min() >= 0 and np.isclose(phase.max(), 3.5)
+    assert not np.allclose(stack[0], stack[1])  # the two planes differ
+
+
+def test_spearman_of_monotone_maps_is_one():
+    a = np.random.default_rng(0).uniform(size=(8, 8))
+    assert spearman(a, a**3) == pytest.approx(1.0)
+
+
+def test_speed_table_reports_seconds_and_ratio(tiny_sr_model):
+    table = speed_benchmark(tiny_sr_model, sizes=(16,), n_samples=2, steps=2, device="cpu", log=lambda m: None)
+    row = table.rows[0]
+    assert row[:4] == ["16²", "32²", "2", "2"]
+    assert float(row[4]) > 0 and float(row[-1]) > 0
+    assert "| input | output |" in table.markdown()
