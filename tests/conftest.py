@@ -15,6 +15,18 @@ TINY = dict(
 )
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """Tiny networks run fastest on one thread, and torch's spinning threads crawl on a busy 2-core machine.
+
+    Also makes bit-exactness tests independent of the machine: results depend on the thread count.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def tiny_network(cond_channels: int = 1, residual: bool = False, seed: int = 0) -> CVDM:
     torch.manual_seed(seed)
     return CVDM(CVDMConfig(cond_channels=cond_channels, residual_channel=0 if residual else None, **TINY))

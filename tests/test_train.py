@@ -43,7 +43,7 @@ def test_training_reduces_the_loss_and_reports_every_step(data, tmp_path):
     assert saved.info.scale_factor == 2 and model.info.training["steps"] == 60
 
 
-def test_cancel_stops_between_steps_and_keeps_the_last_checkpoint(data, tmp_path):
+def test_cancel_stops_between_steps_and_saves_the_model_and_checkpoint(data, tmp_path):
     token = CancelToken()
     settings = TrainSettings(steps=50, checkpoint_every=5, val_fraction=0, **FAST)
 
@@ -51,10 +51,11 @@ def test_cancel_stops_between_steps_and_keeps_the_last_checkpoint(data, tmp_path
         if event.step == 12:
             token.cancel()
 
-    with pytest.raises(Cancelled, match="training stopped"):
+    with pytest.raises(Cancelled, match="training stopped; the model and checkpoint at step 12 are saved"):
         train(tiny_network(residual=True), SR, data, settings, tmp_path / "m.cvdm", progress=progress, cancel=token)
-    assert load_model(tmp_path / "m.cvdm").info.training["steps"] == 10
-    assert [p.name for p in tmp_path.iterdir()] == ["m.cvdm"]  # no partial files
+    saved = load_model(tmp_path / "m.cvdm").info.training
+    assert saved["steps"] == 12 and saved["stopped_early"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.ckpt", "m.cvdm"]  # no partial files
 
 
 def test_a_patch_larger_than_the_images_is_explained(data):

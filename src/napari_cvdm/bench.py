@@ -277,9 +277,9 @@ def speed_benchmark(
                 f"{out}²",
                 str(n_samples),
                 str(result.nfe_per_sample),
-                f"{seconds:.1f}",
-                f"{per:.3f}",
-                f"{floor:.1f}",
+                f"{seconds:.3g}",
+                f"{per:.3g}",
+                f"{floor:.3g}",
                 f"{seconds / floor:.2f}",
             ]
         )

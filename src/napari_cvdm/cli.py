@@ -6,10 +6,12 @@ The same functions and settings objects as the napari widgets; nothing here impo
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
 import typing
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -136,9 +138,36 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------------------------------ train
+@contextlib.contextmanager
+def _stop_on_signals(token: Any, say: Callable[[str], None]) -> Iterator[None]:
+    """First Ctrl-C (or SIGTERM, e.g. from torchrun) stops after the current step and saves; the second aborts."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if token.cancelled:
+            raise KeyboardInterrupt
+        token.cancel()
+        say("\nstopping after this step; the model and checkpoint are saved (Ctrl-C again to abort)")
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     import yaml
 
+    from .checkpoint import checkpoint_path
+    from .distributed import env_rank
+    from .predict import CancelToken
     from .settings import TrainJob, TrainSettings
     from .train import run_job
 
@@ -148,20 +177,38 @@ def cmd_train(args: argparse.Namespace) -> int:
     config.update(model_overrides(args, TrainJob))
     config["train"] = {**config.get("train", {}), **model_overrides(args, TrainSettings)}
     job = TrainJob.model_validate(config)
-    gen = run_job(job)
+    main_process = env_rank() == 0  # under torchrun only rank 0 logs
+    quiet = args.quiet or not main_process
+
+    def say(text: str) -> None:
+        if not quiet:
+            print(text, file=sys.stderr, flush=True)
+
+    ckpt = checkpoint_path(job.output)
+    if job.resume:
+        say(f"resuming from {ckpt}")
+    elif ckpt.is_file():
+        say(f"note: starting over; {ckpt} will be overwritten (use --resume to continue it instead)")
+    token = CancelToken()
     last_val = None
-    while True:
-        try:
-            p = next(gen)
-        except StopIteration as stop:
-            model = stop.value
-            break
-        last_val = p.val_loss if p.val_loss is not None else last_val
-        if not args.quiet and (p.step % args.log_every == 0 or p.step == p.total or p.val_loss is not None):
-            terms = " ".join(f"{k}={v:.4g}" for k, v in p.losses.items())
-            val = f" val={last_val:.4g}" if last_val is not None else ""
-            print(f"step {p.step}/{p.total} {terms}{val} ({p.seconds:.0f} s, eta {p.eta_seconds:.0f} s)", flush=True)
-    print(f"wrote {job.output} ({model.network.n_parameters()} parameters)")
+    with _stop_on_signals(token, say):
+        gen = run_job(job, stop=token)
+        while True:
+            try:
+                p = next(gen)
+            except StopIteration as stop:
+                model = stop.value
+                break
+            last_val = p.val_loss if p.val_loss is not None else last_val
+            if not quiet and (p.step % args.log_every == 0 or p.step == p.total or p.val_loss is not None):
+                terms = " ".join(f"{k}={v:.4g}" for k, v in p.losses.items())
+                val = f" val={last_val:.4g}" if last_val is not None else ""
+                eta = f"{p.seconds:.0f} s, eta {p.eta_seconds:.0f} s"
+                print(f"step {p.step}/{p.total} {terms}{val} ({eta})", flush=True)
+    if main_process:
+        steps = model.info.training["steps"]
+        stopped = f" (stopped at step {steps}; --resume continues)" if steps < job.train.steps else ""
+        print(f"wrote {job.output} and {ckpt.name} ({model.network.n_parameters()} parameters){stopped}")
     return 0
 
 
@@ -210,6 +257,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     log = (lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
     start = time.perf_counter()
+    if args.speed:
+        from .bench import speed_benchmark
+
+        for name in (args.sr_model, args.phase_model):
+            if args.task in ("both", "phase" if name == args.phase_model else "sr"):
+                table = speed_benchmark(
+                    load_model(name), n_samples=args.n_samples, steps=args.steps, device=args.device, log=log
+                )
+                print(f"{table.markdown()}\n\nmodel: {name}\n", flush=True)
+        return 0
     outputs = []
     for task, model_name, run, figure in (
         ("sr", args.sr_model, sr_benchmark, "bench_sr.png"),
@@ -275,6 +332,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--steps", type=int, default=None, help="CVDM steps (default: the model's)")
     b.add_argument("--figures", default="docs/figures", help="folder for the figures ('' for none)")
     b.add_argument("--baselines-only", action="store_true", help="skip the CVDM models")
+    b.add_argument("--speed", action="store_true", help="time 256² and 512² inputs instead of measuring quality")
+    b.add_argument("--device", default="auto", help="device for --speed")
     b.add_argument("-q", "--quiet", action="store_true")
     b.set_defaults(func=cmd_bench)
 
@@ -285,6 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .checkpoint import CheckpointError
     from .data import DataError
     from .model.files import ModelFileError
     from .tasks import InputError
@@ -292,7 +352,15 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (InputError, ModelFileError, DataError, ValidationError, FileExistsError, FileNotFoundError) as err:
+    except (
+        InputError,
+        ModelFileError,
+        DataError,
+        CheckpointError,
+        ValidationError,
+        FileExistsError,
+        FileNotFoundError,
+    ) as err:
         print(f"napari-cvdm {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

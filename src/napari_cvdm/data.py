@@ -9,10 +9,12 @@ so patches of one image never land on both sides.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -53,13 +55,28 @@ def prepare_pair(image: np.ndarray, target: np.ndarray, info: ModelMetadata, nam
     return Pair(name=name, condition=cond[0].numpy(), target=normalize_target(target, info)[None])
 
 
-class PairedDataset:
-    """A list of normalised pairs that hands out random augmented patches."""
+def split_indices(n: int, val_fraction: float, seed: int = 0) -> tuple[list[int], list[int]]:
+    """Indices of the training and validation images of :meth:`PairedDataset.split` (validation may be empty)."""
+    if val_fraction <= 0 or n < 2:
+        return list(range(n)), []
+    n_val = min(max(round(val_fraction * n), 1), n - 1)
+    order = [int(i) for i in np.random.default_rng(seed).permutation(n)]
+    return order[n_val:], order[:n_val]
 
-    def __init__(self, pairs: Sequence[Pair]) -> None:
+
+class PairedDataset:
+    """A list of normalised pairs that hands out random augmented patches.
+
+    ``description`` says where the pairs came from and ``input_pixel_um`` is the input pixel size (µm) when the
+    files say it; both end up in the trained model's header.
+    """
+
+    def __init__(self, pairs: Sequence[Pair], description: str = "", input_pixel_um: float | None = None) -> None:
         if not pairs:
             raise DataError("no image pairs: give at least one (input, target) pair")
         self.pairs = list(pairs)
+        self.description = description
+        self.input_pixel_um = input_pixel_um
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -75,6 +92,8 @@ class PairedDataset:
         targets: Sequence[np.ndarray],
         info: ModelMetadata,
         names: Sequence[str] | None = None,
+        description: str | None = None,
+        input_pixel_um: float | None = None,
     ) -> PairedDataset:
         """Pairs from lists of arrays (or napari layer data); stacks along a first axis are split into images."""
         inputs, targets = _unstack(inputs, info), _unstack(targets, None)
@@ -83,37 +102,52 @@ class PairedDataset:
         names = list(names) if names is not None else [f"pair {i}" for i in range(len(inputs))]
         if len(names) != len(inputs):
             names = [f"pair {i}" for i in range(len(inputs))]
-        return cls([prepare_pair(x, y, info, n) for x, y, n in zip(inputs, targets, names, strict=True)])
+        pairs = [prepare_pair(x, y, info, n) for x, y, n in zip(inputs, targets, names, strict=True)]
+        return cls(pairs, description or f"{len(pairs)} pairs from arrays", input_pixel_um)
 
     @classmethod
     def from_folders(
         cls, input_dir: str | os.PathLike, target_dir: str | os.PathLike, info: ModelMetadata
     ) -> PairedDataset:
         """Pairs from two folders of TIFF files matched by file name."""
-        import tifffile
-
-        inputs, targets = _tiff_files(input_dir), _tiff_files(target_dir)
-        common = sorted(inputs.keys() & targets.keys())
-        only_in, only_tg = sorted(inputs.keys() - targets.keys()), sorted(targets.keys() - inputs.keys())
-        if only_in or only_tg or not common:
-            raise DataError(
-                "input and target folders must hold TIFF files with the same names. "
-                f"Only in {input_dir}: {only_in[:10] or 'none'}; only in {target_dir}: {only_tg[:10] or 'none'}; "
-                f"matched: {len(common)}."
-            )
-        pairs = [prepare_pair(tifffile.imread(inputs[n]), tifffile.imread(targets[n]), info, name=n) for n in common]
-        return cls(pairs)
+        pairs, pixels = [], set()
+        for name, input_path, target_path in match_folders(input_dir, target_dir):
+            image, pixel_um = read_tiff(input_path)
+            pixels.add(pixel_um)
+            pairs.append(prepare_pair(image, read_tiff(target_path)[0], info, name=name))
+        pixel = pixels.pop() if len(pixels) == 1 else None  # only when every input file states the same size
+        return cls(pairs, description=f"{len(pairs)} pairs from {input_dir} / {target_dir}", input_pixel_um=pixel)
 
     def split(self, val_fraction: float, seed: int = 0) -> tuple[PairedDataset, PairedDataset | None]:
         """Split by image into training and validation sets (None when val_fraction is 0 or one image only)."""
-        n_val = round(val_fraction * len(self.pairs))
-        if val_fraction <= 0 or len(self.pairs) < 2:
+        train, val = split_indices(len(self.pairs), val_fraction, seed)
+        if not val:
             return self, None
-        n_val = min(max(n_val, 1), len(self.pairs) - 1)
-        order = np.random.default_rng(seed).permutation(len(self.pairs))
-        val = [self.pairs[i] for i in order[:n_val]]
-        train = [self.pairs[i] for i in order[n_val:]]
-        return PairedDataset(train), PairedDataset(val)
+        return PairedDataset([self.pairs[i] for i in train]), PairedDataset([self.pairs[i] for i in val])
+
+    def count_patches(self, patch: int) -> int:
+        """Non-overlapping ``patch``² windows (output grid) in all pairs: a rough measure of how much data there is."""
+        return sum((p.target.shape[-2] // patch) * (p.target.shape[-1] // patch) for p in self.pairs)
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the normalised pairs (order, shapes and values): a checkpoint only resumes on the same data."""
+        digest = hashlib.sha256()
+        for pair in self.pairs:
+            for arr in (pair.condition, pair.target):
+                digest.update(str(arr.shape).encode())
+                digest.update(np.ascontiguousarray(arr, dtype=np.float32).tobytes())
+        return digest.hexdigest()
+
+    def summary(self) -> dict[str, Any]:
+        """What a model file records about its training data."""
+        shapes = sorted({tuple(int(v) for v in p.target.shape[-2:]) for p in self.pairs})
+        return {
+            "description": self.description,
+            "pairs": len(self.pairs),
+            "target_shapes": [list(s) for s in shapes[:10]],
+            "input_pixel_um": self.input_pixel_um,
+            "fingerprint": self.fingerprint(),
+        }
 
     def check_patch_size(self, patch: int, min_size: int) -> None:
         if patch > self.min_side:
@@ -174,6 +208,41 @@ def _unstack(images: Sequence[np.ndarray], info: ModelMetadata | None) -> list[n
         else:
             out.append(arr)
     return out
+
+
+def match_folders(input_dir: str | os.PathLike, target_dir: str | os.PathLike) -> list[tuple[str, Path, Path]]:
+    """(name, input file, target file) for TIFF files with the same name in both folders; refuses unmatched files."""
+    inputs, targets = _tiff_files(input_dir), _tiff_files(target_dir)
+    common = sorted(inputs.keys() & targets.keys())
+    only_in, only_tg = sorted(inputs.keys() - targets.keys()), sorted(targets.keys() - inputs.keys())
+    if only_in or only_tg or not common:
+        raise DataError(
+            "input and target folders must hold TIFF files with the same names. "
+            f"Only in {input_dir}: {only_in[:10] or 'none'}; only in {target_dir}: {only_tg[:10] or 'none'}; "
+            f"matched: {len(common)}."
+        )
+    return [(name, inputs[name], targets[name]) for name in common]
+
+
+def read_tiff(path: str | os.PathLike) -> tuple[np.ndarray, float | None]:
+    """The image in a TIFF file and its pixel size in µm when the file states one (ImageJ unit or cm/inch tags)."""
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        image = tif.asarray()
+        page = tif.pages[0]
+        tag = page.tags.get("XResolution")
+        unit = str((tif.imagej_metadata or {}).get("unit", "")).lower()
+        res_unit = page.tags.get("ResolutionUnit")
+        res_unit = int(res_unit.value) if res_unit is not None else 1
+    if tag is None or not tag.value[0] or not tag.value[1]:
+        return image, None
+    per_unit = tag.value[0] / tag.value[1]  # pixels per unit
+    if unit in ("um", "micron", "microns", "µm", "\\u00b5m"):
+        return image, 1.0 / per_unit
+    if res_unit == 3 and not unit:  # centimetre
+        return image, 1e4 / per_unit
+    return image, None
 
 
 def _tiff_files(folder: str | os.PathLike) -> dict[str, Path]:

@@ -72,7 +72,9 @@ class TrainSettings(BaseModel):
     precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16 autocast for the networks")
     device: str = Field("auto", description="'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
     seed: int = Field(0, ge=0)
-    checkpoint_every: int = Field(500, ge=1, description="write the model file every this many steps")
+    checkpoint_every: int = Field(
+        500, ge=1, description="write the model file and the resume checkpoint (<output>.ckpt) every this many steps"
+    )
 
 
 class TrainJob(BaseModel):
@@ -89,6 +91,9 @@ class TrainJob(BaseModel):
     simulate_n: int | None = Field(None, ge=2, description="train on this many simulated pairs instead of folders")
     simulate_size: int = Field(128, ge=16, description="input side of each simulated pair (pixels)")
     simulate_seed: int = Field(0, ge=0, description="seed of the simulated training set")
+    resume: bool = Field(
+        False, description="continue exactly from the checkpoint next to output (<output stem>.ckpt) of a stopped run"
+    )
     width: int = Field(32, ge=4, description="denoiser width for a model trained from scratch")
     depth: int = Field(4, ge=1, le=6, description="denoiser levels for a model trained from scratch")
     train: TrainSettings = Field(default_factory=TrainSettings)

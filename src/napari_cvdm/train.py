@@ -1,9 +1,13 @@
 """Training a CVDM on paired data (from scratch or from an existing model): one loop for the CLI, GUI and tests.
 
 :func:`iter_train` is a generator that yields a :class:`TrainProgress` after every step (losses per term, and the
-validation loss when computed) and returns the trained :class:`TrainedModel`; closing it stops training cleanly.
-The model file is written atomically every ``checkpoint_every`` steps and at the end, with an exponential moving
-average (EMA) of the weights, which samples better than the raw weights.
+validation loss when computed) and returns the trained :class:`TrainedModel`.  Every ``checkpoint_every`` steps,
+at the end and when stopped it writes, atomically, the model file (the exponential moving average, EMA, of the
+weights, which samples better than the raw weights) and a training checkpoint next to it
+(:mod:`napari_cvdm.checkpoint`), from which ``resume=True`` continues bit-exactly: all randomness of a step comes
+from generators whose states the checkpoint holds.  Stopping — a ``stop`` token, or closing the generator — saves
+both files, so no finished step is lost.  Under ``torchrun`` the loop trains with DistributedDataParallel
+(:mod:`napari_cvdm.distributed`).
 """
 
 from __future__ import annotations
@@ -12,24 +16,33 @@ import copy
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from . import distributed
+from .checkpoint import TrainState, check_compatible, checkpoint_path, read_checkpoint, write_checkpoint
 from .data import PairedDataset
-from .device import resolve_device
+from .device import describe_device
 from .model.cvdm import CVDM
 from .model.files import TrainedModel, save_model
 from .model.metadata import ModelMetadata
 from .predict import Cancelled, CancelToken
 from .settings import TrainJob, TrainSettings
 
+TERMS = ("beta", "kl", "noise", "gamma_reg")
+
 
 @dataclass
 class TrainProgress:
-    """Where training stands after ``step`` of ``total`` steps."""
+    """Where training stands after ``step`` of ``total`` steps; ``seconds`` counts earlier (resumed) sessions too.
+
+    ``ema_network`` is the averaged network after this step (what would be saved now): read it, do not change it;
+    it changes at the next step.
+    """
 
     step: int
     total: int
@@ -38,6 +51,7 @@ class TrainProgress:
     seconds: float = 0.0
     checkpoint: Path | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    ema_network: CVDM | None = field(default=None, repr=False)
 
     @property
     def eta_seconds(self) -> float:
@@ -83,84 +97,220 @@ def _validation_loss(
     return total / settings.val_batches
 
 
+class _Trainer:
+    """The state of one training run (network, EMA, optimiser, generators, history) and its step and save."""
+
+    def __init__(self, network: CVDM, info: ModelMetadata, data: PairedDataset, settings: TrainSettings, output):
+        self.settings, self.info = settings, info
+        self.output = Path(output) if output is not None else None
+        self.train_set, self.val_set = data.split(settings.val_fraction, settings.seed)
+        for subset in (self.train_set, self.val_set):
+            if subset is not None:
+                subset.check_patch_size(settings.patch_size, network.min_size)
+        self.ctx, self.device = distributed.setup(settings.device)
+        self.data_summary = {
+            **data.summary(),
+            "train_pairs": len(self.train_set),
+            "validation_pairs": len(self.val_set) if self.val_set else 0,
+            "normalization": info.normalization.model_dump(mode="json"),
+        }
+        self.fingerprint = {
+            "data": self.data_summary["fingerprint"],
+            "architecture": network.config.model_dump(mode="json"),
+            "world_size": self.ctx.world_size,
+        }
+        rank, world = self.ctx.rank, self.ctx.world_size
+        torch.manual_seed(settings.seed)
+        self.rng = np.random.default_rng(settings.seed if world == 1 else [settings.seed, rank])
+        seed = int(np.random.SeedSequence([settings.seed, rank, 1]).generate_state(1)[0])
+        self.gen = torch.Generator(device=self.device).manual_seed(seed)  # t and ε of every training step
+        self.network = network.to(self.device).train()
+        self.runner = distributed.wrap(distributed.LossModule(network), self.ctx, self.device)  # syncs weights
+        self.ema = _EMA(network, settings.ema_decay)
+        time_nets = [*network.schedule.tau.parameters(), *network.schedule.rho.parameters()]
+        time_ids = {id(p) for p in time_nets}
+        others = [p for p in network.parameters() if id(p) not in time_ids]
+        lr = settings.learning_rate
+        self.optim = torch.optim.Adam(
+            [{"params": others, "lr": lr}, {"params": time_nets, "lr": lr * settings.time_lr_multiplier}]
+        )
+        warm = max(settings.warmup_steps, 1)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.optim, lambda s: min(1.0, (s + 1) / warm))
+        self.step, self.seconds_before, self.t0 = 0, 0.0, time.perf_counter()
+        self.history: list[list[float]] = []
+        self.val_history: list[tuple[int, float]] = []
+        self.resumed_at: list[int] = []
+
+    @property
+    def seconds(self) -> float:
+        return self.seconds_before + time.perf_counter() - self.t0
+
+    # -- state -------------------------------------------------------------------------------------------------
+    def restore(self, path: Path) -> None:
+        """Continue from the checkpoint at ``path`` (refused if the settings or data differ)."""
+        state = read_checkpoint(path)
+        check_compatible(state, self.settings.model_dump(mode="json"), self.fingerprint, path)
+        self.network.load_state_dict(state.network)
+        if self.ema.shadow is not None and state.ema is not None:
+            self.ema.shadow.load_state_dict(state.ema)
+        self.ema.updates = state.ema_updates
+        self.optim.load_state_dict(state.optimizer)
+        self.sched.load_state_dict(dict(state.scheduler))
+        self.rng.bit_generator.state = state.numpy_rng[self.ctx.rank]
+        self.gen.set_state(state.torch_rng[self.ctx.rank])
+        torch.set_rng_state(state.global_torch_rng)
+        self.step, self.seconds_before, self.t0 = state.step, state.seconds, time.perf_counter()
+        self.history = state.losses.tolist()
+        self.val_history = [(int(s), float(v)) for s, v in state.val_losses.tolist()]
+        self.resumed_at = [*state.extra.get("resumed_at", []), state.step]
+
+    def _state(self, rng: list[dict[str, Any]]) -> TrainState:
+        sched = {k: v for k, v in self.sched.state_dict().items() if k != "lr_lambdas"}
+        return TrainState(
+            step=self.step,
+            settings=self.settings.model_dump(mode="json"),
+            fingerprint=self.fingerprint,
+            network=self.network.state_dict(),
+            ema=self.ema.shadow.state_dict() if self.ema.shadow is not None else None,
+            ema_updates=self.ema.updates,
+            optimizer=self.optim.state_dict(),
+            scheduler={**sched, "lr_lambdas": [None] * len(self.optim.param_groups)},
+            numpy_rng=[r["numpy"] for r in rng],
+            torch_rng=[torch.frombuffer(bytearray(r["torch"]), dtype=torch.uint8) for r in rng],
+            global_torch_rng=torch.get_rng_state(),
+            seconds=self.seconds,
+            losses=torch.tensor(self.history, dtype=torch.float64).reshape(-1, len(TERMS) + 1),
+            val_losses=torch.tensor(self.val_history, dtype=torch.float64).reshape(-1, 2),
+            extra={"resumed_at": self.resumed_at},
+        )
+
+    def record(self) -> ModelMetadata:
+        """The model's metadata with how it was trained: data, steps, time, device, settings, losses."""
+        info = self.info.model_copy(deep=True)
+        last = dict(zip((*TERMS, "total"), self.history[-1], strict=True)) if self.history else {}
+        info.training = {
+            **self.info.training,
+            "data": self.data_summary,
+            "pairs": {"train": self.data_summary["train_pairs"], "validation": self.data_summary["validation_pairs"]},
+            "steps": self.step,
+            "total_steps": self.settings.steps,
+            "stopped_early": self.step < self.settings.steps,
+            "settings": self.settings.model_dump(mode="json"),
+            "processes": self.ctx.world_size,
+            "patches_per_step": self.settings.batch_size * self.ctx.world_size,
+            "seconds": round(self.seconds, 1),
+            "device": describe_device(self.device),
+            "torch": torch.__version__,
+            "saved_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "resumed_at_steps": self.resumed_at,
+            "final_losses": last,
+            "validation_loss": self.val_history[-1][1] if self.val_history else None,
+        }
+        return info
+
+    def save(self, collective: bool = True) -> Path | None:
+        """Write the checkpoint and the model file (rank 0).  ``collective=False``: model file only under DDP."""
+        if self.output is None:
+            return None
+        rng = None
+        if collective or self.ctx.world_size == 1:
+            mine = {"numpy": self.rng.bit_generator.state, "torch": self.gen.get_state().numpy().tobytes()}
+            rng = self.ctx.gather(mine)
+        if not self.ctx.is_main:
+            return None
+        if rng is not None:
+            write_checkpoint(checkpoint_path(self.output), self._state(rng))
+        return save_model(self.output, self.ema.model(self.network), self.record())
+
+    # -- one step ----------------------------------------------------------------------------------------------
+    def train_step(self, stop_requested: bool) -> tuple[dict[str, float], bool]:
+        """One optimiser step; returns the losses (mean over processes) and whether any process asked to stop."""
+        s, dev = self.settings, self.device
+        cond, target = self.train_set.sample(s.batch_size, s.patch_size, self.rng, augment=s.augment)
+        cond, target = cond.to(dev, non_blocking=True), target.to(dev, non_blocking=True)
+        b = target.shape[0]
+        t = (torch.rand((), generator=self.gen, device=dev) + torch.arange(b, device=dev) / b) % 1.0
+        noise = torch.randn(target.shape, generator=self.gen, device=dev)
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=s.precision == "bf16"):
+            terms = self.runner(target, cond, s.alpha, t, noise)
+        report = torch.cat([terms.detach().float(), torch.tensor([float(stop_requested)], device=dev)])
+        report = self.ctx.all_reduce_sum(report).cpu()
+        values = (report[: len(TERMS)] / self.ctx.world_size).tolist()
+        losses = dict(zip(TERMS, values, strict=True))
+        losses["total"] = sum(values)
+        if not np.isfinite(losses["total"]):
+            raise FloatingPointError(
+                f"the loss became {losses['total']} at step {self.step + 1}; lower the learning rate "
+                f"(now {s.learning_rate:g}) or check the data for extreme values"
+            )
+        self.optim.zero_grad(set_to_none=True)
+        terms.sum().backward()
+        torch.nn.utils.clip_grad_norm_(self.network.parameters(), s.grad_clip)
+        self.optim.step()
+        self.sched.step()
+        self.ema.update(self.network)
+        self.step += 1
+        self.history.append([*values, losses["total"]])
+        return losses, bool(report[-1] > 0)
+
+    def validate(self) -> float | None:
+        s = self.settings
+        if self.val_set is None or not self.ctx.is_main or not (self.step % s.val_every == 0 or self.step == s.steps):
+            return None
+        loss = _validation_loss(self.ema.model(self.network), self.val_set, s, self.device, s.seed + 1)
+        self.val_history.append((self.step, loss))
+        return loss
+
+
 def iter_train(
     network: CVDM,
     info: ModelMetadata,
     data: PairedDataset,
     settings: TrainSettings | None = None,
     output: str | Path | None = None,
+    *,
+    resume: bool = False,
+    stop: CancelToken | None = None,
 ) -> Generator[TrainProgress, None, TrainedModel]:
     """Train ``network`` on ``data``; yields progress every step and returns the (EMA) model.
 
-    If ``output`` is given, the model file is written there every ``checkpoint_every`` steps and at the end.
+    With ``output``, the model file and its checkpoint (:func:`~napari_cvdm.checkpoint.checkpoint_path`) are
+    written every ``checkpoint_every`` steps, at the end, and when stopped.  ``resume=True`` continues from that
+    checkpoint (bit-identical to an uninterrupted run on the same device).  Setting ``stop`` ends training after
+    the current step, saves, and returns the model; so does closing the generator (which then returns nothing).
     """
     settings = settings or TrainSettings()
-    device = resolve_device(settings.device)
-    torch.manual_seed(settings.seed)
-    rng = np.random.default_rng(settings.seed)
-    train_set, val_set = data.split(settings.val_fraction, settings.seed)
-    train_set.check_patch_size(settings.patch_size, network.min_size)
-    if val_set is not None:
-        val_set.check_patch_size(settings.patch_size, network.min_size)
-    network.to(device).train()
-    ema = _EMA(network, settings.ema_decay)
-    time_nets = [*network.schedule.tau.parameters(), *network.schedule.rho.parameters()]
-    time_ids = {id(p) for p in time_nets}
-    others = [p for p in network.parameters() if id(p) not in time_ids]
-    optim = torch.optim.Adam(
-        [
-            {"params": others, "lr": settings.learning_rate},
-            {"params": time_nets, "lr": settings.learning_rate * settings.time_lr_multiplier},
-        ]
-    )
-    warm = max(settings.warmup_steps, 1)
-    sched = torch.optim.lr_scheduler.LambdaLR(optim, lambda s: min(1.0, (s + 1) / warm))
-    history: list[dict[str, float]] = []
-    start = time.perf_counter()
-    trained_info = info.model_copy(deep=True)
-
-    def save(step: int) -> Path | None:
-        if output is None:
-            return None
-        trained_info.training = {
-            **info.training,
-            "steps": step,
-            "settings": settings.model_dump(mode="json"),
-            "pairs": {"train": len(train_set), "validation": len(val_set) if val_set else 0},
-            "seconds": round(time.perf_counter() - start, 1),
-            "device": str(device),
-            "final_losses": history[-1] if history else {},
-        }
-        return save_model(output, ema.model(network), trained_info)
-
-    for step in range(1, settings.steps + 1):
-        cond, target = train_set.sample(settings.batch_size, settings.patch_size, rng, augment=settings.augment)
-        cond, target = cond.to(device, non_blocking=True), target.to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=settings.precision == "bf16"):
-            terms = network.loss(target, cond, settings.alpha)
-        loss = terms.total
-        if not torch.isfinite(loss):
-            raise FloatingPointError(
-                f"the loss became {float(loss)} at step {step}; lower the learning rate "
-                f"(now {settings.learning_rate:g}) or check the data for extreme values"
-            )
-        optim.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(network.parameters(), settings.grad_clip)
-        optim.step()
-        sched.step()
-        ema.update(network)
-        losses = terms.as_floats()
-        history.append(losses)
-        val_loss = None
-        if val_set is not None and (step % settings.val_every == 0 or step == settings.steps):
-            val_loss = _validation_loss(ema.model(network), val_set, settings, device, settings.seed + 1)
-        ckpt = save(step) if (step % settings.checkpoint_every == 0 and step < settings.steps) else None
-        yield TrainProgress(step, settings.steps, losses, val_loss, time.perf_counter() - start, ckpt)
-    save(settings.steps)
-    final = ema.model(network)
-    final.eval()
-    return TrainedModel(network=final, info=trained_info, source=str(output) if output else "")
+    if resume and output is None:
+        raise ValueError("resume=True needs the output path whose checkpoint to continue from")
+    trainer = _Trainer(network, info, data, settings, output)
+    try:
+        if resume:
+            trainer.restore(checkpoint_path(output))
+        first = trainer.step
+        while trainer.step < settings.steps:
+            requested = stop is not None and stop.cancelled
+            if requested and trainer.ctx.world_size == 1:
+                break
+            losses, stopping = trainer.train_step(requested)
+            val_loss = trainer.validate()
+            due = trainer.step % settings.checkpoint_every == 0 and trainer.step < settings.steps
+            ckpt = trainer.save() if due and not stopping else None
+            ema = trainer.ema.model(network) if trainer.ctx.is_main else None
+            try:
+                yield TrainProgress(
+                    trainer.step, settings.steps, losses, val_loss, trainer.seconds, ckpt, ema_network=ema
+                )
+            except GeneratorExit:
+                trainer.save(collective=False)  # the consumer stopped us: keep every finished step
+                raise
+            if stopping:
+                break
+        if trainer.step > first or not (stop is not None and stop.cancelled):
+            trainer.save()  # (stopped before the first step: nothing new, and an older checkpoint stays as it was)
+        final = trainer.ema.model(network).eval()
+        return TrainedModel(network=final, info=trainer.record(), source=str(output) if output else "")
+    finally:
+        distributed.teardown(trainer.ctx)
 
 
 def train(
@@ -171,21 +321,42 @@ def train(
     output: str | Path | None = None,
     progress: Callable[[TrainProgress], None] | None = None,
     cancel: CancelToken | None = None,
+    resume: bool = False,
 ) -> TrainedModel:
-    """Run :func:`iter_train` to the end; ``cancel`` stops it between steps and raises :class:`Cancelled`."""
-    gen = iter_train(network, info, data, settings, output)
+    """Run :func:`iter_train` to the end; ``cancel`` stops it between steps (saving) and raises :class:`Cancelled`."""
+    gen = iter_train(network, info, data, settings, output, resume=resume)
+    step = 0
     try:
         while True:
             if cancel is not None and cancel.cancelled:
-                raise Cancelled("training stopped; the last checkpoint (if any) is kept")
+                where = f"; the model and checkpoint at step {step} are saved (resume=True continues)" if output else ""
+                raise Cancelled(f"training stopped{where}")
             try:
                 event = next(gen)
             except StopIteration as stop:
                 return stop.value
+            step = event.step
             if progress is not None:
                 progress(event)
     finally:
         gen.close()
+
+
+def finetune_start(base: TrainedModel, name: str) -> tuple[CVDM, ModelMetadata]:
+    """A copy of ``base``'s network to train further, and metadata that records the base model."""
+    network = copy.deepcopy(base.network).to("cpu")  # never train a (possibly cached) base model in place
+    info = base.info.model_copy(update={"name": name}, deep=True)
+    info.training = {
+        "fine_tuned_from": base.info.name,
+        "base_model": {
+            "name": base.info.name,
+            "source": base.source,
+            "sha256": base.sha256,
+            "steps": base.info.training.get("steps"),
+        },
+        "base_training": base.info.training,
+    }
+    return network, info
 
 
 def prepare_job(job: TrainJob) -> tuple[CVDM, ModelMetadata, PairedDataset]:
@@ -198,25 +369,22 @@ def prepare_job(job: TrainJob) -> tuple[CVDM, ModelMetadata, PairedDataset]:
         base = load_model(job.base_model)
         if base.task != presets.TASKS[job.task]:
             raise ValueError(f"base model {job.base_model!r} is a {base.task} model, not {presets.TASKS[job.task]}")
-        network, info = base.network, base.info.model_copy(update={"name": name})
-        info.training = {"fine_tuned_from": base.info.name, "base_training": base.info.training}
+        network, info = finetune_start(base, name)
     else:
+        torch.manual_seed(job.train.seed)  # the same seed gives the same initial weights (and run)
         network = CVDM(presets.default_architecture(job.task, width=job.width, depth=job.depth))
         info = presets.default_metadata(job.task, name)
     if job.simulate_n is not None:
         inputs, targets = presets.simulate_pairs(job.task, job.simulate_n, job.simulate_size, job.simulate_seed)
-        data = PairedDataset.from_arrays(inputs, targets, info)
-        info.training = {
-            **info.training,
-            "data": f"{job.simulate_n} simulated pairs, size {job.simulate_size}, seed {job.simulate_seed}",
-        }
+        about = f"{job.simulate_n} simulated pairs, size {job.simulate_size}, seed {job.simulate_seed}"
+        pixel = info.input_pixel_um  # the simulator's optics are the model's
+        data = PairedDataset.from_arrays(inputs, targets, info, description=about, input_pixel_um=pixel)
     else:
         data = PairedDataset.from_folders(job.input_dir, job.target_dir, info)
-        info.training = {**info.training, "data": f"{len(data)} pairs from {job.input_dir} / {job.target_dir}"}
     return network, info, data
 
 
-def run_job(job: TrainJob) -> Generator[TrainProgress, None, TrainedModel]:
-    """Prepare and run a :class:`TrainJob`, writing ``job.output``."""
+def run_job(job: TrainJob, stop: CancelToken | None = None) -> Generator[TrainProgress, None, TrainedModel]:
+    """Prepare and run a :class:`TrainJob`, writing ``job.output`` (and its checkpoint)."""
     network, info, data = prepare_job(job)
-    return (yield from iter_train(network, info, data, job.train, job.output))
+    return (yield from iter_train(network, info, data, job.train, job.output, resume=job.resume, stop=stop))

@@ -45,6 +45,15 @@ def _one_torch_thread():
     torch.set_num_threads(before)
 
 
+@pytest.fixture(autouse=True)
+def _only_test_models(monkeypatch):
+    """Widget tests see only the tiny models they install (not the bundled default models)."""
+    from napari_cvdm import zoo
+
+    for name in list(zoo.REGISTRY):  # in place: other modules hold a reference to the same dict
+        monkeypatch.delitem(zoo.REGISTRY, name)
+
+
 @pytest.fixture
 def model_files(tmp_path, monkeypatch) -> dict[str, Path]:
     folder = tmp_path / "models"

@@ -57,7 +57,7 @@ def test_manifest_is_valid_and_importable():
     pm = PluginManifest.from_file(MANIFEST)
     pm.validate_imports()
     assert pm.name == "napari-cvdm"
-    assert [w.display_name for w in pm.contributions.widgets] == ["CVDM reconstruction"]
+    assert [w.display_name for w in pm.contributions.widgets] == ["CVDM reconstruction", "CVDM fine-tuning"]
     assert {s.key for s in pm.contributions.sample_data} == {"widefield", "defocus-pair"}
 
 

@@ -25,6 +25,7 @@ from ..predict import Progress
 from ..settings import ReconstructSettings
 from ..tasks import InputError
 from .catalog import ModelEntry, available_models, get_model, model_entry, no_models_message
+from .events import MODEL_EVENTS
 from .inputs import prepare_input
 from .job import DownloadJob, ReconstructionJob, WorkerJob
 
@@ -113,6 +114,7 @@ class ReconstructWidget(Container):
         self.device.changed.connect(self._on_device_changed)
         self.run_button.changed.connect(self._on_run_clicked)
         self.native.destroyed.connect(self._on_destroyed)
+        MODEL_EVENTS.models_changed.connect(self._on_models_changed)  # a fine-tuned model was saved
         events = viewer.layers.events
         for event in (events.inserted, events.removed, events.moved):
             event.connect(self._refresh_layers)
@@ -212,7 +214,13 @@ class ReconstructWidget(Container):
         label = describe_device(device)
         self.device_info.value = "not available here" if label.startswith("unavailable") else f"→ {label}"
 
+    def _on_models_changed(self, _path: str = "") -> None:
+        """Re-read the model list (a new model file was saved); the current pick stays selected."""
+        self.model.reset_choices()
+        self._on_model_changed()
+
     def _on_destroyed(self, _obj: Any = None) -> None:
+        MODEL_EVENTS.models_changed.disconnect(self._on_models_changed)
         if self._job is not None and self._job.running:
             self._job.detach()
 

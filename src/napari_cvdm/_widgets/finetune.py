@@ -1,0 +1,400 @@
+"""The "CVDM fine-tuning" dock widget: adapt a model to your microscope with a few of your own image pairs.
+
+Pick paired data (two layers, or two folders of TIFF files), a base model and a name; the widget shows how many
+pairs and patches it found and refuses what cannot work (mismatched shapes, a scale ratio that is not the base
+model's, too little data) with one notification, changing nothing.  Train shows a live loss plot, a progress bar
+with the time remaining and, every K steps, the current model's reconstruction of one validation patch as a layer.
+Stop saves.  The model is written to the user model folder (``NAPARI_CVDM_MODELS``) with its resume checkpoint,
+and appears in the reconstruction widget's picker at once.
+
+Checking data is :mod:`.finetune_data`, the thread and its outcomes :mod:`.finetune_job`, the plot :mod:`.lossplot`.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FileEdit,
+    FloatSpinBox,
+    Label,
+    LineEdit,
+    ProgressBar,
+    PushButton,
+    SpinBox,
+)
+from napari.utils import notifications
+from pydantic import ValidationError
+
+from ..checkpoint import checkpoint_path, checkpoint_settings
+from ..data import DataError, PairedDataset
+from ..device import describe_device
+from ..model.files import SUFFIX, ModelFileError
+from ..settings import TrainSettings
+from ..tasks import InputError
+from ..train import TrainProgress, finetune_start
+from .catalog import ModelEntry, available_models, get_model, model_entry
+from .events import MODEL_EVENTS
+from .finetune_data import (
+    check_output_name,
+    check_shapes,
+    folder_shapes,
+    guess_pair,
+    layer_shapes,
+    output_path,
+    pairs_from_folders,
+    pairs_from_layers,
+    preview_pair,
+)
+from .finetune_job import FineTuneJob, Preview, PreviewSpec, format_seconds, show_preview
+from .job import DownloadJob, WorkerJob
+from .lossplot import LossPlot
+from .reconstruct import DEVICES
+
+if TYPE_CHECKING:
+    import napari
+    from napari.layers import Image
+
+SOURCES = ("layers", "folders")
+
+
+def _unset(path: Any) -> bool:
+    return path is None or str(path) in ("", ".")
+
+
+def _number(field: LineEdit) -> float:
+    """The number typed into a text field (e.g. ``1e-4``); a clear :class:`InputError` otherwise."""
+    try:
+        return float(field.value)
+    except ValueError:
+        raise InputError(f"invalid setting: {field.label} must be a number like 1e-4, not {field.value!r}") from None
+
+
+class FineTuneWidget(Container):
+    """Fine-tune a CVDM model on paired data from layers or folders, with live loss, preview and Stop."""
+
+    def __init__(self, viewer: napari.viewer.Viewer) -> None:
+        self._viewer = viewer
+        self._job: WorkerJob | None = None
+        self._preview_target = None
+        self._preview_where: tuple[tuple[float, float], tuple[float, float]] = ((1.0, 1.0), (0.0, 0.0))
+        self.base_file = FileEdit(label="Load from file…", mode="r", filter=f"*{SUFFIX}")
+        self.base = ComboBox(label="Base model", choices=self._model_choices)
+        self.base_info = Label(label="")
+        self.source = ComboBox(label="Data from", choices=SOURCES, value="layers")
+        self.input_layer = ComboBox(label="Input", choices=self._image_layers, nullable=True)
+        self.target_layer = ComboBox(label="Target", choices=self._image_layers, nullable=True)
+        self.input_dir = FileEdit(label="Input folder", mode="d", visible=False)
+        self.target_dir = FileEdit(label="Target folder", mode="d", visible=False)
+        self.data_info = Label(label="")
+        self.model_name = LineEdit(label="Save as", value="")
+        self.steps = SpinBox(label="Steps", value=1000, min=1, max=1_000_000)
+        self.batch_size = SpinBox(label="Batch", value=8, min=1, max=1024)
+        self.patch_size = SpinBox(label="Patch (px)", value=64, min=8, max=4096, step=8)
+        self.learning_rate = LineEdit(label="Learning rate", value="1e-4")
+        self.val_fraction = FloatSpinBox(label="Validation", value=0.1, min=0.0, max=0.9, step=0.05)
+        self.preview_every = SpinBox(label="Preview every", value=100, min=0, max=1_000_000)
+        self.show_advanced = CheckBox(text="advanced settings", value=False)
+        self.alpha = LineEdit(label="α (γ smoothness)", value="1e-3")
+        self.ema_decay = LineEdit(label="EMA decay", value="0.999")
+        self.augment = CheckBox(text="augment (flips, 90° rotations)", value=True)
+        self.seed = SpinBox(label="Seed", value=0, min=0, max=2**31 - 1)
+        self.device = ComboBox(label="Device", choices=DEVICES, value="auto")
+        self.checkpoint_every = SpinBox(label="Checkpoint every", value=250, min=1, max=1_000_000)
+        self.resume = CheckBox(text="continue from checkpoint", value=False)
+        advanced = [self.alpha, self.ema_decay, self.augment, self.seed, self.device, self.checkpoint_every]
+        self.advanced = Container(widgets=[*advanced, self.resume], labels=True, visible=False)
+        self.show_terms = CheckBox(text="show loss terms", value=False)
+        self.run_button = PushButton(text="Train")
+        self.progress = ProgressBar(label="Progress", value=0, min=0, max=1)
+        self.status = Label(label="")
+        super().__init__(
+            widgets=[
+                self.base, self.base_file, self.base_info, self.source, self.input_layer, self.target_layer,
+                self.input_dir, self.target_dir, self.data_info, self.model_name, self.steps, self.batch_size,
+                self.patch_size, self.learning_rate, self.val_fraction, self.preview_every, self.show_advanced,
+                self.advanced, self.show_terms, self.run_button, self.progress, self.status,
+            ],
+            labels=True,
+        )  # fmt: skip
+        for label in (self.base_info, self.data_info, self.status):
+            label.native.setWordWrap(True)
+        self.plot = LossPlot()
+        self.native.layout().addWidget(
+            self.plot.widget if self.plot.available else Label(value="install matplotlib for the loss plot").native
+        )
+        self.preview_every.tooltip = "steps between previews of one validation patch (0: no preview)"
+        self.learning_rate.tooltip = "Adam learning rate; fine-tuning usually wants less than training (2e-4)"
+        self.val_fraction.tooltip = "fraction of the pairs held out (whole images) for the validation loss"
+        self.resume.tooltip = "continue a stopped run of this name exactly where it stopped (same data and settings)"
+        self.base.changed.connect(self._on_base_changed)
+        self.base_file.changed.connect(self._on_base_file)
+        self.source.changed.connect(self._on_source_changed)
+        self.show_advanced.changed.connect(lambda on: setattr(self.advanced, "visible", bool(on)))
+        self.show_terms.changed.connect(self.plot.set_show_terms)
+        self.run_button.changed.connect(self._on_run_clicked)
+        data_controls = [self.input_layer, self.target_layer, self.input_dir, self.target_dir]
+        for widget in (*data_controls, self.patch_size, self.batch_size, self.val_fraction, self.seed):
+            widget.changed.connect(self.update_counts)
+        self.native.destroyed.connect(self._on_destroyed)
+        for event in (viewer.layers.events.inserted, viewer.layers.events.removed):
+            event.connect(self._on_layers_changed)
+        self._guess_layers()
+        self._on_base_changed()
+
+    # -- choices ---------------------------------------------------------------------------------------------
+    def _image_layers(self, _widget: Any = None) -> list[tuple[str, Image]]:
+        from napari.layers import Image
+
+        return [
+            (layer.name, layer)
+            for layer in self._viewer.layers
+            if isinstance(layer, Image) and "output" not in layer.metadata.get("napari_cvdm", {})
+        ]
+
+    def _model_choices(self, _widget: Any = None) -> list[tuple[str, str]]:
+        files = [f for f in [str(self.base_file.value)] if f.endswith(SUFFIX) and Path(f).is_file()]
+        entries, _ = available_models(files)
+        return [(entry.label, entry.value) for entry in entries if entry.task != "unknown"]
+
+    def _entry(self) -> ModelEntry | None:
+        try:
+            return model_entry(self.base.value) if self.base.value is not None else None
+        except ModelFileError:
+            return None
+
+    def _guess_layers(self) -> None:
+        """Preselect an (input, target) pair of layers whose shapes fit the base model's scale factor."""
+        entry = self._entry()
+        pair = guess_pair([layer for _, layer in self._image_layers()], entry.info if entry else None)
+        if pair is not None:
+            self.input_layer.value, self.target_layer.value = pair
+
+    # -- reactions -------------------------------------------------------------------------------------------
+    def _on_layers_changed(self, _event: Any = None) -> None:
+        self.input_layer.reset_choices()
+        self.target_layer.reset_choices()
+        if self.input_layer.value is None or self.target_layer.value is None:
+            self._guess_layers()
+        self.update_counts()
+
+    def _on_source_changed(self, source: str) -> None:
+        layers = source == "layers"
+        for widget in (self.input_layer, self.target_layer):
+            widget.visible = layers
+        for widget in (self.input_dir, self.target_dir):
+            widget.visible = not layers
+        self.update_counts()
+
+    def _on_base_file(self, path: Any) -> None:
+        if _unset(path) or not Path(path).is_file():
+            return
+        try:
+            entry = model_entry(str(path))
+        except ModelFileError as err:
+            notifications.show_error(str(err))
+            return
+        self.base.reset_choices()
+        self.base.value = entry.value
+
+    def _on_base_changed(self, _value: Any = None) -> None:
+        entry = self._entry()
+        if entry is None:
+            self.base_info.value = "no base model: pick one, or “Load from file…”"
+        elif entry.info is None:
+            self.base_info.value = f"{entry.task}; downloaded (once, hash-checked) when you press Train"
+        else:
+            info = entry.info
+            steps = info.training.get("steps")
+            self.base_info.value = f"{info.task}, output {info.scale_factor}× the input" + (
+                f", trained {steps} steps" if steps else ""
+            )
+            stem = Path(str(entry.value)).stem
+            if not self.model_name.value or self.model_name.value.endswith("-finetuned"):
+                self.model_name.value = f"{stem}-finetuned"
+        if self.input_layer.value is None or self.target_layer.value is None:
+            self._guess_layers()
+        self.update_counts()
+
+    def _on_destroyed(self, _obj: Any = None) -> None:
+        if self._job is not None and self._job.running:
+            self._job.detach()  # stops after the current step and saves
+
+    def _on_run_clicked(self, _value: Any = None) -> None:
+        if self._job is not None and self._job.running:
+            self._job.cancel()
+        else:
+            self.train()
+
+    # -- data ------------------------------------------------------------------------------------------------
+    def _shapes(self, info) -> list:
+        if self.source.value == "layers":
+            return layer_shapes(self.input_layer.value, self.target_layer.value, info)
+        if _unset(self.input_dir.value) or _unset(self.target_dir.value):
+            raise InputError("pick an input folder and a target folder of TIFF files with matching names")
+        return folder_shapes(self.input_dir.value, self.target_dir.value, info)
+
+    def _count(self, info, min_size: int = 8):
+        return check_shapes(
+            self._shapes(info),
+            info,
+            self.patch_size.value,
+            self.batch_size.value,
+            self.val_fraction.value,
+            self.seed.value,
+            min_size,
+        )
+
+    def update_counts(self, _value: Any = None) -> None:
+        """Show how many pairs and patches the picked data holds, or why it cannot be used."""
+        entry = self._entry()
+        if entry is None or entry.info is None:
+            self.data_info.value = ""
+            return
+        try:
+            self.data_info.value = self._count(entry.info).text()
+        except InputError as err:
+            self.data_info.value = f"⚠ {err}"
+
+    # -- running ---------------------------------------------------------------------------------------------
+    def settings(self) -> TrainSettings:
+        """The run's settings from the controls (raises ``ValidationError`` or ``InputError`` for bad values).
+
+        Warm-up: a tenth of the steps, at most 100; a resumed run keeps its checkpoint's warm-up.
+        """
+        warmup = min(100, max(1, self.steps.value // 10))
+        if self.resume.value:
+            stored = checkpoint_settings(checkpoint_path(output_path(self.model_name.value.strip()))) or {}
+            warmup = stored.get("warmup_steps", warmup)
+        return TrainSettings(
+            steps=self.steps.value,
+            batch_size=self.batch_size.value,
+            patch_size=self.patch_size.value,
+            learning_rate=_number(self.learning_rate),
+            warmup_steps=warmup,
+            alpha=_number(self.alpha),
+            ema_decay=_number(self.ema_decay),
+            val_fraction=self.val_fraction.value,
+            val_every=max(1, min(200, self.steps.value // 10)),
+            augment=self.augment.value,
+            device=self.device.value,
+            seed=self.seed.value,
+            checkpoint_every=self.checkpoint_every.value,
+        )
+
+    def train(self) -> WorkerJob | None:
+        """Check everything, then start fine-tuning; None (and one notification) if refused."""
+        if self._job is not None and self._job.running:
+            return self._job
+        try:
+            job = self._make_job()
+        except (InputError, ModelFileError, DataError) as err:
+            notifications.show_error(str(err))
+            return None
+        except ValidationError as err:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
+            notifications.show_error(f"invalid setting: {problems}")
+            return None
+        self._job = job
+        self.run_button.text = "Stop"
+        self.progress.value = 0
+        self.status.value = "starting…"
+        if isinstance(job, FineTuneJob):
+            self.plot.clear()
+        job.start()
+        return job
+
+    def _make_job(self) -> WorkerJob:
+        entry = self._entry()
+        if entry is None:
+            raise InputError("pick a base model to fine-tune (or “Load from file…”)")
+        if not entry.downloaded:
+            return DownloadJob(entry.value, None, self._downloaded)
+        settings = self.settings()
+        if describe_device(settings.device).startswith("unavailable"):
+            raise InputError(describe_device(settings.device).removeprefix("unavailable: "))
+        base = get_model(entry.value)
+        output = check_output_name(self.model_name.value.strip(), entry.value, self.resume.value)
+        count = self._count(base.info, base.network.min_size)
+        if self.source.value == "layers":
+            raw = pairs_from_layers(self.input_layer.value, self.target_layer.value, base.info)
+        else:
+            raw = pairs_from_folders(self.input_dir.value, self.target_dir.value)
+        data = PairedDataset.from_arrays(
+            raw.inputs, raw.targets, base.info, raw.names, description=raw.source, input_pixel_um=raw.input_pixel_um
+        )
+        network, info = finetune_start(base, self.model_name.value.strip())
+        preview = None
+        if self.preview_every.value > 0:
+            crop, target, (row, col) = preview_pair(
+                raw, settings.val_fraction, settings.seed, settings.patch_size, base.info.scale_factor
+            )
+            preview = PreviewSpec(crop, base.info, self.preview_every.value, settings.device)
+            self._preview_target = target
+            self._preview_where = ((1.0, 1.0), (0.0, 0.0))
+            if self.source.value == "layers":  # over the target image, where the patch is
+                sc = tuple(float(v) for v in self.target_layer.value.scale[-2:])
+                tr = self.target_layer.value.translate[-2:]
+                self._preview_where = (sc, (tr[0] + row * sc[0], tr[1] + col * sc[1]))
+        started = time.perf_counter()
+        self.data_info.value = count.text()
+        return FineTuneJob(
+            network,
+            info,
+            data,
+            settings,
+            output,
+            resume=self.resume.value,
+            preview=preview,
+            on_progress=self._show_progress,
+            on_preview=self._show_preview,
+            on_finished=lambda outcome: self._finished(outcome, time.perf_counter() - started),
+        )
+
+    def _downloaded(self, outcome: str) -> None:
+        self._finished(outcome, None)
+        if outcome == "done":
+            self.base.reset_choices()
+            self._on_base_changed()
+            self.train()
+
+    def _show_progress(self, event: TrainProgress) -> None:
+        self.plot.add(event.step, event.losses, event.val_loss)
+        self.progress.max = max(event.total, 1)
+        self.progress.value = event.step
+        val = f" · validation {self.plot.val_losses[-1]:.4g}" if self.plot.val_losses else ""
+        self.status.value = (
+            f"step {event.step}/{event.total} · loss {event.losses['total']:.4g}{val} · "
+            f"{format_seconds(event.eta_seconds)} left"
+        )
+
+    def _show_preview(self, preview: Preview) -> None:
+        show_preview(self._viewer, preview, self._preview_target, *self._preview_where)
+
+    def _finished(self, outcome: str, seconds: float | None) -> None:
+        self.run_button.text = "Train"
+        self.plot.draw(force=True)
+        job = self._job
+        if isinstance(job, FineTuneJob) and job.output.is_file():
+            MODEL_EVENTS.models_changed.emit(str(job.output))  # also after a failure: the last checkpoint's model
+            self.base.reset_choices()
+        if not isinstance(job, FineTuneJob) or job.model is None:
+            self.status.value = outcome
+            return
+        path, steps = job.output, job.model.info.training["steps"]
+        self.status.value = f"{outcome} at step {steps} ({format_seconds(seconds or 0)}); saved {path.name}"
+        name = path.stem
+        if outcome == "stopped":
+            notifications.show_info(
+                f"Stopped at step {steps}; model {name!r} saved to {path} (with its checkpoint). Tick “continue from "
+                "checkpoint” and press Train to continue. It is in the CVDM reconstruction widget's model list."
+            )
+        else:
+            notifications.show_info(
+                f"Fine-tuned model {name!r} saved to {path}; it is in the CVDM reconstruction widget's model list."
+            )

@@ -1,0 +1,265 @@
+"""Paired fine-tuning data from napari layers or two folders: gather, check, count, and pick a preview patch.
+
+Qt-free.  Checks need only shapes (layer data, TIFF headers), so the widget can show "N pairs, M patches" live as
+the user picks; everything it refuses raises :class:`napari_cvdm.InputError` with the problem and the fix.
+Shapes: super-resolution inputs (H, W) or a stack (N, H, W), targets (s·H, s·W) or (N, s·H, s·W) with s the
+base model's scale factor; phase inputs (2, H, W) ordered (I(−d), I(+d)) or (N, 2, H, W), targets (H, W) or
+(N, H, W) in radians.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..checkpoint import checkpoint_path
+from ..data import DataError, match_folders, read_tiff, split_indices
+from ..model.files import SUFFIX
+from ..model.metadata import ModelMetadata
+from ..tasks import InputError
+from ..zoo import REGISTRY, user_model_dir
+from .inputs import check_layer
+
+
+@dataclass
+class RawPairs:
+    """Un-normalised (input, target) images, as the user gave them, with names and where they came from."""
+
+    inputs: list[np.ndarray]
+    targets: list[np.ndarray]
+    names: list[str]
+    source: str
+    input_pixel_um: float | None = None
+
+
+@dataclass(frozen=True)
+class DataCount:
+    """How much data the picked pairs hold for training with ``patch``² patches (output pixels)."""
+
+    pairs: int
+    train: int
+    validation: int
+    train_patches: int
+    patch: int
+
+    def text(self) -> str:
+        val = f"{self.validation} validation" if self.validation else "no validation (needs ≥ 2 pairs)"
+        return (
+            f"{self.pairs} pair{'s' if self.pairs != 1 else ''} ({self.train} training, {val}); "
+            f"{self.train_patches} training patches of {self.patch}² px"
+        )
+
+
+def _planes(shape: Sequence[int], plane_ndim: int) -> list[tuple[int, ...]]:
+    """The plane shapes of an image or a stack of images (leading axes flattened)."""
+    shape = tuple(int(s) for s in shape)
+    count = int(np.prod(shape[: len(shape) - plane_ndim])) if len(shape) > plane_ndim else 1
+    return [shape[len(shape) - plane_ndim :]] * count
+
+
+def _unstack(arr: np.ndarray, plane_ndim: int) -> list[np.ndarray]:
+    arr = np.asarray(arr)
+    if arr.ndim <= plane_ndim:
+        return [arr]
+    return list(arr.reshape(-1, *arr.shape[arr.ndim - plane_ndim :]))
+
+
+def _plane_ndim(info: ModelMetadata) -> int:
+    return 3 if info.task == "phase" else 2
+
+
+def layer_shapes(input_layer: Any, target_layer: Any, info: ModelMetadata) -> list[tuple[tuple, tuple]]:
+    """(input plane shape, target plane shape) per pair of two picked Image layers (stacks = several pairs)."""
+    a = check_layer(input_layer, "input")
+    b = check_layer(target_layer, "target")
+    if input_layer is target_layer:
+        raise InputError(
+            f"input and target are the same layer ({input_layer.name!r}); pick the low-resolution (or defocus) "
+            "images as input and the matching high-resolution (or phase) images as target"
+        )
+    if info.task == "phase" and (a.ndim < 3 or a.shape[-3] != 2):
+        raise InputError(
+            f"a phase model is fine-tuned on defocus pairs: the input layer must be (2, H, W) ordered (I(−d), I(+d)) "
+            f"or a stack (N, 2, H, W), but {input_layer.name!r} has shape {a.shape}"
+        )
+    ins, outs = _planes(a.shape, _plane_ndim(info)), _planes(b.shape, 2)
+    return _paired(ins, outs, f"input layer {input_layer.name!r}", f"target layer {target_layer.name!r}")
+
+
+def folder_shapes(input_dir: str | Path, target_dir: str | Path, info: ModelMetadata) -> list[tuple[tuple, tuple]]:
+    """(input plane shape, target plane shape) per matched file pair, read from the TIFF headers only."""
+    import tifffile
+
+    try:
+        matched = match_folders(input_dir, target_dir)
+    except DataError as err:
+        raise InputError(str(err)) from err
+    shapes = []
+    for name, input_path, target_path in matched:
+        try:
+            with tifffile.TiffFile(input_path) as a, tifffile.TiffFile(target_path) as b:
+                shapes.append((tuple(a.series[0].shape), tuple(b.series[0].shape), name))
+        except (OSError, ValueError, tifffile.TiffFileError) as err:
+            raise InputError(f"could not read the pair {name!r} ({err}); give readable TIFF files") from err
+    bad = [(n, si, st) for si, st, n in shapes if len(si) != _plane_ndim(info) or len(st) != 2]
+    if bad:
+        n, si, st = bad[0]
+        want = "(2, H, W)" if info.task == "phase" else "(H, W)"
+        raise InputError(
+            f"pair {n!r}: input {si}, target {st}; each file must hold one image: input {want}, target (H, W)"
+        )
+    return [(si, st) for si, st, _ in shapes]
+
+
+def _paired(ins: list, outs: list, what_in: str, what_out: str) -> list[tuple[tuple, tuple]]:
+    if len(ins) != len(outs):
+        raise InputError(
+            f"{what_in} holds {len(ins)} image(s) but {what_out} holds {len(outs)}; give one target per input "
+            "(stacks are paired frame by frame)"
+        )
+    return list(zip(ins, outs, strict=True))
+
+
+def check_shapes(
+    shapes: list[tuple[tuple, tuple]],
+    info: ModelMetadata,
+    patch: int,
+    batch: int,
+    val_fraction: float,
+    seed: int,
+    min_size: int = 8,
+) -> DataCount:
+    """Refuse mismatched shapes, a wrong scale ratio, bad patch sizes or too little data; else count pairs/patches."""
+    s = info.scale_factor
+    if not shapes:
+        raise InputError("no image pairs found; pick an input and a target layer, or two folders of TIFF files")
+    for k, (si, st) in enumerate(shapes):
+        if info.task == "phase" and (len(si) != 3 or si[0] != 2):
+            raise InputError(
+                f"a phase model is fine-tuned on defocus pairs: the input must be (2, H, W) ordered (I(−d), I(+d)) "
+                f"or a stack (N, 2, H, W), but pair {k} has input shape {si}"
+            )
+        h, w = si[-2:]
+        if tuple(st) != (s * h, s * w):
+            ratio = f"{st[0] / h:g}×" if st[0] * w == st[1] * h else "a different aspect than"
+            raise InputError(
+                f"pair {k}: the target ({st[0]}×{st[1]}) is {ratio} the input ({h}×{w}), but the base model "
+                f"({info.task}) needs targets exactly {s}× the input: {s * h}×{s * w}. Check the pairing, or pick a "
+                f"base model whose scale factor matches your data."
+            )
+    smallest = min(min(st) for _, st in shapes)
+    if patch > smallest:
+        raise InputError(
+            f"patch size {patch} is larger than the smallest target image ({smallest} px); lower it to at most "
+            f"{smallest - smallest % 8} (a multiple of 8)"
+        )
+    if patch % 8 or patch < min_size:
+        raise InputError(f"patch size must be a multiple of 8 and at least {min_size}; got {patch}")
+    train_idx, val_idx = split_indices(len(shapes), val_fraction, seed)
+    patches = sum((shapes[i][1][0] // patch) * (shapes[i][1][1] // patch) for i in train_idx)
+    if patches < batch:
+        raise InputError(
+            f"too little data: the training pairs hold only {patches} non-overlapping {patch}² patch(es), fewer than "
+            f"one batch ({batch}). Add pairs or larger images, or lower the patch size or the batch size."
+        )
+    return DataCount(len(shapes), len(train_idx), len(val_idx), patches, patch)
+
+
+def pairs_from_layers(input_layer: Any, target_layer: Any, info: ModelMetadata) -> RawPairs:
+    """The images of two checked Image layers (stacks split into pairs)."""
+    inputs = _unstack(np.asarray(input_layer.data, dtype=np.float32), _plane_ndim(info))
+    targets = _unstack(np.asarray(target_layer.data, dtype=np.float32), 2)
+    names = [f"{input_layer.name}[{k}]" for k in range(len(inputs))]
+    about = f"{len(inputs)} pairs from layers {input_layer.name!r} / {target_layer.name!r}"
+    scale = float(input_layer.scale[-1])  # napari-cvdm puts layers in µm; 1.0 is napari's "no scale set"
+    return RawPairs(inputs, targets, names, about, input_pixel_um=None if scale == 1.0 else scale)
+
+
+def pairs_from_folders(input_dir: str | Path, target_dir: str | Path) -> RawPairs:
+    """The images of two folders of TIFF files matched by name; the pixel size when every input file states it."""
+    inputs, targets, names, pixels = [], [], [], set()
+    for name, input_path, target_path in match_folders(input_dir, target_dir):
+        image, pixel = read_tiff(input_path)
+        inputs.append(image.astype(np.float32))
+        targets.append(read_tiff(target_path)[0].astype(np.float32))
+        names.append(name)
+        pixels.add(pixel)
+    pixel_um = pixels.pop() if len(pixels) == 1 else None
+    return RawPairs(inputs, targets, names, f"{len(names)} pairs from {input_dir} / {target_dir}", pixel_um)
+
+
+def preview_pair(
+    raw: RawPairs, val_fraction: float, seed: int, patch: int, scale: int
+) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
+    """(input crop, target crop, (row, column) of the crop on the target grid) from the first validation image
+    (or the first training image if there is no validation).
+
+    Among a 3 × 3 grid of windows the one with the most target structure (variance) is taken; the target window
+    is ``patch``² output pixels, the input window the matching ``patch/scale``² input pixels.
+    """
+    train_idx, val_idx = split_indices(len(raw.inputs), val_fraction, seed)
+    k = (val_idx or train_idx)[0]
+    image, target = raw.inputs[k], raw.targets[k]
+    side = patch // scale
+    h, w = image.shape[-2:]
+    best, best_var = (0, 0), -1.0
+    for r in np.linspace(0, h - side, 3).astype(int):
+        for c in np.linspace(0, w - side, 3).astype(int):
+            var = float(target[r * scale : r * scale + patch, c * scale : c * scale + patch].var())
+            if var > best_var:
+                best, best_var = (int(r), int(c)), var
+    r, c = best
+    crop = image[..., r : r + side, c : c + side]
+    target_crop = target[r * scale : r * scale + patch, c * scale : c * scale + patch]
+    return np.ascontiguousarray(crop), np.ascontiguousarray(target_crop), (r * scale, c * scale)
+
+
+def guess_pair(layers: Sequence[Any], info: ModelMetadata | None) -> tuple[Any, Any] | None:
+    """The first (input, target) pair of image layers whose shapes fit ``info``'s task and scale factor, else the
+    first two layers (so the widget can say what does not fit), else None."""
+    scale = info.scale_factor if info is not None else 2
+    phase = info is not None and info.task == "phase"
+    for a in layers:
+        if phase and (a.data.ndim < 3 or a.data.shape[-3] != 2):
+            continue
+        for b in layers:
+            if a is b or b.data.ndim != a.data.ndim - int(phase):
+                continue
+            if tuple(b.data.shape[-2:]) == tuple(scale * s for s in a.data.shape[-2:]):
+                return a, b
+    return (layers[0], layers[1]) if len(layers) >= 2 else None  # the counts line then says what does not fit
+
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+def output_path(name: str) -> Path:
+    """Where a fine-tuned model called ``name`` is saved: the user model folder (``NAPARI_CVDM_MODELS``)."""
+    return user_model_dir() / f"{name}{SUFFIX}"
+
+
+def check_output_name(name: str, base_value: str, resume: bool) -> Path:
+    """The output file for ``name``; refuses unusable names, the base's or a registered name, and overwriting."""
+    if not NAME_PATTERN.match(name):
+        raise InputError(
+            f"model name {name!r} cannot be a file name; use letters, digits, '.', '_' and '-' (e.g. my-sr-model)"
+        )
+    if name in REGISTRY or name == Path(str(base_value)).stem:
+        raise InputError(f"{name!r} is the base model's or a registered model's name; choose a new name")
+    path = output_path(name)
+    if resume and not checkpoint_path(path).is_file():
+        raise InputError(
+            f"there is no checkpoint of {name!r} to continue ({checkpoint_path(path)}); untick “continue from "
+            "checkpoint” to start a new run"
+        )
+    if not resume and path.exists():
+        raise InputError(
+            f"a model named {name!r} already exists ({path}); choose another name, or tick “continue from "
+            "checkpoint” (advanced settings) to continue its run"
+        )
+    return path

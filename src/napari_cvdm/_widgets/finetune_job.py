@@ -1,0 +1,226 @@
+"""One fine-tuning run off the GUI thread: the worker around :func:`napari_cvdm.train.iter_train`, and its job.
+
+The worker re-yields the core's :class:`TrainProgress` and, every K steps, a :class:`Preview` — a reconstruction
+of one validation patch with the current averaged (EMA) network, computed while the core waits between steps.
+Stop is cooperative: :meth:`FineTuneJob.cancel` sets the core's stop token, the core finishes its step, writes the
+model file and checkpoint, and returns the model as usual, so a stopped run is saved like a finished one.
+
+Outcomes: ``"done"`` (all steps), ``"stopped"`` (saved early, resumable), ``"failed"`` (one error notification).
+Afterwards the network is moved off the GPU and CUDA's cache is emptied, so napari does not keep GPU memory.
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from napari.utils import notifications
+from superqt.utils import GeneratorWorker, create_worker
+
+from ..checkpoint import CheckpointError
+from ..data import DataError, PairedDataset
+from ..model.cvdm import CVDM
+from ..model.files import ModelFileError, TrainedModel
+from ..model.metadata import ModelMetadata
+from ..predict import CancelToken, Progress, reconstruct
+from ..settings import TrainSettings
+from ..tasks import InputError
+from ..train import TrainProgress, iter_train
+from .job import WorkerJob
+from .workers import _is_out_of_memory
+
+
+@dataclass
+class Preview:
+    """The current model's reconstruction (mean, std; physical units) of the preview patch after ``step``."""
+
+    step: int
+    mean: np.ndarray
+    std: np.ndarray
+
+
+@dataclass
+class PreviewSpec:
+    """What to preview and how often: a raw input crop, the model's metadata, every ``every`` steps."""
+
+    image: np.ndarray
+    info: ModelMetadata
+    every: int
+    device: str = "cpu"
+    n_samples: int = 2
+
+    def run(self, network: CVDM, step: int) -> Preview:
+        was_training = network.training
+        try:
+            result = reconstruct(
+                TrainedModel(network=network, info=self.info), self.image, self.n_samples, seed=0, device=self.device
+            )
+        finally:
+            network.train(was_training)
+        return Preview(step, result.mean, np.sqrt(result.variance))
+
+
+def _drive(
+    core: Generator[TrainProgress, None, TrainedModel], preview: PreviewSpec | None
+) -> Generator[TrainProgress | Preview, None, TrainedModel]:
+    """Re-yield training progress and previews; return the saved model (runs in the worker thread)."""
+    try:
+        while True:
+            try:
+                event = next(core)
+            except StopIteration as stop:
+                return stop.value
+            yield event
+            due = preview is not None and (event.step % preview.every == 0 or event.step == event.total)
+            if due and event.ema_network is not None:
+                try:
+                    yield preview.run(event.ema_network, event.step)
+                except InputError:  # e.g. a blank patch: skip previews, keep training
+                    preview = None
+    finally:
+        core.close()  # abandoned (never on the normal path): closing still saves the finished steps
+
+
+def training_worker(
+    network: CVDM,
+    info: ModelMetadata,
+    data: PairedDataset,
+    settings: TrainSettings,
+    output: Path,
+    resume: bool,
+    stop: CancelToken,
+    preview: PreviewSpec | None = None,
+) -> GeneratorWorker[TrainProgress | Preview, None, TrainedModel]:
+    """An unstarted worker that fine-tunes ``network`` and writes ``output``; set ``stop`` to stop and save."""
+    core = iter_train(network, info, data, settings, output, resume=resume, stop=stop)
+    return create_worker(_drive, core, preview, _start_thread=False, _ignore_errors=True)
+
+
+def training_error_message(exc: BaseException, settings: TrainSettings) -> str:
+    """One notification-ready sentence for a failed fine-tuning run."""
+    if _is_out_of_memory(exc):
+        return (
+            f"fine-tuning ran out of memory ({type(exc).__name__}) with batch {settings.batch_size} × "
+            f"{settings.patch_size}² patches; lower the batch size or the patch size, or use another device. "
+            "The last checkpoint (if any) is kept."
+        )
+    if isinstance(exc, (InputError, ModelFileError, DataError, CheckpointError, FloatingPointError)):
+        return str(exc)
+    return f"CVDM fine-tuning failed: {type(exc).__name__}: {exc}"
+
+
+class FineTuneJob(WorkerJob):
+    """Runs a fine-tuning in a worker thread; progress, loss and previews go to callbacks, Stop saves."""
+
+    description = "CVDM fine-tuning"
+
+    def __init__(
+        self,
+        network: CVDM,
+        info: ModelMetadata,
+        data: PairedDataset,
+        settings: TrainSettings,
+        output: Path,
+        resume: bool = False,
+        preview: PreviewSpec | None = None,
+        on_progress: Callable[[TrainProgress], None] | None = None,
+        on_preview: Callable[[Preview], None] | None = None,
+        on_finished: Callable[[str], None] | None = None,
+    ) -> None:
+        self.settings, self.output = settings, output
+        self.model: TrainedModel | None = None
+        self.stop_token = CancelToken()
+        self._on_train_progress, self._on_preview = on_progress, on_preview
+        self._network: CVDM | None = network
+        worker = training_worker(network, info, data, settings, output, resume, self.stop_token, preview)
+        super().__init__(worker, None, on_finished)
+
+    @property
+    def stopping(self) -> bool:
+        return self.stop_token.cancelled
+
+    def cancel(self) -> None:
+        """Stop after the current step; the model and checkpoint are then saved and the run ends as "stopped"."""
+        if self._running and not self.stop_token.cancelled:
+            self.stop_token.cancel()
+            if self._pbar is not None:
+                self._pbar.set_description(f"{self.description}: stopping after this step, saving…")
+
+    def detach(self) -> None:
+        self._on_train_progress = self._on_preview = None
+        super().detach()
+
+    def _on_event(self, event: Any) -> None:
+        if self.outcome is not None:
+            return
+        if isinstance(event, Preview):
+            if self._on_preview is not None:
+                self._on_preview(event)
+            return
+        if self._on_train_progress is not None:
+            self._on_train_progress(event)
+        if not self.stop_token.cancelled:
+            super()._on_event(Progress(event.step, event.total, f"step {event.step}/{event.total}"))
+
+    def _on_returned(self, result: TrainedModel) -> None:
+        self.model = result
+        self.outcome = "stopped" if result.info.training.get("stopped_early") else "done"
+
+    def _on_errored(self, exc: BaseException) -> None:
+        self.outcome = "failed"
+        notifications.show_error(training_error_message(exc, self.settings))
+
+    def _cleanup(self) -> None:
+        """Release the network and, on CUDA, the memory PyTorch caches (the model file is what is kept)."""
+        import torch
+
+        for net in (self._network, self.model.network if self.model is not None else None):
+            if net is not None:
+                net.to("cpu")
+        self._network = None
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+PREVIEW_NAMES = ("CVDM fine-tuning preview", "CVDM fine-tuning preview target")
+
+
+def show_preview(
+    viewer: Any,
+    preview: Preview,
+    target: np.ndarray | None,
+    scale: tuple[float, float] = (1.0, 1.0),
+    translate: tuple[float, float] = (0.0, 0.0),
+) -> None:
+    """Add or update the preview layer where the patch lies in the world (``scale``, ``translate`` of its first
+    pixel); on the first preview also add the target patch, to the right of it."""
+    from .outputs import robust_limits
+
+    meta = {"napari_cvdm": {"output": "finetune-preview", "step": preview.step}}
+    name, target_name = PREVIEW_NAMES
+    if name in viewer.layers:
+        layer = viewer.layers[name]
+        layer.data = preview.mean
+        layer.metadata = meta
+    else:
+        layer = viewer.add_image(
+            preview.mean, name=name, metadata=meta, colormap="gray", scale=scale, translate=translate
+        )
+    layer.contrast_limits = robust_limits(preview.mean)
+    if target_name not in viewer.layers and target is not None:
+        shift = (target.shape[-1] * 9 // 8) * scale[1]
+        where = (translate[0], translate[1] + shift)
+        viewer.add_image(target, name=target_name, metadata=meta, scale=scale, translate=where)
+
+
+def format_seconds(seconds: float) -> str:
+    """``m:ss`` or ``h:mm:ss``."""
+    seconds = round(seconds)
+    if seconds >= 3600:
+        return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+    return f"{seconds // 60}:{seconds % 60:02d}"

@@ -1,0 +1,168 @@
+"""The fine-tuning widget: layers and folders, counts, refusals, live loss and preview, stop/resume, the picker."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+from napari_cvdm import load_model
+from napari_cvdm._widgets import FineTuneWidget, ReconstructWidget
+from napari_cvdm._widgets.finetune_job import PREVIEW_NAMES
+from tests.widgets.conftest import noisy
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture
+def make_finetune(make_napari_viewer):
+    """A viewer with both widgets docked; returns (viewer, fine-tuning widget, reconstruction widget)."""
+
+    def make():
+        viewer = make_napari_viewer()
+        recon, tune = ReconstructWidget(viewer), FineTuneWidget(viewer)
+        viewer.window.add_dock_widget(recon, name="CVDM reconstruction")
+        viewer.window.add_dock_widget(tune, name="CVDM fine-tuning")
+        return viewer, tune, recon
+
+    return make
+
+
+def _fast(widget, steps: int = 4, name: str = "tuned") -> None:
+    widget.base.value = "tiny-sr"
+    widget.patch_size.value = 32
+    widget.batch_size.value = 2
+    widget.steps.value = steps
+    widget.val_fraction.value = 0.25
+    widget.device.value = "cpu"
+    widget.model_name.value = name
+
+
+def _wait(qtbot, job, timeout: int = 60_000):
+    assert job is not None, "the run was refused"
+    qtbot.waitUntil(lambda: not job.running, timeout=timeout)
+    return job
+
+
+def _add_sr_pairs(viewer, n: int = 4, side: int = 32, factor: int = 2, target_n: int | None = None):
+    viewer.add_image(noisy((n, side, side)), name="wf", scale=(1.0, 0.0626, 0.0626))
+    sim = noisy((target_n or n, factor * side, factor * side), seed=1)
+    return viewer.add_image(sim, name="sim", scale=(1.0, 0.0313, 0.0313))
+
+
+def test_fine_tune_from_layers_with_counts_plot_preview_and_picker(make_finetune, model_files, notes, qtbot):
+    viewer, widget, recon = make_finetune()
+    target = _add_sr_pairs(viewer)
+    _fast(widget)
+    widget.preview_every.value = 2
+    assert widget.input_layer.value.name == "wf" and widget.target_layer.value is target  # guessed from shapes
+    assert widget.data_info.value == "4 pairs (3 training, 1 validation); 12 training patches of 32² px"
+    assert "tuned" not in recon.model.choices
+    job = _wait(qtbot, widget.train())
+    assert job.outcome == "done" and notes["error"] == [], notes
+    assert "'tuned' saved to" in notes["info"][-1]
+    folder = Path(model_files["tiny-sr"]).parent
+    assert (folder / "tuned.cvdm").is_file() and (folder / "tuned.ckpt").is_file()
+    assert "tuned" in recon.model.choices  # at once, no layer change needed
+    assert widget.run_button.text == "Train" and widget.progress.value == 4
+    assert widget.plot.steps == [1, 2, 3, 4] and widget.plot.val_losses
+    mean, truth = (viewer.layers[name] for name in PREVIEW_NAMES)
+    assert mean.data.shape == truth.data.shape == (32, 32) and np.isfinite(mean.data).all()
+    assert mean.metadata["napari_cvdm"]["step"] == 4
+    np.testing.assert_allclose(mean.scale, (0.0313, 0.0313))  # drawn over the target image, in µm
+    training = load_model(folder / "tuned.cvdm").info.training
+    assert training["steps"] == 4 and training["fine_tuned_from"] == "tiny-sr"
+    assert training["data"]["description"] == "4 pairs from layers 'wf' / 'sim'"
+    assert training["data"]["input_pixel_um"] == pytest.approx(0.0626)
+    widget.show_terms.value = True  # the per-term plot draws without error
+    assert widget.plot.show_terms
+
+
+def test_fine_tune_from_folders_counts_pairs_and_reads_pixel_sizes(make_finetune, model_files, notes, qtbot, tmp_path):
+    viewer, widget, _ = make_finetune()
+    for sub, side, pixel in (("in", 32, 0.0626), ("tg", 64, 0.0313)):
+        (tmp_path / sub).mkdir()
+        for k in range(3):
+            tifffile.imwrite(
+                tmp_path / sub / f"cell{k}.tif",
+                noisy((side, side), seed=k),
+                imagej=True,
+                resolution=(1 / pixel, 1 / pixel),
+                metadata={"unit": "um"},
+            )
+    _fast(widget, steps=2, name="from-folders")
+    widget.preview_every.value = 0
+    widget.source.value = "folders"
+    assert not widget.input_dir.native.isHidden() and widget.input_layer.native.isHidden()
+    widget.input_dir.value, widget.target_dir.value = tmp_path / "in", tmp_path / "tg"
+    assert widget.data_info.value == "3 pairs (2 training, 1 validation); 8 training patches of 32² px"
+    job = _wait(qtbot, widget.train())
+    assert job.outcome == "done" and notes["error"] == []
+    info = load_model(Path(model_files["tiny-sr"]).parent / "from-folders.cvdm").info
+    assert info.training["data"]["input_pixel_um"] == pytest.approx(0.0626)
+    assert not any(name in viewer.layers for name in PREVIEW_NAMES)
+
+
+@pytest.mark.parametrize(
+    ("setup", "match"),
+    [
+        (lambda v, w: _add_sr_pairs(v, target_n=3), "holds 4 image(s) but target layer 'sim' holds 3"),
+        (lambda v, w: _add_sr_pairs(v, factor=1), "is 1× the input (32×32), but the base model"),
+        (lambda v, w: _add_sr_pairs(v, n=1, side=16), "too little data"),
+        (lambda v, w: (_add_sr_pairs(v), setattr(w.model_name, "value", "tiny-phase")), "already exists"),
+        (lambda v, w: (_add_sr_pairs(v), setattr(w.learning_rate, "value", "fast")), "invalid setting"),
+        (lambda v, w: (_add_sr_pairs(v), setattr(w.resume, "value", True)), "no checkpoint of 'tuned'"),
+        (lambda v, w: (_add_sr_pairs(v), setattr(w.base, "value", "tiny-phase")), "defocus pairs"),
+    ],
+    ids=["count-mismatch", "scale-ratio", "too-little", "name-exists", "bad-number", "no-checkpoint", "phase"],
+)
+def test_bad_inputs_are_refused_and_change_nothing(make_finetune, model_files, notes, setup, match):
+    viewer, widget, _ = make_finetune()
+    _fast(widget)
+    setup(viewer, widget)
+    folder = Path(model_files["tiny-sr"]).parent
+    before = (sorted(p.name for p in folder.iterdir()), [layer.name for layer in viewer.layers])
+    assert widget.train() is None
+    assert len(notes["error"]) == 1 and match in notes["error"][0], notes["error"]
+    assert (sorted(p.name for p in folder.iterdir()), [layer.name for layer in viewer.layers]) == before
+    assert widget.run_button.text == "Train"
+
+
+def test_stop_saves_a_resumable_model_and_resume_continues(make_finetune, model_files, notes, qtbot):
+    viewer, widget, recon = make_finetune()
+    _add_sr_pairs(viewer)
+    _fast(widget, steps=100_000, name="stopped")
+    widget.preview_every.value = 0
+    job = widget.train()
+    assert widget.run_button.text == "Stop"
+    qtbot.waitUntil(lambda: len(widget.plot.steps) >= 3, timeout=30_000)
+    widget.run_button.clicked.emit()  # Stop
+    _wait(qtbot, job)
+    assert job.outcome == "stopped" and notes["error"] == []
+    folder = Path(model_files["tiny-sr"]).parent
+    steps = load_model(folder / "stopped.cvdm").info.training["steps"]
+    assert 3 <= steps < 100_000 and (folder / "stopped.ckpt").is_file()
+    assert "stopped" in recon.model.choices and "Stopped at step" in notes["info"][-1]
+    widget.resume.value = True
+    widget.steps.value = steps + 2
+    job = _wait(qtbot, widget.train())
+    assert job.outcome == "done" and notes["error"] == [], notes["error"]
+    training = load_model(folder / "stopped.cvdm").info.training
+    assert training["steps"] == steps + 2 and training["resumed_at_steps"] == [steps]
+
+
+def test_phase_pairs_from_a_stack_layer(make_finetune, model_files, notes, qtbot):
+    viewer, widget, _ = make_finetune()
+    viewer.add_image(noisy((3, 2, 32, 32), low=0.8, high=1.2), name="defocus pairs")
+    viewer.add_image(noisy((3, 32, 32), seed=2, low=-1, high=1), name="phase")
+    widget.base.value = "tiny-phase"
+    assert widget.input_layer.value.name == "defocus pairs" and widget.target_layer.value.name == "phase"
+    widget.patch_size.value, widget.batch_size.value, widget.steps.value = 32, 2, 2
+    widget.preview_every.value = 1
+    assert widget.data_info.value.startswith("3 pairs (2 training, 1 validation)")
+    job = _wait(qtbot, widget.train())
+    assert job.outcome == "done" and notes["error"] == [], notes["error"]
+    assert viewer.layers[PREVIEW_NAMES[0]].data.shape == (32, 32)
+    assert load_model(Path(model_files["tiny-phase"]).parent / "tiny-phase-finetuned.cvdm").task == "phase"
