@@ -111,6 +111,7 @@ def write_checkpoint(path: str | os.PathLike, state: TrainState) -> Path:
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata=metadata)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; a checkpoint is as shareable as any output
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

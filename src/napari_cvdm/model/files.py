@@ -92,6 +92,7 @@ def save_model(path: str | os.PathLike, network: CVDM, info: ModelMetadata) -> P
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata=header)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; a model is meant to be shared
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
