@@ -20,6 +20,8 @@ import time
 
 import numpy as np
 
+from napari_cvdm.bench import TEST_SEED_PHASE, TEST_SEED_SR
+from napari_cvdm.bench import _rngs as _rngs
 from napari_cvdm.metrics import decorrelation_resolution, mae, ms_ssim, psnr
 from napari_cvdm.physics import (
     STRUCTURES,
@@ -33,13 +35,6 @@ from napari_cvdm.physics import (
     us_tie,
 )
 from napari_cvdm.physics.baselines import DEFAULT_TIE_ALPHA, DEFAULT_US_TIE_ALPHA
-
-TEST_SEED_PHASE = 10_000
-TEST_SEED_SR = 10_001
-
-
-def _rngs(seed: int, n: int) -> list[np.random.Generator]:
-    return [np.random.default_rng(c) for c in np.random.SeedSequence(seed).spawn(n)]
 
 
 def phase_table(n: int, size: int = 256) -> str:
