@@ -14,10 +14,10 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
+from screenshot_common import open_viewer, save_window, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,9 +31,7 @@ def main() -> None:
     args = parser.parse_args()
     os.environ["NAPARI_CVDM_MODELS"] = tempfile.mkdtemp(prefix="napari-cvdm-models-")
 
-    import napari
     import torch
-    from qtpy.QtWidgets import QApplication
 
     from napari_cvdm import presets
     from napari_cvdm.physics import SRSimulation
@@ -41,8 +39,7 @@ def main() -> None:
     torch.set_num_threads(1)
     physics = SRSimulation(structure="f-actin", na=1.1)
     wf, sim = presets.simulate_pairs("sr", 6, 128, 2, physics)
-    viewer = napari.Viewer(show=True, title="napari-cvdm")
-    viewer.window._qt_window.resize(1600, 1100)
+    viewer = open_viewer((1600, 1100))
     p = physics.wf_pixel_um
     viewer.add_image(np.stack(wf), name="widefield F-actin (6 fields)", scale=(1, p, p))
     viewer.add_image(np.stack(sim), name="SIM truth", scale=(1, p / 2, p / 2), translate=(0, -p / 4, -p / 4))
@@ -52,27 +49,11 @@ def main() -> None:
     widget.steps.value, widget.batch_size.value, widget.patch_size.value = args.steps, 8, 64
     widget.val_fraction.value, widget.preview_every.value = 0.34, 25
     widget.show_terms.value = True
-    app = QApplication.instance()
     job = widget.train()
-    if job is None:
-        raise SystemExit("the run was refused; see the notification above")
-    start = time.perf_counter()
-    while job.running and time.perf_counter() - start < args.timeout:
-        app.processEvents()
-        time.sleep(0.05)
-    if job.running:
-        job.cancel()
-        raise SystemExit(f"the run took longer than {args.timeout} s")
-    print(f"{job.outcome} in {time.perf_counter() - start:.1f} s")
+    seconds = wait_for(job, args.timeout)
+    print(f"{job.outcome} in {seconds:.1f} s")
     viewer.layers["SIM truth"].visible = False
-    viewer.reset_view()
-    for _ in range(20):
-        app.processEvents()
-        time.sleep(0.05)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    viewer.screenshot(path=str(args.out), canvas_only=False, flash=False)
-    print(f"wrote {args.out}")
-    viewer.close()
+    save_window(viewer, args.out)
 
 
 if __name__ == "__main__":

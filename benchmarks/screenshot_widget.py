@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 from pathlib import Path
+
+from screenshot_common import open_viewer, save_window, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -64,12 +65,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "figures" / "widget_reconstruct.png")
     args = parser.parse_args()
 
-    import napari
-    from qtpy.QtWidgets import QApplication
-
     model = pick_model(args.model, args.demo_steps)
-    viewer = napari.Viewer(show=True, title="napari-cvdm")
-    viewer.window._qt_window.resize(1500, 950)
+    viewer = open_viewer((1500, 950))
     viewer.open_sample("napari-cvdm", "widefield")
     _, widget = viewer.window.add_plugin_dock_widget("napari-cvdm", "CVDM reconstruction")
     if Path(model).suffix == ".cvdm":
@@ -77,27 +74,11 @@ def main() -> None:
     else:
         widget.model.value = model
     widget.n_samples.value, widget.steps.value = args.samples, args.steps
-    app = QApplication.instance()
     job = widget.reconstruct()
-    if job is None:
-        raise SystemExit("the run was refused; see the notification above")
-    start = time.perf_counter()
-    while job.running and time.perf_counter() - start < args.timeout:
-        app.processEvents()
-        time.sleep(0.05)
-    if job.running:
-        job.cancel()
-        raise SystemExit(f"the run took longer than {args.timeout} s")
-    print(f"{job.outcome} in {time.perf_counter() - start:.1f} s with {model}")
+    seconds = wait_for(job, args.timeout)
+    print(f"{job.outcome} in {seconds:.1f} s with {model}")
     viewer.layers.selection.active = viewer.layers[job.output_names["mean"]]
-    viewer.reset_view()
-    for _ in range(20):
-        app.processEvents()
-        time.sleep(0.05)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    viewer.screenshot(path=str(args.out), canvas_only=False, flash=False)
-    print(f"wrote {args.out}")
-    viewer.close()
+    save_window(viewer, args.out)
 
 
 if __name__ == "__main__":

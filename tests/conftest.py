@@ -1,11 +1,15 @@
-"""Shared fixtures: tiny CVDMs that train in seconds on the CPU."""
+"""Shared fixtures and helpers: tiny CVDMs that train in seconds on the CPU, as networks, models and files."""
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 
 from napari_cvdm.model import CVDM, CVDMConfig, ModelMetadata, TrainedModel, UNetConfig
+from napari_cvdm.model.files import save_model
 
 TINY = dict(
     denoiser=UNetConfig(width=8, depth=2, norm="group"),
@@ -32,24 +36,43 @@ def tiny_network(cond_channels: int = 1, residual: bool = False, seed: int = 0) 
     return CVDM(CVDMConfig(cond_channels=cond_channels, residual_channel=0 if residual else None, **TINY))
 
 
-@pytest.fixture
-def tiny_sr_model() -> TrainedModel:
-    """An untrained 2× super-resolution model (shapes, units, errors — not quality)."""
-    info = ModelMetadata(task="super-resolution", scale_factor=2, input_pixel_um=0.0626, wavelength_um=0.515)
-    return TrainedModel(network=tiny_network(residual=True), info=info, source="tiny-sr")
-
-
-@pytest.fixture
-def tiny_phase_model() -> TrainedModel:
-    info = ModelMetadata(
+TINY_INFO: dict[str, dict[str, Any]] = {
+    "sr": dict(task="super-resolution", scale_factor=2, input_pixel_um=0.0626),
+    "phase": dict(
         task="phase",
         input_planes=2,
         input_pixel_um=0.21,
         wavelength_um=0.521,
         defocus_um=2.0,
         normalization={"input": "mean", "target_scale": 1.75},
-    )
-    return TrainedModel(network=tiny_network(cond_channels=2), info=info, source="tiny-phase")
+    ),
+}
+
+
+def tiny_model(task: str, **info: Any) -> TrainedModel:
+    """An untrained tiny model (shapes, units, errors — not quality): ``"sr"`` (2×, residual) or ``"phase"`` (two
+    defocus planes); ``info`` overrides fields of its metadata."""
+    network = tiny_network(residual=True) if task == "sr" else tiny_network(cond_channels=2)
+    return TrainedModel(network=network, info=ModelMetadata(**{**TINY_INFO[task], **info}), source=f"tiny-{task}")
+
+
+def save_tiny_models(folder: Path, **info: Any) -> dict[str, Path]:
+    """Write the tiny SR and phase models as ``tiny-sr.cvdm`` and ``tiny-phase.cvdm`` into ``folder``."""
+    paths = {}
+    for task in TINY_INFO:
+        model = tiny_model(task, name=f"tiny-{task}", **info)
+        paths[f"tiny-{task}"] = save_model(folder / f"tiny-{task}.cvdm", model.network, model.info)
+    return paths
+
+
+@pytest.fixture
+def tiny_sr_model() -> TrainedModel:
+    return tiny_model("sr", wavelength_um=0.515)
+
+
+@pytest.fixture
+def tiny_phase_model() -> TrainedModel:
+    return tiny_model("phase")
 
 
 def toy_batch(n: int, size: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -28,8 +28,16 @@ def test_spearman_of_monotone_maps_is_one():
 
 
 def test_speed_table_reports_seconds_and_ratio(tiny_sr_model):
-    table = speed_benchmark(tiny_sr_model, sizes=(16,), n_samples=2, steps=2, device="cpu", log=lambda m: None)
-    row = table.rows[0]
-    assert row[:4] == ["16²", "32²", "2", "2"]
-    assert float(row[4]) > 0 and float(row[-1]) > 0
-    assert "| input | output |" in table.markdown()
+    table = speed_benchmark(
+        tiny_sr_model, sizes=(16, 24), n_samples=(1, 2), steps=2, device="cpu", precision="fp32", log=lambda m: None
+    )
+    assert [r[:4] for r in table.rows] == [
+        ["16²", "32²", "1", "2"],
+        ["16²", "32²", "2", "2"],
+        ["24²", "48²", "1", "2"],
+        ["24²", "48²", "2", "2"],
+    ]
+    for row in table.rows:
+        seconds, floor, ratio = float(row[4]), float(row[6]), float(row[7])
+        assert floor > 0 and ratio == pytest.approx(seconds / floor, rel=0.02)
+    assert "| input | output |" in table.markdown() and "fp32" in table.title

@@ -93,3 +93,16 @@ def test_patches_have_the_requested_shape_and_prefer_structure():
     assert with_structure > 0.5  # the bright square covers only 2.4 % of the image
     with pytest.raises(DataError, match="larger than the smallest image"):
         data.check_patch_size(256, 8)
+
+
+def test_constant_or_nan_images_are_refused_not_turned_into_nan_losses():
+    rng = np.random.default_rng(6)
+    wf, sim = sr_pair(rng, 16)
+    with pytest.raises(DataError, match="pair blank: the target is constant"):
+        PairedDataset.from_arrays([wf], [np.full_like(sim, 7.0)], SR, names=["blank"])
+    with pytest.raises(DataError, match="target contains NaN"):
+        PairedDataset.from_arrays([wf], [np.where(sim > 50, np.nan, sim)], SR)
+    with pytest.raises(ValueError, match="the image is constant"):
+        PairedDataset.from_arrays([np.ones_like(wf)], [sim], SR)
+    flat_phase = PairedDataset.from_arrays([rng.uniform(0.5, 1.5, (2, 16, 16))], [np.zeros((16, 16))], PHASE)
+    assert np.isfinite(flat_phase.pairs[0].target).all()  # a flat phase is a valid (empty-field) target

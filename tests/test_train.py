@@ -58,6 +58,14 @@ def test_cancel_stops_between_steps_and_saves_the_model_and_checkpoint(data, tmp
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.ckpt", "m.cvdm"]  # no partial files
 
 
+def test_cancel_before_the_first_step_says_nothing_was_saved(data, tmp_path):
+    token = CancelToken()
+    token.cancel()
+    with pytest.raises(Cancelled, match="before its first step; nothing was saved"):
+        train(tiny_network(residual=True), SR, data, TrainSettings(steps=5, **FAST), tmp_path / "m.cvdm", cancel=token)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_patch_larger_than_the_images_is_explained(data):
     gen = iter_train(tiny_network(residual=True), SR, data, TrainSettings(steps=1, **{**FAST, "patch_size": 64}))
     with pytest.raises(ValueError, match="larger than the smallest image"):

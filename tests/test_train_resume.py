@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +15,7 @@ from safetensors.torch import load_file
 from napari_cvdm import CancelToken, load_model
 from napari_cvdm.checkpoint import CheckpointError, checkpoint_path, read_checkpoint
 from napari_cvdm.data import PairedDataset
-from napari_cvdm.model import ModelMetadata
+from napari_cvdm.model import ModelMetadata, files
 from napari_cvdm.model.files import save_model
 from napari_cvdm.settings import TrainJob, TrainSettings
 from napari_cvdm.train import finetune_start, iter_train, run_job, train
@@ -125,20 +127,21 @@ def test_resume_refuses_other_settings_data_or_a_missing_checkpoint(data, refere
         next(iter_train(tiny_network(residual=True), SR, data, SETTINGS, bad, resume=True))
 
 
-@pytest.mark.parametrize("module", ["napari_cvdm.checkpoint", "napari_cvdm.model.files"])
-def test_a_crashed_write_leaves_the_previous_files_intact(data, tmp_path, monkeypatch, module):
+@pytest.mark.parametrize("kind", [".ckpt", ".cvdm"])
+def test_a_crashed_write_leaves_the_previous_files_intact(data, tmp_path, monkeypatch, kind):
     out = tmp_path / "m.cvdm"
-    real = __import__(module, fromlist=["save_file"]).save_file
+    real = files.save_file
     calls = {"n": 0}
 
     def dies_on_the_second_write(tensors, filename, metadata=None):
-        calls["n"] += 1
-        if calls["n"] < 2:
-            return real(tensors, filename, metadata=metadata)
-        Path(filename).write_bytes(b"\0" * 64)  # half-written
-        raise OSError(28, "No space left on device")
+        if Path(filename).name.startswith(f"m{kind}."):
+            calls["n"] += 1
+            if calls["n"] == 2:
+                Path(filename).write_bytes(b"\0" * 64)  # half-written
+                raise OSError(28, "No space left on device")
+        return real(tensors, filename, metadata=metadata)
 
-    monkeypatch.setattr(f"{module}.save_file", dies_on_the_second_write)
+    monkeypatch.setattr(files, "save_file", dies_on_the_second_write)
     with pytest.raises(OSError, match="No space left"):
         for _ in iter_train(tiny_network(residual=True), SR, data, SETTINGS, out):
             pass
@@ -146,9 +149,30 @@ def test_a_crashed_write_leaves_the_previous_files_intact(data, tmp_path, monkey
     model_steps = load_model(out).info.training["steps"]
     ckpt_steps = read_checkpoint(checkpoint_path(out)).step
     # the checkpoint is written before the model file: whichever write died, both files are whole
-    assert (ckpt_steps, model_steps) == ((5, 5) if module.endswith("checkpoint") else (10, 5))
-    monkeypatch.setattr(f"{module}.save_file", real)
+    assert (ckpt_steps, model_steps) == ((5, 5) if kind == ".ckpt" else (10, 5))
+    monkeypatch.setattr(files, "save_file", real)
     assert train(tiny_network(residual=True), SR, data, SETTINGS, out, resume=True).info.training["steps"] == 12
+
+
+def test_writes_reach_the_disk_before_the_rename(tmp_path, monkeypatch):
+    """fsync of the finished temporary file, then the rename, then fsync of the folder: durable after a power cut."""
+    log: list[str] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        log.append("fsync")
+        real_fsync(fd)
+
+    def replace(src, dst) -> None:
+        log.append(f"replace {Path(dst).name}")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    save_model(tmp_path / "m.cvdm", tiny_network(residual=True), SR)
+    folder_fsync = ["fsync"] if sys.platform != "win32" else []  # Windows cannot open (or fsync) a folder
+    assert log == ["fsync", "replace m.cvdm", *folder_fsync]
+    assert (tmp_path / "m.cvdm").stat().st_mode & 0o777 == 0o644
 
 
 def test_fine_tuning_records_base_model_data_and_run(tmp_path):

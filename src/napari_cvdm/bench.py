@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .device import describe_device
 from .metrics import decorrelation_resolution, mae, ms_ssim, psnr
 from .model.files import TrainedModel
 from .physics import (
@@ -222,66 +223,75 @@ def save_figure(table: Table, path: Path) -> Path | None:
 def speed_benchmark(
     model: TrainedModel,
     sizes: tuple[int, ...] = (256, 512),
-    n_samples: int = 8,
+    n_samples: tuple[int, ...] = (8,),
     steps: int | None = None,
     device: str = "auto",
     precision: str = "auto",
     log: Callable[[str], None] = print,
 ) -> Table:
-    """Seconds for ``n_samples`` samples of an input of each size, against the network's own forward time.
+    """Seconds for each input size × number of samples, against the network's own forward time.
 
-    The floor is the time of the same number of denoiser forward passes on the same batch, with nothing else: the
-    ratio says how much the sampler (schedule, noise, statistics, tiling) adds on top of the network.
+    The floor is the time of exactly the denoiser calls the sampler makes (same batches, shapes, precision and
+    memory layout) with nothing else: the ratio says how much the sampler (λ network, schedule, noise, statistics,
+    tiling, copies) adds on top of the network.  "s per NFE per MP" is seconds per sample-evaluation per output
+    megapixel: constant when the cost grows linearly with pixels and samples.
     """
     import time
 
     import torch
 
-    from .device import default_precision, resolve_device
+    from .device import default_precision, resolve_device, samples_per_call
     from .model.sampler import _autocast
 
     dev = resolve_device(device)
     prec = default_precision(dev) if precision == "auto" else precision
-    steps = steps or model.info.sampler.steps
     net = model.network.to(dev).eval()
     header = ["input", "output", "samples", "NFE/sample", "seconds", "s per NFE per MP", "floor (s)", "ratio"]
-    table = Table(f"Speed on {dev} ({prec}), {n_samples} samples", header)
+    table = Table(f"Speed on {describe_device(dev)}, {prec}", header)
     rng = np.random.default_rng(0)
+    layout = torch.channels_last if dev.type == "cpu" else torch.contiguous_format
+
+    def sync() -> None:
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+
     for size in sizes:
         shape = (2, size, size) if model.task == "phase" else (size, size)
         image = rng.uniform(0.5, 1.5, shape).astype(np.float32)
         reconstruct(model, image[..., :64, :64], n_samples=1, steps=1, device=str(dev), precision=prec)  # warm-up
-        start = time.perf_counter()
-        result = reconstruct(model, image, n_samples=n_samples, steps=steps, device=str(dev), precision=prec)
-        if dev.type == "cuda":
-            torch.cuda.synchronize()
-        seconds = time.perf_counter() - start
-        out = result.mean.shape[-1]
-        c = net.config
-        z = torch.randn(n_samples, c.out_channels, out, out, device=dev)
-        x = torch.randn(n_samples, c.cond_channels, out, out, device=dev)
-        g = torch.rand_like(z) * 0.9 + 0.05
-        with torch.no_grad():
+        for n in n_samples:
+            sync()
             start = time.perf_counter()
-            for _ in range(result.nfe_per_sample):
-                with _autocast(dev, prec):
-                    net.predict_noise(z, x, g)
-            if dev.type == "cuda":
-                torch.cuda.synchronize()
-            floor = time.perf_counter() - start
-        nfe_total = result.nfe_per_sample * n_samples
-        per = seconds / nfe_total / (out * out / 1e6)
-        table.rows.append(
-            [
-                f"{size}²",
-                f"{out}²",
-                str(n_samples),
-                str(result.nfe_per_sample),
-                f"{seconds:.3g}",
-                f"{per:.3g}",
-                f"{floor:.3g}",
-                f"{seconds / floor:.2f}",
-            ]
-        )
-        log(f"speed: {size}² done in {seconds:.1f} s")
+            result = reconstruct(model, image, n_samples=n, steps=steps, device=str(dev), precision=prec)
+            sync()
+            seconds = time.perf_counter() - start
+            out = result.mean.shape[-1]
+            c = net.config
+            batch = samples_per_call(dev, out * out, n, max(c.denoiser.width, c.schedule.width))
+            calls = [min(batch, n - k) for k in range(0, n, batch)]
+            z = torch.randn(batch, c.out_channels, out, out, device=dev).contiguous(memory_format=layout)
+            x = torch.randn(batch, c.cond_channels, out, out, device=dev).contiguous(memory_format=layout)
+            g = (torch.rand_like(z) * 0.9 + 0.05).contiguous(memory_format=layout)
+            with torch.no_grad(), _autocast(dev, prec):
+                sync()
+                start = time.perf_counter()
+                for b in calls:
+                    for _ in range(result.nfe_per_sample):
+                        net.predict_noise(z[:b], x[:b], g[:b])
+                sync()
+                floor = time.perf_counter() - start
+            per = seconds / (result.nfe_per_sample * n) / (out * out / 1e6)
+            table.rows.append(
+                [
+                    f"{size}²",
+                    f"{out}²",
+                    str(n),
+                    str(result.nfe_per_sample),
+                    f"{seconds:.3g}",
+                    f"{per:.3g}",
+                    f"{floor:.3g}",
+                    f"{seconds / floor:.2f}",
+                ]
+            )
+            log(f"speed: {size}², {n} samples: {seconds:.1f} s (network alone {floor:.1f} s)")
     return table

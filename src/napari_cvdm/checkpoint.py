@@ -6,22 +6,22 @@ dedicated torch generator of each process, the global torch RNG, the loss histor
 the rest: step, settings, fingerprints (data, architecture, number of processes), Adam's hyper-parameters, the
 learning-rate scheduler, each process's numpy ``Generator`` state, the EMA update count and the seconds spent.
 
-Writes are atomic (temporary file in the same folder, then ``os.replace``), so a crash or a full disk during a
-write leaves the previous checkpoint untouched.
+Writes are atomic (:func:`napari_cvdm.model.files.write_atomic`: temporary file in the same folder, fsync, then
+``os.replace``), so a crash, a full disk or a power cut during a write leaves the previous checkpoint untouched.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
+
+from .model.files import write_atomic
 
 FORMAT = "napari-cvdm-checkpoint"
 FORMAT_VERSION = 1
@@ -98,8 +98,6 @@ def write_checkpoint(path: str | os.PathLike, state: TrainState) -> Path:
     """Write ``state`` to ``path`` atomically; returns the path."""
     from . import __version__
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tensors, header = _tensors(state)
     metadata = {
         "format": FORMAT,
@@ -107,16 +105,7 @@ def write_checkpoint(path: str | os.PathLike, state: TrainState) -> Path:
         "state": json.dumps(header),
         "napari_cvdm_version": __version__,
     }
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".partial", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; a checkpoint is as shareable as any output
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return write_atomic(path, tensors, metadata)
 
 
 def checkpoint_settings(path: str | os.PathLike) -> dict[str, Any] | None:

@@ -257,13 +257,23 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     log = (lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
     start = time.perf_counter()
+    if args.nfe:
+        from .cli_sampling import cmd_bench_nfe
+
+        return cmd_bench_nfe(args)
     if args.speed:
         from .bench import speed_benchmark
 
         for name in (args.sr_model, args.phase_model):
             if args.task in ("both", "phase" if name == args.phase_model else "sr"):
                 table = speed_benchmark(
-                    load_model(name), n_samples=args.n_samples, steps=args.steps, device=args.device, log=log
+                    load_model(name),
+                    sizes=tuple(args.sizes),
+                    n_samples=tuple(args.samples or [args.n_samples]),
+                    steps=args.steps,
+                    device=args.device,
+                    precision=args.precision,
+                    log=log,
                 )
                 print(f"{table.markdown()}\n\nmodel: {name}\n", flush=True)
         return 0
@@ -334,8 +344,17 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--baselines-only", action="store_true", help="skip the CVDM models")
     b.add_argument("--speed", action="store_true", help="time 256² and 512² inputs instead of measuring quality")
     b.add_argument("--device", default="auto", help="device for --speed")
+    b.add_argument("--sizes", type=int, nargs="+", default=[256, 512], help="--speed: input sides (pixels)")
+    b.add_argument("--samples", type=int, nargs="+", help="--speed: sample counts (default: --n-samples)")
+    b.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto", help="--speed: arithmetic")
+    b.add_argument("--nfe", action="store_true", help="quality and calibration vs NFE for every sampler instead")
+    b.add_argument("--results", default="runs/nfe_study.jsonl", help="--nfe: results file (resumes from it)")
     b.add_argument("-q", "--quiet", action="store_true")
     b.set_defaults(func=cmd_bench)
+
+    from .cli_sampling import add_commands
+
+    add_commands(sub)
 
     m = sub.add_parser("models", help="list installed models")
     m.add_argument("--json", action="store_true")

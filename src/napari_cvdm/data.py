@@ -51,6 +51,11 @@ def prepare_pair(image: np.ndarray, target: np.ndarray, info: ModelMetadata, nam
         )
     if not np.isfinite(target).all():
         raise DataError(f"pair {name or '?'}: the target contains NaN or infinite pixels")
+    if info.task != "phase" and float(target.max()) == float(target.min()):  # (a flat phase is a valid target)
+        raise DataError(
+            f"pair {name or '?'}: the target is constant (every pixel = {float(target.min()):g}), so it cannot be "
+            "normalised; remove this pair or pick the matching high-resolution image"
+        )
     cond, _ = make_condition(image, info)
     return Pair(name=name, condition=cond[0].numpy(), target=normalize_target(target, info)[None])
 

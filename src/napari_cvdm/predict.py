@@ -17,8 +17,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from .device import default_precision
+from .device import auto_tile_size, default_precision, to_fast_layout
 from .model.files import TrainedModel
+from .model.metadata import SamplerDefaults
 from .model.sampler import Partial, Step, iter_sample, sample_seed
 from .settings import ReconstructSettings
 from .tasks import InputError, check_image, make_condition, output_scale, output_units
@@ -86,6 +87,45 @@ class Reconstruction:
         return np.sqrt(self.variance)
 
 
+@dataclass
+class SamplerPlan:
+    """The sampler a run uses after combining the model's defaults with the user's settings."""
+
+    method: str
+    steps: int
+    grid: str  # "learned", "explicit", "snr" or "uniform" ("–" for the ancestral sampler)
+    eta: float
+    time_grid: torch.Tensor | None
+
+
+def plan_sampler(defaults: SamplerDefaults, settings: ReconstructSettings) -> SamplerPlan:
+    """Method, steps, time grid and η for a run.
+
+    ``grid="auto"`` takes the model's LD3-learned grid for the requested number of steps when it has one (with
+    η = 0, the deterministic sampler it was learned for), else its explicit default grid at its default steps,
+    else its grid kind.  An explicit ``eta`` always wins.
+    """
+    method = settings.method or defaults.method
+    steps = settings.steps or defaults.steps
+    if method == "ancestral":
+        return SamplerPlan(method, steps, "–", 1.0, None)
+    learned = defaults.learned_grids.get(steps)
+    if settings.grid == "learned" and learned is None:
+        have = ", ".join(str(k) for k in sorted(defaults.learned_grids)) or "none"
+        raise InputError(
+            f"this model has no learned time grid for {steps} steps (it has: {have}). Pick one of those step "
+            "counts, use grid 'snr', or learn one with `napari-cvdm learn-grid`."
+        )
+    if settings.grid in ("auto", "learned") and learned is not None:
+        eta = 0.0 if settings.eta is None else settings.eta
+        return SamplerPlan(method, steps, "learned", eta, torch.tensor(learned))
+    eta = defaults.eta if settings.eta is None else settings.eta
+    if settings.grid == "auto" and settings.steps is None and defaults.time_grid:
+        return SamplerPlan(method, steps, "explicit", eta, torch.tensor(defaults.time_grid))
+    kind = defaults.grid if settings.grid == "auto" else settings.grid
+    return SamplerPlan(method, steps, kind, eta, None)
+
+
 def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
     """Start offsets of tiles of size ``tile`` covering ``length`` with at least ``overlap`` shared pixels."""
     if length <= tile:
@@ -130,18 +170,18 @@ def iter_reconstruct(
     device = settings.torch_device()
     precision = default_precision(device) if settings.precision == "auto" else settings.precision
     info, net = model.info, model.network
-    method = settings.method or info.sampler.method
-    steps = settings.steps or info.sampler.steps
-    grid = torch.tensor(info.sampler.time_grid) if (settings.steps is None and info.sampler.time_grid) else None
+    plan = plan_sampler(info.sampler, settings)
+    method, steps, grid = plan.method, plan.steps, plan.time_grid
     lead, planes = _planes(image, model)
     checked = [check_image(p, info, min_size=net.min_size) for p in planes]
     if settings.tile_size is not None and settings.tile_size < net.min_size:
         raise InputError(f"tile_size {settings.tile_size} is below this model's minimum of {net.min_size} pixels")
-    net.to(device).eval()
+    to_fast_layout(net, device)
 
     conds = [make_condition(p, info) for p in checked]
     out_h, out_w = conds[0][0].shape[-2:]
-    tile = settings.tile_size or max(out_h, out_w)
+    width = max(net.config.denoiser.width, net.config.schedule.width)
+    tile = settings.tile_size or auto_tile_size(device, out_h, out_w, width)
     rows, cols = (
         tile_starts(out_h, tile, settings.tile_overlap),
         tile_starts(out_w, tile, settings.tile_overlap),
@@ -176,9 +216,9 @@ def iter_reconstruct(
                     seed=sample_seed(settings.seed, p_idx * 100_003 + t_idx),
                     batch_size=settings.batch_size,
                     keep_samples=settings.keep_samples,
-                    eta=info.sampler.eta,
+                    eta=plan.eta,
                     time_grid=grid,
-                    grid=info.sampler.grid,
+                    grid=plan.grid if plan.grid in ("snr", "uniform") else "snr",
                     precision=precision,
                 )
                 stage = f"plane {p_idx + 1}/{len(planes)}, tile {t_idx + 1}/{n_tiles}"
@@ -231,6 +271,8 @@ def iter_reconstruct(
             **settings.model_dump(),
             "method": method,
             "steps": nfe,
+            "grid": plan.grid,
+            "eta": plan.eta,
             "precision": precision,
             "device": str(device),
             "model": model.source,

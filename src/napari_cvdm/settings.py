@@ -25,16 +25,26 @@ class ReconstructSettings(BaseModel):
         None,
         description="'gamma' (any number of steps) or 'ancestral' (the paper's Algorithm 2); None: model default",
     )
+    grid: Literal["auto", "learned", "snr", "uniform"] = Field(
+        "auto",
+        description="time grid of the 'gamma' sampler: 'auto' (the model's learned grid for these steps if it has "
+        "one, else its default), 'learned' (LD3), 'snr' (equal steps in log-SNR) or 'uniform' (equal steps in t)",
+    )
+    eta: float | None = Field(
+        None, ge=0, le=1, description="'gamma' sampler noise: 1 stochastic (DDPM), 0 deterministic (DDIM); None: auto"
+    )
     seed: int = Field(0, ge=0, description="random seed; the same seed gives the same result")
     device: str = Field("auto", description="'auto' (CUDA, then MPS, then CPU), 'cpu', 'cuda', 'cuda:N' or 'mps'")
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto", description="network arithmetic: bf16 autocast is faster on GPUs; auto picks per device"
     )
     tile_size: int | None = Field(
-        None, ge=8, description="tile side on the output grid for large images (None: whole image at once)"
+        None, ge=8, description="tile side on the output grid (None: the whole image if it fits in memory)"
     )
     tile_overlap: int = Field(32, ge=0, description="overlap of neighbouring tiles (output pixels), blended")
-    batch_size: int | None = Field(None, ge=1, description="samples per network call (None: all at once)")
+    batch_size: int | None = Field(
+        None, ge=1, description="samples per network call (None: what the device does fastest)"
+    )
     keep_samples: bool = Field(False, description="also return every individual sample")
 
     @field_validator("device")

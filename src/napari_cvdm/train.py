@@ -330,7 +330,7 @@ def train(
         while True:
             if cancel is not None and cancel.cancelled:
                 where = f"; the model and checkpoint at step {step} are saved (resume=True continues)" if output else ""
-                raise Cancelled(f"training stopped{where}")
+                raise Cancelled(f"training stopped{where if step else ' before its first step; nothing was saved'}")
             try:
                 event = next(gen)
             except StopIteration as stop:

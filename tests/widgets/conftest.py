@@ -8,41 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from napari_cvdm.model import ModelMetadata
-from napari_cvdm.model.files import save_model
-from tests.conftest import tiny_network
+from tests.conftest import save_tiny_models
 
 FAST = {"steps": 2}  # the tiny models' default sampler: 2 network evaluations per sample
-
-
-def save_tiny_models(folder: Path) -> dict[str, Path]:
-    """Write an untrained 2× SR model and a phase model into ``folder`` (sampler default: 2 steps)."""
-    sr = ModelMetadata(task="super-resolution", name="tiny-sr", scale_factor=2, input_pixel_um=0.0626, sampler=FAST)
-    phase = ModelMetadata(
-        task="phase",
-        name="tiny-phase",
-        input_planes=2,
-        input_pixel_um=0.21,
-        wavelength_um=0.521,
-        defocus_um=2.0,
-        normalization={"input": "mean", "target_scale": 1.75},
-        sampler=FAST,
-    )
-    return {
-        "tiny-sr": save_model(folder / "tiny-sr.cvdm", tiny_network(residual=True), sr),
-        "tiny-phase": save_model(folder / "tiny-phase.cvdm", tiny_network(cond_channels=2), phase),
-    }
-
-
-@pytest.fixture(autouse=True, scope="session")
-def _one_torch_thread():
-    """Tiny models run fastest on one thread, and 2-core CI machines crawl when torch oversubscribes them."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(autouse=True)
@@ -58,7 +26,7 @@ def _only_test_models(monkeypatch):
 def model_files(tmp_path, monkeypatch) -> dict[str, Path]:
     folder = tmp_path / "models"
     monkeypatch.setenv("NAPARI_CVDM_MODELS", str(folder))
-    return save_tiny_models(folder)
+    return save_tiny_models(folder, sampler=FAST)
 
 
 @pytest.fixture

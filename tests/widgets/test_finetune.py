@@ -9,9 +9,14 @@ import pytest
 import tifffile
 
 from napari_cvdm import load_model
-from napari_cvdm._widgets import FineTuneWidget, ReconstructWidget
-from napari_cvdm._widgets.finetune_job import PREVIEW_NAMES
-from tests.widgets.conftest import noisy
+from napari_cvdm._widgets import FineTuneWidget, ReconstructWidget, finetune_job
+from napari_cvdm._widgets.finetune_job import PREVIEW_NAMES, FineTuneJob, Preview, PreviewSpec, _drive, show_preview
+from napari_cvdm._widgets.job import WorkerJob
+from napari_cvdm._widgets.lossplot import TERM_LABELS
+from napari_cvdm._widgets.workers import release_device_memory
+from napari_cvdm.train import TrainProgress
+from tests.conftest import save_tiny_models, tiny_model, tiny_network
+from tests.widgets.conftest import FAST, noisy
 
 pytestmark = pytest.mark.gui
 
@@ -52,7 +57,11 @@ def _add_sr_pairs(viewer, n: int = 4, side: int = 32, factor: int = 2, target_n:
     return viewer.add_image(sim, name="sim", scale=(1.0, 0.0313, 0.0313))
 
 
-def test_fine_tune_from_layers_with_counts_plot_preview_and_picker(make_finetune, model_files, notes, qtbot):
+def test_fine_tune_from_layers_with_counts_plot_preview_and_picker(
+    make_finetune, model_files, notes, qtbot, monkeypatch
+):
+    released = []
+    monkeypatch.setattr(finetune_job, "release_device_memory", lambda *nets: released.append(nets))
     viewer, widget, recon = make_finetune()
     target = _add_sr_pairs(viewer)
     _fast(widget)
@@ -76,8 +85,17 @@ def test_fine_tune_from_layers_with_counts_plot_preview_and_picker(make_finetune
     assert training["steps"] == 4 and training["fine_tuned_from"] == "tiny-sr"
     assert training["data"]["description"] == "4 pairs from layers 'wf' / 'sim'"
     assert training["data"]["input_pixel_um"] == pytest.approx(0.0626)
-    widget.show_terms.value = True  # the per-term plot draws without error
-    assert widget.plot.show_terms
+    assert len(released) == 1 and job.model.network in released[0]  # the trained networks are released
+    assert job._network is None and widget.status.value.endswith("saved tuned.cvdm")
+
+    def legend() -> list[str]:
+        return [text.get_text() for text in widget.plot.axes.get_legend().get_texts()]
+
+    assert not set(TERM_LABELS.values()) & set(legend())
+    widget.show_terms.value = True  # the four loss terms are drawn on request
+    assert set(TERM_LABELS.values()) <= set(legend()) and "validation" in legend()
+    widget._show_progress(TrainProgress(5, 10, {"total": 1.0}, seconds=50.0))  # time remaining: 5 steps × 10 s
+    assert widget.status.value.endswith("· 0:50 left") and widget.progress.value == 5
 
 
 def test_fine_tune_from_folders_counts_pairs_and_reads_pixel_sizes(make_finetune, model_files, notes, qtbot, tmp_path):
@@ -105,6 +123,10 @@ def test_fine_tune_from_folders_counts_pairs_and_reads_pixel_sizes(make_finetune
     assert not any(name in viewer.layers for name in PREVIEW_NAMES)
 
 
+BAD_INPUTS = ["count-mismatch", "scale-ratio", "too-little", "name-exists", "bad-number", "no-checkpoint"]
+BAD_INPUTS += ["phase", "constant-target", "nan-input"]
+
+
 @pytest.mark.parametrize(
     ("setup", "match"),
     [
@@ -115,8 +137,10 @@ def test_fine_tune_from_folders_counts_pairs_and_reads_pixel_sizes(make_finetune
         (lambda v, w: (_add_sr_pairs(v), setattr(w.learning_rate, "value", "fast")), "invalid setting"),
         (lambda v, w: (_add_sr_pairs(v), setattr(w.resume, "value", True)), "no checkpoint of 'tuned'"),
         (lambda v, w: (_add_sr_pairs(v), setattr(w.base, "value", "tiny-phase")), "defocus pairs"),
+        (lambda v, w: _add_sr_pairs(v).data.__setitem__(2, 7.0), "pair wf[2]: the target is constant"),
+        (lambda v, w: (_add_sr_pairs(v), v.layers["wf"].data.__setitem__((1, 0, 0), np.nan)), "NaN"),
     ],
-    ids=["count-mismatch", "scale-ratio", "too-little", "name-exists", "bad-number", "no-checkpoint", "phase"],
+    ids=BAD_INPUTS,
 )
 def test_bad_inputs_are_refused_and_change_nothing(make_finetune, model_files, notes, setup, match):
     viewer, widget, _ = make_finetune()
@@ -166,3 +190,83 @@ def test_phase_pairs_from_a_stack_layer(make_finetune, model_files, notes, qtbot
     assert job.outcome == "done" and notes["error"] == [], notes["error"]
     assert viewer.layers[PREVIEW_NAMES[0]].data.shape == (32, 32)
     assert load_model(Path(model_files["tiny-phase"]).parent / "tiny-phase-finetuned.cvdm").task == "phase"
+
+
+def test_a_stop_before_the_first_step_saves_nothing_and_says_so(make_finetune, model_files, notes, qtbot, monkeypatch):
+    def start_stopped(job: FineTuneJob) -> None:  # Stop pressed before the worker reached its first step
+        job.stop_token.cancel()
+        WorkerJob.start(job)
+
+    monkeypatch.setattr(FineTuneJob, "start", start_stopped)
+    viewer, widget, recon = make_finetune()
+    _add_sr_pairs(viewer)
+    _fast(widget, name="never")
+    job = _wait(qtbot, widget.train())
+    assert job.outcome == "stopped" and notes["error"] == [] and notes["info"] == []
+    assert widget.status.value == "stopped before the first step; nothing was saved"
+    assert not any(p.stem == "never" for p in Path(model_files["tiny-sr"]).parent.iterdir())
+    assert "never" not in recon.model.choices and widget.run_button.text == "Train"
+
+
+def test_base_model_from_a_file_and_a_bad_file_is_refused(make_finetune, no_models, notes, tmp_path):
+    _, widget, _ = make_finetune()
+    assert widget.base.choices == () and widget.base_info.value.startswith("no base model")
+    bad = tmp_path / "bad.cvdm"
+    bad.write_bytes(b"not a model")
+    widget.base_file.value = bad
+    assert len(notes["error"]) == 1 and "not a napari-cvdm model file" in notes["error"][0]
+    assert widget.base.value is None
+    files = save_tiny_models(tmp_path / "elsewhere", sampler=FAST)
+    widget.base_file.value = files["tiny-sr"]
+    assert widget.base.value == str(files["tiny-sr"]) and widget.model_name.value == "tiny-sr-finetuned"
+    assert widget.base_info.value.startswith("super-resolution, output 2×")
+
+
+def test_preview_layers_follow_the_current_run(make_napari_viewer):
+    """A second run's previews replace the first run's patch, target and placement (nothing stale stays)."""
+    viewer = make_napari_viewer()
+    show_preview(viewer, Preview(2, np.zeros((8, 8)), np.zeros((8, 8))), np.ones((8, 8)), (0.5, 0.5), (1.0, 2.0))
+    mean = np.linspace(0, 1, 256).reshape(16, 16)
+    show_preview(viewer, Preview(4, mean, mean), np.full((16, 16), 3.0), (0.25, 0.25), (5.0, 6.0))
+    layer, target = (viewer.layers[name] for name in PREVIEW_NAMES)
+    assert len(viewer.layers) == 2 and layer.metadata["napari_cvdm"]["step"] == 4
+    np.testing.assert_array_equal(target.data, np.full((16, 16), 3.0))
+    np.testing.assert_allclose(layer.translate, (5.0, 6.0))
+    np.testing.assert_allclose(target.translate, (5.0, 6.0 + 18 * 0.25))  # beside the patch, 1/8 patch apart
+    np.testing.assert_allclose(target.scale, (0.25, 0.25))
+
+
+def test_releasing_device_memory_empties_the_cuda_cache(monkeypatch):
+    import torch
+
+    emptied = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: emptied.append(True))
+    network = tiny_network()
+    moved = []
+    monkeypatch.setattr(network, "to", lambda device: moved.append(device))
+    release_device_memory(network, None)
+    assert moved == ["cpu"] and emptied == [True]
+
+
+def test_previews_never_change_the_training(tmp_path):
+    """Inference on the network being trained (no EMA: the raw network) leaves its weights bit-identical."""
+    import torch
+
+    from napari_cvdm.data import PairedDataset
+    from napari_cvdm.settings import TrainSettings
+    from napari_cvdm.train import iter_train
+
+    def run(every: int | None, out: Path) -> tuple[dict, int]:
+        model = tiny_model("sr", sampler=FAST)
+        wfs = [noisy((16, 16), seed=k) for k in range(3)]
+        data = PairedDataset.from_arrays(wfs, [np.kron(w, np.ones((2, 2), np.float32)) for w in wfs], model.info)
+        settings = TrainSettings(steps=4, batch_size=2, patch_size=16, ema_decay=0, val_fraction=0, device="cpu")
+        preview = PreviewSpec(wfs[0][:8, :8], model.info, every, "cpu") if every else None
+        events = list(_drive(iter_train(model.network, model.info, data, settings, out), preview))
+        return model.network.state_dict(), sum(isinstance(e, Preview) for e in events)
+
+    plain, _ = run(None, tmp_path / "plain.cvdm")
+    previewed, previews = run(1, tmp_path / "previewed.cvdm")
+    assert previews == 4
+    assert all(torch.equal(plain[k], previewed[k]) for k in plain)

@@ -61,11 +61,3 @@ def test_oom_advice_mentions_the_current_tile():
 
     msg = error_message(torch.OutOfMemoryError("out of memory"), ReconstructSettings(tile_size=512))
     assert "smaller tile size than 512" in msg
-
-
-def test_auto_batch_shows_the_mean_early_off_cuda(monkeypatch):
-    from napari_cvdm._widgets.reconstruct import auto_batch_size
-
-    assert auto_batch_size("cpu", 8) == 2 and auto_batch_size("cpu", 1) == 1
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert auto_batch_size("cuda", 8) is None  # unavailable: the run is refused elsewhere

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.widgets.conftest import noisy, run_and_wait
+from tests.widgets.conftest import FAST, noisy, run_and_wait
 
 pytestmark = pytest.mark.gui
 
@@ -94,7 +94,7 @@ def test_phase_from_one_stack_equals_phase_from_two_layers(make_widget, model_fi
 
 def _cancel_at_first_mean(widget, qtbot):
     """Start a long run and press Cancel when the mean layer has appeared; returns the job."""
-    widget.n_samples.value, widget.steps.value = 4, 60
+    widget.n_samples.value, widget.steps.value, widget.batch_size.value = 4, 60, 1  # the mean shows after 1
     job = widget.reconstruct()
     assert widget.run_button.text == "Cancel"
     mean_name = job.output_names["mean"]
@@ -127,11 +127,11 @@ def test_cancelled_rerun_restores_the_previous_results(make_widget, model_files,
 
 
 def test_model_loaded_from_file_is_offered_and_used(make_widget, no_models, tmp_path, notes, qtbot):
-    from tests.widgets.conftest import save_tiny_models
+    from tests.conftest import save_tiny_models
 
     viewer, widget = make_widget()
     assert widget.model.choices == () and "No CVDM model" in widget.model_info.value
-    files = save_tiny_models(tmp_path / "elsewhere")
+    files = save_tiny_models(tmp_path / "elsewhere", sampler=FAST)
     widget.model_file.value = files["tiny-sr"]
     assert widget.model.value == str(files["tiny-sr"]) and widget.task.value == "super-resolution"
     viewer.add_image(noisy((16, 16)), name="wf")
@@ -149,9 +149,9 @@ def test_registered_model_is_downloaded_in_a_worker_then_run(
     from napari_cvdm import zoo
     from napari_cvdm._widgets.job import DownloadJob, ReconstructionJob
     from napari_cvdm.model.files import sha256_of
-    from tests.widgets.conftest import save_tiny_models
+    from tests.conftest import save_tiny_models
 
-    source = save_tiny_models(tmp_path / "release")["tiny-sr"]
+    source = save_tiny_models(tmp_path / "release", sampler=FAST)["tiny-sr"]
     entry = zoo.RegisteredModel("tiny-registered", "tiny-registered.cvdm", sha256_of(source), "test model")
     monkeypatch.setitem(zoo.REGISTRY, entry.name, entry)
     monkeypatch.setenv("NAPARI_CVDM_CACHE", str(tmp_path / "cache"))

@@ -1,6 +1,7 @@
 """What the model picker shows: installed models with their task, read from file headers (no weights loaded).
 
-Qt-free, and never touches the network: a registered model that is neither bundled nor in the download cache is
+:class:`ModelPicker` is the drop-down and “Load from file…” field of both dock widgets; the rest is Qt-free.
+Nothing here touches the network: a registered model that is neither bundled nor in the download cache is
 listed as "downloads on first use" and fetched by the widget in a worker thread when it is run.  Headers and
 loaded models are cached per file (path, size, modification time), so re-opening the picker or re-running is
 instant and an edited file is re-read.  After a run on a GPU the widget moves the network back to the CPU, so
@@ -11,9 +12,10 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..model.files import SUFFIX, ModelFileError, TrainedModel, read_header
 from ..model.metadata import ModelMetadata
@@ -117,3 +119,50 @@ def get_model(name_or_path: str) -> TrainedModel:
     if path is None:
         raise ModelFileError(f"model {name_or_path!r} is not downloaded yet")
     return _load(str(name_or_path), _file_key(path))
+
+
+class ModelPicker:
+    """A model drop-down and its “Load from file…” field, as both dock widgets use them (magicgui widgets).
+
+    ``combo`` lists the installed models accepted by ``keep``, plus the picked file and a selected path; picking
+    a file selects it in ``combo`` (a file that is not a model gives one error notification, nothing else).
+    """
+
+    def __init__(self, label: str, keep: Callable[[ModelEntry], bool] | None = None) -> None:
+        from magicgui.widgets import ComboBox, FileEdit
+
+        self._keep = keep or (lambda _entry: True)
+        self.file = FileEdit(label="Load from file…", mode="r", filter=f"*{SUFFIX}")
+        self.combo = ComboBox(label=label, choices=self.choices)
+        self.file.changed.connect(self._on_file)
+
+    def choices(self, widget: Any = None) -> list[tuple[str, str]]:
+        """Installed models, plus the file picked with “Load from file…” and the selected file, if any."""
+        files = [str(self.file.value)]
+        if widget is not None and isinstance(widget.value, str):
+            files.append(widget.value)
+        files = [f for f in files if f.endswith(SUFFIX) and Path(f).is_file()]
+        entries, _ = available_models(files)
+        return [(entry.label, entry.value) for entry in entries if self._keep(entry)]
+
+    def entry(self) -> ModelEntry | None:
+        """The picked model's entry; None when nothing is picked or its file has become unreadable."""
+        if self.combo.value is None:
+            return None
+        try:
+            return model_entry(self.combo.value)
+        except ModelFileError:
+            return None
+
+    def _on_file(self, path: Any) -> None:
+        if path is None or str(path) in ("", ".") or not Path(path).is_file():
+            return
+        try:
+            entry = model_entry(str(path))
+        except ModelFileError as err:
+            from napari.utils import notifications
+
+            notifications.show_error(str(err))
+            return
+        self.combo.reset_choices()
+        self.combo.value = entry.value

@@ -34,45 +34,38 @@ from pydantic import ValidationError
 from ..checkpoint import checkpoint_path, checkpoint_settings
 from ..data import DataError, PairedDataset
 from ..device import describe_device
-from ..model.files import SUFFIX, ModelFileError
+from ..model.files import ModelFileError
 from ..settings import TrainSettings
 from ..tasks import InputError
 from ..train import TrainProgress, finetune_start
-from .catalog import ModelEntry, available_models, get_model, model_entry
+from .catalog import ModelPicker, get_model
 from .events import MODEL_EVENTS
 from .finetune_data import (
+    DataCount,
     check_output_name,
     check_shapes,
+    field_number,
     folder_shapes,
     guess_pair,
+    is_unset,
     layer_shapes,
     output_path,
     pairs_from_folders,
     pairs_from_layers,
+    patch_placement,
     preview_pair,
 )
 from .finetune_job import FineTuneJob, Preview, PreviewSpec, format_seconds, show_preview
 from .job import DownloadJob, WorkerJob
 from .lossplot import LossPlot
 from .reconstruct import DEVICES
+from .workers import refusal_message
 
 if TYPE_CHECKING:
     import napari
     from napari.layers import Image
 
 SOURCES = ("layers", "folders")
-
-
-def _unset(path: Any) -> bool:
-    return path is None or str(path) in ("", ".")
-
-
-def _number(field: LineEdit) -> float:
-    """The number typed into a text field (e.g. ``1e-4``); a clear :class:`InputError` otherwise."""
-    try:
-        return float(field.value)
-    except ValueError:
-        raise InputError(f"invalid setting: {field.label} must be a number like 1e-4, not {field.value!r}") from None
 
 
 class FineTuneWidget(Container):
@@ -83,8 +76,8 @@ class FineTuneWidget(Container):
         self._job: WorkerJob | None = None
         self._preview_target = None
         self._preview_where: tuple[tuple[float, float], tuple[float, float]] = ((1.0, 1.0), (0.0, 0.0))
-        self.base_file = FileEdit(label="Load from file…", mode="r", filter=f"*{SUFFIX}")
-        self.base = ComboBox(label="Base model", choices=self._model_choices)
+        self.picker = ModelPicker("Base model", keep=lambda entry: entry.task != "unknown")
+        self.base, self.base_file = self.picker.combo, self.picker.file
         self.base_info = Label(label="")
         self.source = ComboBox(label="Data from", choices=SOURCES, value="layers")
         self.input_layer = ComboBox(label="Input", choices=self._image_layers, nullable=True)
@@ -133,7 +126,6 @@ class FineTuneWidget(Container):
         self.val_fraction.tooltip = "fraction of the pairs held out (whole images) for the validation loss"
         self.resume.tooltip = "continue a stopped run of this name exactly where it stopped (same data and settings)"
         self.base.changed.connect(self._on_base_changed)
-        self.base_file.changed.connect(self._on_base_file)
         self.source.changed.connect(self._on_source_changed)
         self.show_advanced.changed.connect(lambda on: setattr(self.advanced, "visible", bool(on)))
         self.show_terms.changed.connect(self.plot.set_show_terms)
@@ -157,20 +149,9 @@ class FineTuneWidget(Container):
             if isinstance(layer, Image) and "output" not in layer.metadata.get("napari_cvdm", {})
         ]
 
-    def _model_choices(self, _widget: Any = None) -> list[tuple[str, str]]:
-        files = [f for f in [str(self.base_file.value)] if f.endswith(SUFFIX) and Path(f).is_file()]
-        entries, _ = available_models(files)
-        return [(entry.label, entry.value) for entry in entries if entry.task != "unknown"]
-
-    def _entry(self) -> ModelEntry | None:
-        try:
-            return model_entry(self.base.value) if self.base.value is not None else None
-        except ModelFileError:
-            return None
-
     def _guess_layers(self) -> None:
         """Preselect an (input, target) pair of layers whose shapes fit the base model's scale factor."""
-        entry = self._entry()
+        entry = self.picker.entry()
         pair = guess_pair([layer for _, layer in self._image_layers()], entry.info if entry else None)
         if pair is not None:
             self.input_layer.value, self.target_layer.value = pair
@@ -184,26 +165,13 @@ class FineTuneWidget(Container):
         self.update_counts()
 
     def _on_source_changed(self, source: str) -> None:
-        layers = source == "layers"
-        for widget in (self.input_layer, self.target_layer):
-            widget.visible = layers
-        for widget in (self.input_dir, self.target_dir):
-            widget.visible = not layers
+        on_layers = source == "layers"
+        self.input_layer.visible = self.target_layer.visible = on_layers
+        self.input_dir.visible = self.target_dir.visible = not on_layers
         self.update_counts()
 
-    def _on_base_file(self, path: Any) -> None:
-        if _unset(path) or not Path(path).is_file():
-            return
-        try:
-            entry = model_entry(str(path))
-        except ModelFileError as err:
-            notifications.show_error(str(err))
-            return
-        self.base.reset_choices()
-        self.base.value = entry.value
-
     def _on_base_changed(self, _value: Any = None) -> None:
-        entry = self._entry()
+        entry = self.picker.entry()
         if entry is None:
             self.base_info.value = "no base model: pick one, or “Load from file…”"
         elif entry.info is None:
@@ -235,24 +203,17 @@ class FineTuneWidget(Container):
     def _shapes(self, info) -> list:
         if self.source.value == "layers":
             return layer_shapes(self.input_layer.value, self.target_layer.value, info)
-        if _unset(self.input_dir.value) or _unset(self.target_dir.value):
+        if is_unset(self.input_dir.value) or is_unset(self.target_dir.value):
             raise InputError("pick an input folder and a target folder of TIFF files with matching names")
         return folder_shapes(self.input_dir.value, self.target_dir.value, info)
 
-    def _count(self, info, min_size: int = 8):
-        return check_shapes(
-            self._shapes(info),
-            info,
-            self.patch_size.value,
-            self.batch_size.value,
-            self.val_fraction.value,
-            self.seed.value,
-            min_size,
-        )
+    def _count(self, info, min_size: int = 8) -> DataCount:
+        sizes = (self.patch_size.value, self.batch_size.value, self.val_fraction.value, self.seed.value)
+        return check_shapes(self._shapes(info), info, *sizes, min_size)
 
     def update_counts(self, _value: Any = None) -> None:
         """Show how many pairs and patches the picked data holds, or why it cannot be used."""
-        entry = self._entry()
+        entry = self.picker.entry()
         if entry is None or entry.info is None:
             self.data_info.value = ""
             return
@@ -275,10 +236,10 @@ class FineTuneWidget(Container):
             steps=self.steps.value,
             batch_size=self.batch_size.value,
             patch_size=self.patch_size.value,
-            learning_rate=_number(self.learning_rate),
+            learning_rate=field_number(self.learning_rate),
             warmup_steps=warmup,
-            alpha=_number(self.alpha),
-            ema_decay=_number(self.ema_decay),
+            alpha=field_number(self.alpha),
+            ema_decay=field_number(self.ema_decay),
             val_fraction=self.val_fraction.value,
             val_every=max(1, min(200, self.steps.value // 10)),
             augment=self.augment.value,
@@ -293,12 +254,8 @@ class FineTuneWidget(Container):
             return self._job
         try:
             job = self._make_job()
-        except (InputError, ModelFileError, DataError) as err:
-            notifications.show_error(str(err))
-            return None
-        except ValidationError as err:
-            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
-            notifications.show_error(f"invalid setting: {problems}")
+        except (InputError, ModelFileError, DataError, ValidationError) as err:
+            notifications.show_error(refusal_message(err))
             return None
         self._job = job
         self.run_button.text = "Stop"
@@ -310,7 +267,7 @@ class FineTuneWidget(Container):
         return job
 
     def _make_job(self) -> WorkerJob:
-        entry = self._entry()
+        entry = self.picker.entry()
         if entry is None:
             raise InputError("pick a base model to fine-tune (or “Load from file…”)")
         if not entry.downloaded:
@@ -321,7 +278,8 @@ class FineTuneWidget(Container):
         base = get_model(entry.value)
         output = check_output_name(self.model_name.value.strip(), entry.value, self.resume.value)
         count = self._count(base.info, base.network.min_size)
-        if self.source.value == "layers":
+        layers = self.source.value == "layers"
+        if layers:
             raw = pairs_from_layers(self.input_layer.value, self.target_layer.value, base.info)
         else:
             raw = pairs_from_folders(self.input_dir.value, self.target_dir.value)
@@ -335,12 +293,8 @@ class FineTuneWidget(Container):
                 raw, settings.val_fraction, settings.seed, settings.patch_size, base.info.scale_factor
             )
             preview = PreviewSpec(crop, base.info, self.preview_every.value, settings.device)
-            self._preview_target = target
-            self._preview_where = ((1.0, 1.0), (0.0, 0.0))
-            if self.source.value == "layers":  # over the target image, where the patch is
-                sc = tuple(float(v) for v in self.target_layer.value.scale[-2:])
-                tr = self.target_layer.value.translate[-2:]
-                self._preview_where = (sc, (tr[0] + row * sc[0], tr[1] + col * sc[1]))
+            self._preview_target = target  # drawn over the target layer, where the patch is:
+            self._preview_where = patch_placement(self.target_layer.value if layers else None, row, col)
         started = time.perf_counter()
         self.data_info.value = count.text()
         return FineTuneJob(
@@ -387,6 +341,9 @@ class FineTuneWidget(Container):
             self.status.value = outcome
             return
         path, steps = job.output, job.model.info.training["steps"]
+        if not path.is_file():  # stopped before the first step of a new run
+            self.status.value = f"{outcome} before the first step; nothing was saved"
+            return
         self.status.value = f"{outcome} at step {steps} ({format_seconds(seconds or 0)}); saved {path.name}"
         name = path.stem
         if outcome == "stopped":

@@ -55,6 +55,19 @@ class DataCount:
         )
 
 
+def is_unset(path: Any) -> bool:
+    """True for an empty file or folder field (magicgui's ``FileEdit`` then holds ``Path(".")``)."""
+    return path is None or str(path) in ("", ".")
+
+
+def field_number(field: Any) -> float:
+    """The number typed into a text field (e.g. ``1e-4``); a clear :class:`InputError` otherwise."""
+    try:
+        return float(field.value)
+    except ValueError:
+        raise InputError(f"invalid setting: {field.label} must be a number like 1e-4, not {field.value!r}") from None
+
+
 def _planes(shape: Sequence[int], plane_ndim: int) -> list[tuple[int, ...]]:
     """The plane shapes of an image or a stack of images (leading axes flattened)."""
     shape = tuple(int(s) for s in shape)
@@ -217,6 +230,16 @@ def preview_pair(
     crop = image[..., r : r + side, c : c + side]
     target_crop = target[r * scale : r * scale + patch, c * scale : c * scale + patch]
     return np.ascontiguousarray(crop), np.ascontiguousarray(target_crop), (r * scale, c * scale)
+
+
+def patch_placement(layer: Any | None, row: int, col: int) -> tuple[tuple[float, float], tuple[float, float]]:
+    """World (scale, translate) of a patch whose first pixel is (``row``, ``col``) of ``layer``'s last two axes
+    (unit scale at the origin when there is no layer, e.g. for data from folders)."""
+    if layer is None:
+        return (1.0, 1.0), (0.0, 0.0)
+    sc = (float(layer.scale[-2]), float(layer.scale[-1]))
+    tr = (float(layer.translate[-2]), float(layer.translate[-1]))
+    return sc, (tr[0] + row * sc[0], tr[1] + col * sc[1])
 
 
 def guess_pair(layers: Sequence[Any], info: ModelMetadata | None) -> tuple[Any, Any] | None:

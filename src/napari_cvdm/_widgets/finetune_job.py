@@ -11,7 +11,7 @@ Afterwards the network is moved off the GPU and CUDA's cache is emptied, so napa
 
 from __future__ import annotations
 
-import gc
+import copy
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +31,7 @@ from ..settings import TrainSettings
 from ..tasks import InputError
 from ..train import TrainProgress, iter_train
 from .job import WorkerJob
-from .workers import _is_out_of_memory
+from .workers import _is_out_of_memory, release_device_memory
 
 
 @dataclass
@@ -54,13 +54,10 @@ class PreviewSpec:
     n_samples: int = 2
 
     def run(self, network: CVDM, step: int) -> Preview:
-        was_training = network.training
-        try:
-            result = reconstruct(
-                TrainedModel(network=network, info=self.info), self.image, self.n_samples, seed=0, device=self.device
-            )
-        finally:
-            network.train(was_training)
+        """Reconstruct the patch with a copy of ``network``: inference may switch a network to eval mode, move it
+        or change its memory layout, and none of that may touch the network being trained."""
+        model = TrainedModel(network=copy.deepcopy(network), info=self.info)
+        result = reconstruct(model, self.image, self.n_samples, seed=0, device=self.device)
         return Preview(step, result.mean, np.sqrt(result.variance))
 
 
@@ -175,16 +172,9 @@ class FineTuneJob(WorkerJob):
         notifications.show_error(training_error_message(exc, self.settings))
 
     def _cleanup(self) -> None:
-        """Release the network and, on CUDA, the memory PyTorch caches (the model file is what is kept)."""
-        import torch
-
-        for net in (self._network, self.model.network if self.model is not None else None):
-            if net is not None:
-                net.to("cpu")
-        self._network = None
-        gc.collect()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        """Release the networks and, on CUDA, the memory PyTorch caches (the model file is what is kept)."""
+        network, self._network = self._network, None
+        release_device_memory(network, self.model.network if self.model is not None else None)
 
 
 PREVIEW_NAMES = ("CVDM fine-tuning preview", "CVDM fine-tuning preview target")
@@ -198,24 +188,22 @@ def show_preview(
     translate: tuple[float, float] = (0.0, 0.0),
 ) -> None:
     """Add or update the preview layer where the patch lies in the world (``scale``, ``translate`` of its first
-    pixel); on the first preview also add the target patch, to the right of it."""
+    pixel), and the target patch to the right of it.  Layers left by an earlier run are updated in place: data,
+    placement and contrast all follow the current run."""
     from .outputs import robust_limits
 
     meta = {"napari_cvdm": {"output": "finetune-preview", "step": preview.step}}
-    name, target_name = PREVIEW_NAMES
-    if name in viewer.layers:
-        layer = viewer.layers[name]
-        layer.data = preview.mean
-        layer.metadata = meta
-    else:
-        layer = viewer.add_image(
-            preview.mean, name=name, metadata=meta, colormap="gray", scale=scale, translate=translate
-        )
-    layer.contrast_limits = robust_limits(preview.mean)
-    if target_name not in viewer.layers and target is not None:
-        shift = (target.shape[-1] * 9 // 8) * scale[1]
-        where = (translate[0], translate[1] + shift)
-        viewer.add_image(target, name=target_name, metadata=meta, scale=scale, translate=where)
+    shift = ((preview.mean.shape[-1] * 9 // 8) * scale[1]) if target is not None else 0.0
+    shown = [(PREVIEW_NAMES[0], preview.mean, translate)]
+    if target is not None:
+        shown.append((PREVIEW_NAMES[1], target, (translate[0], translate[1] + shift)))
+    for name, data, where in shown:
+        if name in viewer.layers:
+            layer = viewer.layers[name]
+            layer.data, layer.metadata, layer.scale, layer.translate = data, meta, scale, where
+        else:
+            layer = viewer.add_image(data, name=name, metadata=meta, colormap="gray", scale=scale, translate=where)
+        layer.contrast_limits = robust_limits(data)
 
 
 def format_seconds(seconds: float) -> str:

@@ -23,7 +23,7 @@ from ..predict import Progress, Reconstruction, RunningMean
 from ..settings import ReconstructSettings
 from .inputs import PreparedInput
 from .outputs import ResultLayers
-from .workers import download_worker, error_message, reconstruction_worker
+from .workers import download_worker, error_message, reconstruction_worker, release_device_memory
 
 if TYPE_CHECKING:
     import napari
@@ -173,13 +173,8 @@ class ReconstructionJob(WorkerJob):
     def _cleanup(self) -> None:
         """Move the network back to the CPU so a cached model never pins GPU memory."""
         param = next(self.model.network.parameters(), None)
-        if param is None or param.device.type == "cpu":
-            return
-        import torch
-
-        self.model.network.to("cpu")
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        if param is not None and param.device.type != "cpu":
+            release_device_memory(self.model.network)
 
 
 class DownloadJob(WorkerJob):

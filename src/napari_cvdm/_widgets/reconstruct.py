@@ -9,25 +9,24 @@ Every refusal is one napari error notification that names the problem and the fi
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, Label, ProgressBar, PushButton, SpinBox
+from magicgui.widgets import CheckBox, ComboBox, Container, Label, ProgressBar, PushButton, SpinBox
 from napari.utils import notifications
 from pydantic import ValidationError
 
-from ..device import describe_device, resolve_device
-from ..model.files import SUFFIX, ModelFileError
+from ..device import describe_device
+from ..model.files import ModelFileError
 from ..predict import Progress
 from ..settings import ReconstructSettings
 from ..tasks import InputError
-from .catalog import ModelEntry, available_models, get_model, model_entry, no_models_message
+from .catalog import ModelEntry, ModelPicker, get_model, model_entry, no_models_message
 from .events import MODEL_EVENTS
 from .inputs import prepare_input
 from .job import DownloadJob, ReconstructionJob, WorkerJob
+from .workers import refusal_message
 
 if TYPE_CHECKING:
     import napari
@@ -36,15 +35,6 @@ if TYPE_CHECKING:
 TASKS = ("super-resolution", "phase")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 TILE_STEP = 16
-
-
-def auto_batch_size(device: str, n_samples: int) -> int | None:
-    """All samples in one call on CUDA (fastest); elsewhere a quarter per call, so the running mean shows early."""
-    try:
-        kind = resolve_device(device).type
-    except ValueError:
-        return None
-    return None if kind == "cuda" else max(1, math.ceil(n_samples / 4))
 
 
 def _is_new_input(layer: Any) -> bool:
@@ -61,8 +51,8 @@ class ReconstructWidget(Container):
         self._viewer = viewer
         self._job: WorkerJob | None = None
         self.task = ComboBox(label="Task", choices=TASKS, value=TASKS[0])
-        self.model_file = FileEdit(label="Load from file…", mode="r", filter=f"*{SUFFIX}")
-        self.model = ComboBox(label="Model", choices=self._model_choices)
+        self.picker = ModelPicker("Model")
+        self.model, self.model_file = self.picker.combo, self.picker.file
         self.model_info = Label(label="")
         self.image = ComboBox(label="Image", choices=self._image_layers)
         self.plus = ComboBox(label="I(+d)", choices=self._image_layers, nullable=True, visible=False)
@@ -105,12 +95,11 @@ class ReconstructWidget(Container):
         self.steps.tooltip = "network evaluations per sample; the model's benchmarked default is preselected"
         self.tile_size.tooltip = "tile side on the output grid for large images or little memory; 0 = whole image"
         self.batch_size.tooltip = (
-            "samples per network call; 0 = auto: all at once on a CUDA GPU, else a quarter of them per call so "
-            "the mean appears early. The mean layer updates after every batch."
+            "samples per network call; 0 = auto: all at once on a GPU, on a CPU as many as run fastest (one for "
+            "large images, so the mean appears early). The mean layer updates after every batch."
         )
         self.task.changed.connect(self._on_task_changed)
         self.model.changed.connect(self._on_model_changed)
-        self.model_file.changed.connect(self._on_model_file)
         self.device.changed.connect(self._on_device_changed)
         self.run_button.changed.connect(self._on_run_clicked)
         self.native.destroyed.connect(self._on_destroyed)
@@ -133,15 +122,6 @@ class ReconstructWidget(Container):
 
         return [(layer.name, layer) for layer in self._viewer.layers if isinstance(layer, Image)]
 
-    def _model_choices(self, widget: Any = None) -> list[tuple[str, str]]:
-        """Installed models, plus the file picked with “Load from file…” and the selected file, if any."""
-        files = [str(self.model_file.value)]
-        if widget is not None and isinstance(widget.value, str):
-            files.append(widget.value)
-        files = [f for f in files if f.endswith(SUFFIX) and Path(f).is_file()]
-        entries, _ = available_models(files)
-        return [(entry.label, entry.value) for entry in entries]
-
     def _refresh_layers(self, event: Any = None) -> None:
         """Keep the pickers in sync with the layer list; a newly opened visible image becomes the input."""
         self.image.reset_choices()
@@ -151,17 +131,8 @@ class ReconstructWidget(Container):
             self.image.value = layer
 
     # -- reactions -------------------------------------------------------------------------------------------
-    def _entry(self) -> ModelEntry | None:
-        value = self.model.value
-        if value is None:
-            return None
-        try:
-            return model_entry(value)
-        except ModelFileError:
-            return None
-
     def _on_model_changed(self, _value: Any = None) -> None:
-        entry = self._entry()
+        entry = self.picker.entry()
         if entry is None:
             self.model_info.value = no_models_message() if not self.model.choices else ""
             return
@@ -189,7 +160,7 @@ class ReconstructWidget(Container):
             else "the widefield image (or T/Z stack) to super-resolve"
         )
         self.plus.visible = phase
-        entry = self._entry()
+        entry = self.picker.entry()
         if entry is not None and entry.task not in (task, "unknown"):
             for value in self.model.choices:
                 try:
@@ -198,17 +169,6 @@ class ReconstructWidget(Container):
                         break
                 except ModelFileError:
                     continue
-
-    def _on_model_file(self, path: Path | None) -> None:
-        if not path or not Path(path).is_file():
-            return
-        try:
-            entry = model_entry(str(path))
-        except ModelFileError as err:
-            notifications.show_error(str(err))
-            return
-        self.model.reset_choices()
-        self.model.value = entry.value
 
     def _on_device_changed(self, device: str) -> None:
         label = describe_device(device)
@@ -242,7 +202,7 @@ class ReconstructWidget(Container):
         """The run's settings from the controls (steps = None keeps the model's benchmarked time grid)."""
         steps = None if self.steps.value == entry.info.sampler.steps else self.steps.value
         return ReconstructSettings(
-            batch_size=self.batch_size.value or auto_batch_size(self.device.value, self.n_samples.value),
+            batch_size=self.batch_size.value or None,  # None: what the device does fastest
             n_samples=self.n_samples.value,
             steps=steps,
             seed=self.seed.value,
@@ -261,12 +221,8 @@ class ReconstructWidget(Container):
             return self._job
         try:
             job = self._make_job(layers)
-        except (InputError, ModelFileError) as err:
-            notifications.show_error(str(err))
-            return None
-        except ValidationError as err:
-            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
-            notifications.show_error(f"invalid setting: {problems}")
+        except (InputError, ModelFileError, ValidationError) as err:
+            notifications.show_error(refusal_message(err))
             return None
         self._job = job
         self.run_button.text = "Cancel"

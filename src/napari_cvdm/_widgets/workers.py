@@ -78,6 +78,21 @@ def download_worker(name: str) -> GeneratorWorker[Progress, None, Path]:
     return create_worker(_download, name, _start_thread=False, _ignore_errors=True)
 
 
+def release_device_memory(*networks: Any) -> None:
+    """Move ``networks`` (None entries skipped) to the CPU, drop what Python still holds, and on CUDA hand the
+    memory PyTorch caches back to the driver, so napari does not keep GPU memory after a run."""
+    import gc
+
+    import torch
+
+    for network in networks:
+        if network is not None:
+            network.to("cpu")
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 def _is_out_of_memory(exc: BaseException) -> bool:
     try:
         import torch
@@ -105,3 +120,13 @@ def error_message(exc: BaseException, settings: ReconstructSettings | Any | None
     if isinstance(exc, ValueError) and "device" in str(exc):
         return f"{exc}"
     return f"CVDM reconstruction failed: {type(exc).__name__}: {exc}"
+
+
+def refusal_message(err: Exception) -> str:
+    """The notification for a run a widget refuses: the error's own advice, or the invalid settings listed."""
+    from pydantic import ValidationError
+
+    if isinstance(err, ValidationError):
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
+        return f"invalid setting: {problems}"
+    return str(err)

@@ -3,7 +3,8 @@
 The safetensors header's metadata holds ``format`` (always ``napari-cvdm-model``), ``format_version``,
 ``config`` (the :class:`CVDMConfig` as JSON), ``metadata`` (the :class:`ModelMetadata` as JSON) and the package
 version that wrote it.  No pickle anywhere: loading a file never executes code from it.  Writes are atomic
-(temporary file + rename), so an interrupted save never leaves a corrupt model behind.
+(:func:`write_atomic`: temporary file, fsync, rename, fsync of the folder), so an interrupted save — a crash, a full
+disk, a power cut — never leaves a corrupt model behind.
 """
 
 from __future__ import annotations
@@ -76,10 +77,42 @@ def sha256_of(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def save_model(path: str | os.PathLike, network: CVDM, info: ModelMetadata) -> Path:
-    """Write ``network`` and ``info`` to ``path`` atomically; returns the path."""
+def _fsync_folder(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (POSIX; Windows cannot open folders and needs no such step)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: str | os.PathLike, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> Path:
+    """Write a safetensors file atomically: a temporary file in the same folder, flushed to disk (fsync), then
+    renamed over ``path``.  A crash at any moment leaves either the old file or the new one, never a partial one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".partial", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata=metadata)
+        with open(tmp, "rb+") as fh:  # the data must be on disk before the rename makes it the file
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; models and checkpoints are meant to be shared
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    _fsync_folder(path.parent)
+    return path
+
+
+def save_model(path: str | os.PathLike, network: CVDM, info: ModelMetadata) -> Path:
+    """Write ``network`` and ``info`` to ``path`` atomically; returns the path."""
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in network.state_dict().items()}
     header = {
         "format": FORMAT,
@@ -88,16 +121,7 @@ def save_model(path: str | os.PathLike, network: CVDM, info: ModelMetadata) -> P
         "metadata": info.model_dump_json(),
         "napari_cvdm_version": _package_version(),
     }
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".partial", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=header)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; a model is meant to be shared
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return write_atomic(path, tensors, header)
 
 
 def read_header(path: str | os.PathLike) -> dict[str, str]:

@@ -6,6 +6,7 @@ interprets images exactly as training did.  Units are in the field names (µm, r
 
 from __future__ import annotations
 
+import itertools
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -47,8 +48,28 @@ class SamplerDefaults(BaseModel):
     method: Literal["gamma", "ancestral"] = "gamma"
     steps: int = Field(20, ge=1)
     grid: Literal["snr", "uniform"] = Field("snr", description="equal steps in median log-SNR, or in t")
-    time_grid: list[float] | None = Field(None, description="an explicit (e.g. learned) grid 1 > … > 0")
-    eta: float = Field(1.0, ge=0, le=1)
+    time_grid: list[float] | None = Field(None, description="an explicit grid 1 > … > 0 used at the default steps")
+    eta: float = Field(1.0, ge=0, le=1, description="1: stochastic DDPM posterior steps; 0: deterministic (DDIM)")
+    learned_grids: dict[int, list[float]] = Field(
+        default_factory=dict,
+        description="LD3-learned grids for the deterministic (η = 0) γ-sampler, by number of steps",
+    )
+
+    @model_validator(mode="after")
+    def _check_grids(self) -> SamplerDefaults:
+        for steps, grid in self.learned_grids.items():
+            if (
+                len(grid) != steps + 1
+                or grid[0] != 1.0
+                or grid[-1] != 0.0
+                or any(b >= a for a, b in itertools.pairwise(grid))
+            ):
+                raise ValueError(
+                    f"learned grid for {steps} steps must decrease strictly from 1.0 to 0.0 in {steps} steps"
+                )
+        if self.time_grid is not None and len(self.time_grid) != self.steps + 1:
+            raise ValueError("time_grid must have steps + 1 entries")
+        return self
 
 
 class ModelMetadata(BaseModel):

@@ -10,8 +10,10 @@ Two samplers, both per pixel:
   ŷ₀ = (z − √(1−γ_t) ε̂)/√γ_t, then draw z_s from the DDPM posterior q(z_s | z_t, ŷ₀) (η = 1) or move
   deterministically (η = 0, DDIM).  K network evaluations per sample, K free.
 
-Samples are drawn in batches; sample k's noise comes from its own generator seeded from (seed, k), so results do
-not depend on the batch size.  Each sampler is a generator that yields a :class:`Step` after every network
+Samples are drawn in batches (by default as many per network call as the device does fastest:
+:func:`napari_cvdm.device.samples_per_call`); sample k's noise comes from its own generator seeded from (seed, k),
+so results do not depend on the batch size.  The time grid of ``"gamma"`` may also be learned (LD3,
+:mod:`.timegrid`).  Each sampler is a generator that yields a :class:`Step` after every network
 evaluation and a :class:`Partial` (running mean and variance) after every batch; closing the generator cancels
 the run between two network evaluations.
 """
@@ -26,6 +28,7 @@ from typing import Literal
 import numpy as np
 import torch
 
+from ..device import samples_per_call
 from .cvdm import CVDM, GAMMA_MAX, GAMMA_MIN
 
 Method = Literal["gamma", "ancestral"]
@@ -138,25 +141,29 @@ class _Runner:
 def _run_gamma(
     run: _Runner, z: torch.Tensor, grid: torch.Tensor, eta: float, gens: list[torch.Generator]
 ) -> Generator[Step, None, torch.Tensor]:
-    schedule = run.model.schedule
-    times = grid.to(device=z.device, dtype=z.dtype)
-    ones = torch.ones(z.shape[0], device=z.device, dtype=z.dtype)
+    # ρ at every grid time in one call: the loop then only does element-wise work and never reads the device.
+    rho = run.model.schedule.rho(grid.to(device=z.device, dtype=z.dtype))
+    times = [float(t) for t in grid.detach()]
+
+    def gamma_at(k: int) -> torch.Tensor:
+        return torch.exp(-run.lam * rho[k]).clamp(GAMMA_MIN, GAMMA_MAX)
+
+    g_t = gamma_at(0)
     y0 = z
     for k in range(len(times) - 1):
-        g_t = schedule.gamma(run.lam, ones * times[k]).clamp(GAMMA_MIN, GAMMA_MAX)
         eps = run.eps(z, g_t)
         y0 = run.clip((z - torch.sqrt(1 - g_t) * eps) / torch.sqrt(g_t))
         yield Step(run.done, run.total)
-        if times[k + 1] == 0:
+        if times[k + 1] == 0.0:
             break
-        g_s = schedule.gamma(run.lam, ones * times[k + 1]).clamp(GAMMA_MIN, GAMMA_MAX)
-        g_s = torch.maximum(g_s, g_t)  # γ is monotone; guard against round-off
+        g_s = torch.maximum(gamma_at(k + 1), g_t)  # γ is monotone; guard against round-off
         var = (1 - g_s) / (1 - g_t) * (1 - g_t / g_s)
         c2 = (eta**2) * var
         eps_dir = torch.sqrt((1 - g_s - c2).clamp_min(0)) * eps
         z = torch.sqrt(g_s) * y0 + eps_dir
         if eta > 0:
             z = z + torch.sqrt(c2) * _randn(tuple(z.shape[1:]), gens, z)
+        g_t = g_s
     return y0
 
 
@@ -224,7 +231,12 @@ def iter_sample(
         raise ValueError(f"unknown sampler {method!r}; use 'gamma' or 'ancestral'")
     model.eval()
     device = cond.device
-    batch_size = max(1, min(batch_size or n_samples, n_samples))
+    if batch_size is None:
+        width = max(model.config.denoiser.width, model.config.schedule.width)
+        batch_size = samples_per_call(device, cond.shape[-2] * cond.shape[-1], n_samples, width)
+    batch_size = max(1, min(batch_size, n_samples))
+    if model.denoiser.unet.stem.weight.is_contiguous(memory_format=torch.channels_last):
+        cond = cond.contiguous(memory_format=torch.channels_last)  # match a model prepared by to_fast_layout
     lam = model.schedule.lam(cond)
     beta_map = model.schedule.integrated_beta(lam)[0]
     if method == "gamma":
