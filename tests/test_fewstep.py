@@ -146,6 +146,9 @@ def test_learn_grid_cli_writes_a_new_model_and_keeps_the_old(tmp_path, capsys, t
     assert "2 steps: held-out MSE" in capsys.readouterr().out
     assert base.read_bytes() == before
     assert list(load_model_file(out).info.sampler.learned_grids) == [2]
+    assert load_model_file(out).info.sampler.steps == tiny_sr_model.info.sampler.steps
+    assert main([*argv, "--overwrite", "--default-steps", "2", "--default-eta", "0"]) == 0
+    assert (load_model_file(out).info.sampler.steps, load_model_file(out).info.sampler.eta) == (2, 0.0)
     assert main(argv) == 2  # refuses to overwrite
     assert "--overwrite" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()

@@ -54,6 +54,10 @@ def cmd_learn_grid(args: argparse.Namespace) -> int:
         seed=args.seed,
         log=_log(args.quiet),
     )
+    if args.default_steps is not None:  # the benchmarked default (docs/performance.md, `bench --nfe`)
+        model.info.sampler = model.info.sampler.model_copy(update={"steps": args.default_steps, "time_grid": None})
+    if args.default_eta is not None:
+        model.info.sampler = model.info.sampler.model_copy(update={"eta": args.default_eta})
     save_model(output, model.network, model.info)
     for fit in fits:
         gain = 100 * (1 - fit.val_loss / fit.val_loss_start) if fit.val_loss_start > 0 else 0.0
@@ -93,6 +97,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--teacher-steps", type=int, default=200)
     g.add_argument("--slack", type=float, default=0.0, help="LD3 slack radius r (relative to ‖z₁‖)")
     g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--default-steps", type=int, help="also make this the model's default number of steps")
+    g.add_argument("--default-eta", type=float, help="also set the model's default η (1 stochastic, 0 deterministic)")
     g.add_argument("--overwrite", action="store_true")
     g.add_argument("-q", "--quiet", action="store_true")
     g.set_defaults(func=cmd_learn_grid)

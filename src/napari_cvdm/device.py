@@ -12,7 +12,7 @@ import torch
 # 512² image at batch 8 costs 3.3× more per pixel than at batch 1.
 CPU_PIXELS_PER_CALL = 2**16
 # Peak inference memory of the U-Nets, bytes per pixel per unit of width (measured 1.6 kB/px fp32 and 0.9 kB/px
-# bf16 for width 32 with benchmarks/speed_sweep.py --memory; 64 leaves a margin).
+# bf16 for width 32 with benchmarks/speed_sweep.py --memory 1024; 64 leaves a margin).
 BYTES_PER_PIXEL_PER_WIDTH = 64
 
 

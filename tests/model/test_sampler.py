@@ -128,3 +128,31 @@ def test_bad_arguments_are_explained():
         sample(net, torch.randn(1, 1, 8, 8), n_samples=0)
     with pytest.raises(ValueError, match="unknown sampler"):
         sample(net, torch.randn(1, 1, 8, 8), method="euler")
+
+
+def test_gamma_sampler_starts_from_the_forward_marginal_at_t1(monkeypatch):
+    """z₁ ~ N(0, 1 − γ(1, x)), not N(0, 1): with ε̂ ≡ 0 one step returns ŷ₀ = z₁/√γ₁, of variance (1 − γ₁)/γ₁.
+
+    A learned schedule need not reach γ(1) = 0 (the default SR model stops at 0.15–0.22); starting from N(0, 1)
+    made the deterministic sampler useless there.
+    """
+    net = tiny_network()
+    monkeypatch.setattr(net, "predict_noise", lambda z, x, g: torch.zeros_like(z))
+    monkeypatch.setattr(net.schedule, "lam", lambda x: torch.full_like(x, 0.1))  # γ(1) ≈ e^(−1)
+    x = torch.rand(1, 1, 4, 4)
+    with torch.no_grad():
+        gamma_1 = float(net.schedule.gamma(net.schedule.lam(x), torch.ones(1)).mean())
+    assert 0.1 < gamma_1 < 0.9  # far from 0, so the two starts differ clearly: 1/γ₁ vs (1 − γ₁)/γ₁
+    stats = sample(net, x, n_samples=4000, time_grid=torch.tensor([1.0, 0.0]), eta=0.0, seed=1)
+    expected = (1 - gamma_1) / gamma_1
+    assert float(stats.variance.mean()) == pytest.approx(expected, rel=0.1)
+
+
+@pytest.mark.parametrize("eta", [0.0, 1.0])
+def test_deterministic_and_stochastic_gamma_samplers_agree_on_the_toy_law(toy_network, eta):
+    """Both η give mean ≈ 0 and variance ≈ x² for y = ±x (η = 0 draws its spread from z₁ alone)."""
+    _, x = toy_batch(1, 16, torch.Generator().manual_seed(7))
+    stats = sample(toy_network, x, n_samples=256, steps=20, eta=eta, seed=0)
+    x0 = x[0, 0]
+    assert float((stats.mean[0].abs() / x0).mean()) < 0.15
+    assert 0.8 < float((stats.variance[0] / x0**2).mean()) < 1.2
