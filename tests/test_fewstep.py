@@ -36,17 +36,24 @@ def _stages(model, image, settings: ReconstructSettings) -> set[str]:
 
 
 def test_a_learned_grid_is_used_for_its_step_count_with_the_deterministic_sampler():
-    defaults = SamplerDefaults(steps=20, eta=1.0, learned_grids=LEARNED)
-    plan = plan_sampler(defaults, ReconstructSettings(steps=5))
-    assert (plan.grid, plan.eta, plan.steps) == ("learned", 0.0, 5)
-    assert plan.time_grid.tolist() == pytest.approx(LEARNED[5])
-    other = plan_sampler(defaults, ReconstructSettings(steps=7))  # no learned grid for 7 steps
-    assert (other.grid, other.eta, other.time_grid) == ("snr", 1.0, None)
+    stochastic = SamplerDefaults(steps=20, eta=1.0, learned_grids=LEARNED)
+    plan = plan_sampler(stochastic, ReconstructSettings(steps=5))  # the default stays stochastic: no LD3 grid
+    assert (plan.grid, plan.eta, plan.time_grid) == ("snr", 1.0, None)
+    for defaults, settings in (
+        (stochastic, ReconstructSettings(steps=5, eta=0.0)),
+        (stochastic, ReconstructSettings(steps=5, grid="learned")),
+        (SamplerDefaults(steps=5, eta=0.0, learned_grids=LEARNED), ReconstructSettings()),
+    ):
+        plan = plan_sampler(defaults, settings)
+        assert (plan.grid, plan.eta, plan.steps) == ("learned", 0.0, 5)
+        assert plan.time_grid.tolist() == pytest.approx(LEARNED[5])
+    other = plan_sampler(stochastic, ReconstructSettings(steps=7, eta=0.0))  # no learned grid for 7 steps
+    assert (other.grid, other.eta, other.time_grid) == ("snr", 0.0, None)
 
 
 def test_explicit_choices_win_over_the_model_defaults():
     defaults = SamplerDefaults(steps=5, learned_grids=LEARNED)
-    assert plan_sampler(defaults, ReconstructSettings(grid="snr")).grid == "snr"
+    assert plan_sampler(defaults, ReconstructSettings(grid="snr", eta=0.0)).grid == "snr"
     assert plan_sampler(defaults, ReconstructSettings(eta=0.5)).eta == 0.5
     assert plan_sampler(defaults, ReconstructSettings(method="ancestral")).time_grid is None
     explicit = SamplerDefaults(steps=2, time_grid=[1.0, 0.4, 0.0])
@@ -100,7 +107,7 @@ def test_learned_grids_travel_in_the_model_file(tmp_path, tiny_sr_model, widefie
     loaded = load_model_file(path)
     assert sorted(loaded.info.sampler.learned_grids) == [2, 3]
     assert loaded.info.training["learned_grids"]["2"]["teacher_steps"] == 8
-    result = nc.reconstruct(loaded, widefield[:32, :32], n_samples=2, steps=3)
+    result = nc.reconstruct(loaded, widefield[:32, :32], n_samples=2, steps=3, eta=0.0)
     assert (result.settings["grid"], result.settings["eta"], result.nfe_per_sample) == ("learned", 0.0, 3)
 
 
@@ -167,11 +174,11 @@ def test_the_default_nfe_is_the_smallest_within_one_percent_of_200():
             "seconds": 1.0,
             "mae": 0.1,
             "spearman": 0.5,
-            "calibration": 1.1,
+            "calibration": c,
             "ms_ssim": q,
         }
-        for n, q in [(5, 0.90), (10, 0.991), (20, 0.995), (200, 1.0)]
+        for n, q, c in [(5, 0.90, 3.0), (10, 0.991, 3.0), (20, 0.995, 2.4), (200, 1.0, 2.0)]
     ]
     table, picks = summarize(records, "sr")
-    assert picks == {"s": 10}
+    assert picks == {"s": {"ms-ssim": 10, "ms-ssim+calibration": 20}}
     assert len(table.rows) == 4

@@ -101,9 +101,11 @@ class SamplerPlan:
 def plan_sampler(defaults: SamplerDefaults, settings: ReconstructSettings) -> SamplerPlan:
     """Method, steps, time grid and η for a run.
 
-    ``grid="auto"`` takes the model's LD3-learned grid for the requested number of steps when it has one (with
-    η = 0, the deterministic sampler it was learned for), else its explicit default grid at its default steps,
-    else its grid kind.  An explicit ``eta`` always wins.
+    LD3-learned grids belong to the deterministic sampler they were learned for: ``grid="auto"`` uses the model's
+    learned grid for the requested number of steps when the run is deterministic (η = 0 asked for, or the model's
+    default), ``grid="learned"`` always (with η = 0 unless ``eta`` says otherwise).  Otherwise ``"auto"`` takes the
+    model's explicit default grid at its default steps, else its grid kind.  The stochastic sampler stays the
+    default of the bundled models: it beats η = 0 on every grid (docs/performance.md).
     """
     method = settings.method or defaults.method
     steps = settings.steps or defaults.steps
@@ -116,10 +118,11 @@ def plan_sampler(defaults: SamplerDefaults, settings: ReconstructSettings) -> Sa
             f"this model has no learned time grid for {steps} steps (it has: {have}). Pick one of those step "
             "counts, use grid 'snr', or learn one with `napari-cvdm learn-grid`."
         )
-    if settings.grid in ("auto", "learned") and learned is not None:
-        eta = 0.0 if settings.eta is None else settings.eta
-        return SamplerPlan(method, steps, "learned", eta, torch.tensor(learned))
+    if settings.grid == "learned":
+        return SamplerPlan(method, steps, "learned", settings.eta or 0.0, torch.tensor(learned))
     eta = defaults.eta if settings.eta is None else settings.eta
+    if settings.grid == "auto" and eta == 0.0 and learned is not None:
+        return SamplerPlan(method, steps, "learned", eta, torch.tensor(learned))
     if settings.grid == "auto" and settings.steps is None and defaults.time_grid:
         return SamplerPlan(method, steps, "explicit", eta, torch.tensor(defaults.time_grid))
     kind = defaults.grid if settings.grid == "auto" else settings.grid

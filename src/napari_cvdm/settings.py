@@ -27,8 +27,8 @@ class ReconstructSettings(BaseModel):
     )
     grid: Literal["auto", "learned", "snr", "uniform"] = Field(
         "auto",
-        description="time grid of the 'gamma' sampler: 'auto' (the model's learned grid for these steps if it has "
-        "one, else its default), 'learned' (LD3), 'snr' (equal steps in log-SNR) or 'uniform' (equal steps in t)",
+        description="time grid of the 'gamma' sampler: 'auto' (the model's default; its LD3-learned grid for these "
+        "steps when η = 0), 'learned' (LD3, deterministic), 'snr' (equal steps in log-SNR) or 'uniform' (in t)",
     )
     eta: float | None = Field(
         None, ge=0, le=1, description="'gamma' sampler noise: 1 stochastic (DDPM), 0 deterministic (DDIM); None: auto"
