@@ -6,9 +6,18 @@ set -euo pipefail
 mkdir -p runs
 OMP_NUM_THREADS=1 napari-cvdm train --task sr --name cvdm-sr-widefield --simulate-n 256 --simulate-size 128 \
     --simulate-seed 0 --steps 8000 --batch-size 8 --patch-size 64 --learning-rate 4e-4 --precision bf16 \
-    --checkpoint-every 250 --val-every 500 --log-every 50 -o runs/cvdm-sr-widefield.cvdm > runs/sr.log 2>&1 &
+    --checkpoint-every 250 --val-every 500 --log-every 50 -o runs/cvdm-sr-widefield.trained.cvdm > runs/sr.log 2>&1 &
 OMP_NUM_THREADS=1 napari-cvdm train --task phase --name cvdm-phase-twoshot --simulate-n 256 --simulate-size 192 \
     --simulate-seed 0 --steps 8000 --batch-size 8 --patch-size 64 --learning-rate 4e-4 --precision bf16 \
-    --checkpoint-every 250 --val-every 500 --log-every 50 -o runs/cvdm-phase-twoshot.cvdm > runs/phase.log 2>&1 &
+    --checkpoint-every 250 --val-every 500 --log-every 50 -o runs/cvdm-phase-twoshot.trained.cvdm > runs/phase.log 2>&1 &
+wait
+# Few-step sampling (docs/performance.md): LD3 grids for the deterministic sampler at 5 and 10 steps, and the
+# default number of steps chosen by `napari-cvdm bench --nfe` (SR 10, phase 50; stochastic sampler, η = 1).
+# About 6 min each on one core; the result is bit-identical on a rerun (one thread, fixed seed).
+for spec in sr:cvdm-sr-widefield:10 phase:cvdm-phase-twoshot:50; do
+    IFS=: read -r task name steps <<< "$spec"
+    OMP_NUM_THREADS=1 napari-cvdm learn-grid --model "runs/$name.trained.cvdm" -o "runs/$name.cvdm" --steps 5 10 \
+        --iterations 100 --default-steps "$steps" --default-eta 1 --overwrite > "runs/ld3_$task.log" 2>&1 &
+done
 wait
 # Then bundle them: python benchmarks/register_models.py runs/cvdm-sr-widefield.cvdm runs/cvdm-phase-twoshot.cvdm

@@ -206,8 +206,10 @@ def test_fine_tuning_records_base_model_data_and_run(tmp_path):
     # the base model's file is untouched, and a loaded base model is copied, never trained in place
     assert all(torch.equal(v, _tensors(base_path)[k]) for k, v in before.items())
     base = load_model(base_path)
+    base.info.sampler.learned_grids = {2: [1.0, 0.3, 0.0]}
     network, info = finetune_start(base, "copy")
     assert network is not base.network and info.name == "copy" and base.info.name == "tiny"
+    assert info.sampler.learned_grids == {} and base.info.sampler.learned_grids  # grids belong to the base weights
 
 
 def test_a_stop_before_the_first_step_leaves_an_older_run_untouched(data, tmp_path):

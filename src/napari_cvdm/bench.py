@@ -227,9 +227,13 @@ def speed_benchmark(
     steps: int | None = None,
     device: str = "auto",
     precision: str = "auto",
+    repeats: int = 1,
     log: Callable[[str], None] = print,
 ) -> Table:
     """Seconds for each input size × number of samples, against the network's own forward time.
+
+    With ``repeats`` > 1 the run and the floor are timed alternately that many times and the fastest of each is
+    kept (the usual defence against a noisy shared machine).
 
     The floor is the time of exactly the denoiser calls the sampler makes (same batches, shapes, precision and
     memory layout) with nothing else: the ratio says how much the sampler (λ network, schedule, noise, statistics,
@@ -260,26 +264,28 @@ def speed_benchmark(
         image = rng.uniform(0.5, 1.5, shape).astype(np.float32)
         reconstruct(model, image[..., :64, :64], n_samples=1, steps=1, device=str(dev), precision=prec)  # warm-up
         for n in n_samples:
-            sync()
-            start = time.perf_counter()
-            result = reconstruct(model, image, n_samples=n, steps=steps, device=str(dev), precision=prec)
-            sync()
-            seconds = time.perf_counter() - start
-            out = result.mean.shape[-1]
             c = net.config
-            batch = samples_per_call(dev, out * out, n, max(c.denoiser.width, c.schedule.width))
-            calls = [min(batch, n - k) for k in range(0, n, batch)]
-            z = torch.randn(batch, c.out_channels, out, out, device=dev).contiguous(memory_format=layout)
-            x = torch.randn(batch, c.cond_channels, out, out, device=dev).contiguous(memory_format=layout)
-            g = (torch.rand_like(z) * 0.9 + 0.05).contiguous(memory_format=layout)
-            with torch.no_grad(), _autocast(dev, prec):
+            seconds, floor = float("inf"), float("inf")
+            for _ in range(max(repeats, 1)):
                 sync()
                 start = time.perf_counter()
-                for b in calls:
-                    for _ in range(result.nfe_per_sample):
-                        net.predict_noise(z[:b], x[:b], g[:b])
+                result = reconstruct(model, image, n_samples=n, steps=steps, device=str(dev), precision=prec)
                 sync()
-                floor = time.perf_counter() - start
+                seconds = min(seconds, time.perf_counter() - start)
+                out = result.mean.shape[-1]
+                batch = samples_per_call(dev, out * out, n, max(c.denoiser.width, c.schedule.width))
+                calls = [min(batch, n - k) for k in range(0, n, batch)]
+                z = torch.randn(batch, c.out_channels, out, out, device=dev).contiguous(memory_format=layout)
+                x = torch.randn(batch, c.cond_channels, out, out, device=dev).contiguous(memory_format=layout)
+                g = (torch.rand_like(z) * 0.9 + 0.05).contiguous(memory_format=layout)
+                with torch.no_grad(), _autocast(dev, prec):
+                    sync()
+                    start = time.perf_counter()
+                    for b in calls:
+                        for _ in range(result.nfe_per_sample):
+                            net.predict_noise(z[:b], x[:b], g[:b])
+                    sync()
+                    floor = min(floor, time.perf_counter() - start)
             per = seconds / (result.nfe_per_sample * n) / (out * out / 1e6)
             table.rows.append(
                 [

@@ -273,6 +273,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
                     steps=args.steps,
                     device=args.device,
                     precision=args.precision,
+                    repeats=args.repeats,
                     log=log,
                 )
                 print(f"{table.markdown()}\n\nmodel: {name}\n", flush=True)
@@ -347,6 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--sizes", type=int, nargs="+", default=[256, 512], help="--speed: input sides (pixels)")
     b.add_argument("--samples", type=int, nargs="+", help="--speed: sample counts (default: --n-samples)")
     b.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto", help="--speed: arithmetic")
+    b.add_argument("--repeats", type=int, default=1, help="--speed: time each case this often, keep the fastest")
     b.add_argument("--nfe", action="store_true", help="quality and calibration vs NFE for every sampler instead")
     b.add_argument("--results", default="runs/nfe_study.jsonl", help="--nfe: results file (resumes from it)")
     b.add_argument("-q", "--quiet", action="store_true")

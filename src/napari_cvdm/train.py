@@ -346,6 +346,8 @@ def finetune_start(base: TrainedModel, name: str) -> tuple[CVDM, ModelMetadata]:
     """A copy of ``base``'s network to train further, and metadata that records the base model."""
     network = copy.deepcopy(base.network).to("cpu")  # never train a (possibly cached) base model in place
     info = base.info.model_copy(update={"name": name}, deep=True)
+    # LD3 grids fit the base weights only; `napari-cvdm learn-grid` learns new ones for the fine-tuned model
+    info.sampler = info.sampler.model_copy(update={"learned_grids": {}})
     info.training = {
         "fine_tuned_from": base.info.name,
         "base_model": {

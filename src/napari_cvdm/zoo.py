@@ -38,17 +38,17 @@ REGISTRY: dict[str, RegisteredModel] = {
     "cvdm-sr-widefield": RegisteredModel(
         "cvdm-sr-widefield",
         "cvdm-sr-widefield.cvdm",
-        "2da07cfe6e1e181c0c27c58db09e69131d44e3e6a49273b5ed5215ebcb3d979e",
+        "5d62cc9aa4d8d132b334583c5ffc7feda793031827ed542eb8ff16ff3114d119",
         "widefield → SIM super-resolution (2× finer grid), trained on simulated BioSR-like pairs",
         task="super-resolution",
-    ),  # 9.2 MB, 8000 steps
+    ),  # 9.2 MB, 8000 steps, LD3 grids for 5 and 10 steps
     "cvdm-phase-twoshot": RegisteredModel(
         "cvdm-phase-twoshot",
         "cvdm-phase-twoshot.cvdm",
-        "552893269b835aeb6a373e1cdc9dc4e5d65ee59e2319a1fbdacb2fe040202080",
+        "85cbd9c81ce6fb4cbc88b59f5ae52ea3e694e8c188a01f45850cd9b8fba7b65e",
         "two-shot defocus (I(−d), I(+d)) → quantitative phase (rad), trained on simulated pairs",
         task="phase",
-    ),  # 9.2 MB, 8000 steps
+    ),  # 9.2 MB, 8000 steps, LD3 grids for 5 and 10 steps
 }
 
 
