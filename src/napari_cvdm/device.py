@@ -9,7 +9,7 @@ import torch
 
 # Measured with `napari-cvdm bench --speed` and benchmarks/speed_sweep.py on a 2-core AVX-512 CPU: a U-Net call
 # runs fastest per pixel when batch × height × width stays near 2**16 pixels (activations fit the caches); a
-# 512² image at batch 8 costs 3.3× more per pixel than at batch 1.
+# 512² image at batch 8 costs 1.9× more per pixel than at batch 1 (bf16, channels_last).
 CPU_PIXELS_PER_CALL = 2**16
 # Peak inference memory of the U-Nets, bytes per pixel per unit of width (measured 1.6 kB/px fp32 and 0.9 kB/px
 # bf16 for width 32 with benchmarks/speed_sweep.py --memory 1024; 64 leaves a margin).
@@ -64,7 +64,7 @@ def describe_device(device: str | torch.device = "auto") -> str:
 def default_precision(device: torch.device) -> str:
     """bf16 autocast where it is faster and accurate enough, else fp32.
 
-    CUDA with bf16 support, and CPUs whose oneDNN has bf16 kernels (AVX-512 or AMX: 2× faster here, and the
+    CUDA with bf16 support, and CPUs whose oneDNN has bf16 kernels (AVX-512 or AMX: 3× faster per call here; the
     default models were trained under bf16 autocast; docs/performance.md measures the difference to fp32).
     """
     if device.type == "cuda" and torch.cuda.is_bf16_supported():
@@ -120,7 +120,7 @@ def auto_tile_size(device: torch.device, height: int, width_px: int, net_width: 
 
 def to_fast_layout(network: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     """Move ``network`` to ``device`` for inference, in NHWC (channels_last) on the CPU, where oneDNN convolutions
-    run 1.3–1.8× faster (measured with benchmarks/speed_sweep.py); values are unchanged, files save contiguous."""
+    run 1.4–1.9× faster (measured with benchmarks/speed_sweep.py); values are unchanged, files save contiguous."""
     network.to(device).eval()
     if device.type == "cpu":
         network.to(memory_format=torch.channels_last)

@@ -36,7 +36,7 @@ class ReconstructSettings(BaseModel):
     seed: int = Field(0, ge=0, description="random seed; the same seed gives the same result")
     device: str = Field("auto", description="'auto' (CUDA, then MPS, then CPU), 'cpu', 'cuda', 'cuda:N' or 'mps'")
     precision: Literal["auto", "fp32", "bf16"] = Field(
-        "auto", description="network arithmetic: bf16 autocast is faster on GPUs; auto picks per device"
+        "auto", description="network arithmetic: auto = bf16 autocast on GPUs and CPUs with bf16 kernels, else fp32"
     )
     tile_size: int | None = Field(
         None, ge=8, description="tile side on the output grid (None: the whole image if it fits in memory)"
