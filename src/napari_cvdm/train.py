@@ -344,7 +344,9 @@ def train(
 
 def finetune_start(base: TrainedModel, name: str) -> tuple[CVDM, ModelMetadata]:
     """A copy of ``base``'s network to train further, and metadata that records the base model."""
-    network = copy.deepcopy(base.network).to("cpu")  # never train a (possibly cached) base model in place
+    network = copy.deepcopy(base.network)  # never train a (possibly cached) base model in place
+    # a cached model may have been laid out channels_last for inference: train in the layout a resume rebuilds
+    network.to("cpu", memory_format=torch.contiguous_format)
     info = base.info.model_copy(update={"name": name}, deep=True)
     # LD3 grids fit the base weights only; `napari-cvdm learn-grid` learns new ones for the fine-tuned model
     info.sampler = info.sampler.model_copy(update={"learned_grids": {}})
