@@ -182,3 +182,28 @@ def test_the_default_nfe_is_the_smallest_within_one_percent_of_200():
     table, picks = summarize(records, "sr")
     assert picks == {"s": {"ms-ssim": 10, "ms-ssim+calibration": 20}}
     assert len(table.rows) == 4
+
+
+def test_the_nfe_study_scores_every_run_once_and_resumes(tmp_path, monkeypatch, tiny_sr_model):
+    import napari_cvdm.bench_nfe as study
+
+    rng = np.random.default_rng(0)
+    wf = rng.uniform(100, 200, (24, 24)).astype(np.float32)
+    sim = rng.uniform(0, 1, (48, 48)).astype(np.float32)  # MS-SSIM needs sides > 32
+    monkeypatch.setattr(study, "test_images", lambda task: iter([("img", wf, sim, 1.0)]))
+    monkeypatch.setattr(
+        study, "VARIANTS", {"a": ({"method": "ancestral"}, (2, 3)), "d": ({"method": "gamma", "eta": 0.0}, (2,))}
+    )
+    monkeypatch.setattr(study, "PRECISION_CHECK_NFE", ())
+    calls = []
+    real = study.reconstruct
+    monkeypatch.setattr(study, "reconstruct", lambda *a, **k: calls.append(k) or real(*a, **k))
+    results = tmp_path / "nfe.jsonl"
+    records = study.run_study(tiny_sr_model, "sr", results, n_samples=2, log=lambda m: None)
+    assert [(r["sampler"], r["nfe"]) for r in records] == [("a", 2), ("a", 3), ("d", 2)]
+    assert all(-1 <= r["spearman"] <= 1 and r["calibration"] > 0 and 0 < r["ms_ssim"] <= 1 for r in records)
+    assert [c["steps"] for c in calls] == [2, 3, 2]
+    again = study.run_study(tiny_sr_model, "sr", results, n_samples=2, log=lambda m: None)
+    assert len(calls) == 3 and len(again) == 3  # nothing re-run: the results file is the resume point
+    table, picks = study.summarize(again, "sr")
+    assert len(table.rows) == 3 and picks == {}  # no 200-NFE reference in this tiny study
