@@ -41,3 +41,11 @@ def test_speed_table_reports_seconds_and_ratio(tiny_sr_model):
         seconds, floor, ratio = float(row[4]), float(row[6]), float(row[7])
         assert floor > 0 and ratio == pytest.approx(seconds / floor, rel=0.02)
     assert "| input | output |" in table.markdown() and "fp32" in table.title
+
+
+def test_table_cells_with_pipes_do_not_split_columns():
+    from napari_cvdm.bench import Table
+
+    table = Table("t", ["a", "Spearman(std, |err|)"], rows=[["x|y", "1"]])
+    header, _, row = table.markdown().splitlines()[2:5]
+    assert header == "| a | Spearman(std, \\|err\\|) |" and row == "| x\\|y | 1 |"

@@ -133,7 +133,7 @@ def summarize(records: list[dict], task: str) -> tuple[Table, dict[str, dict[str
     """
     images = sorted({r["image"] for r in records})
     header = ["sampler", "NFE", "MS-SSIM ↑", "MAE ↓", "Spearman(std, |err|) ↑", "err²/var (≈1+1/N)"]
-    table = Table(f"{task}: quality vs NFE (mean over {len(images)} held-out images: {', '.join(images)})", header)
+    table = Table(f"{task}: quality vs NFE (mean over {len(images)} held-out images: {'; '.join(images)})", header)
     picks: dict[str, dict[str, int]] = {}
     for name in dict.fromkeys(r["sampler"] for r in records):
         by_nfe: dict[int, list[dict]] = {}
