@@ -10,7 +10,8 @@ training data and minutes of CPU suffice.
 
 As in LD3, the student may start from a slightly moved noise z₁′ with ‖z₁′ − z₁‖ ≤ ``slack``·‖z₁‖ (a relaxed
 target).  It is off by default: on the SR model with ``slack=0.1`` the moved noises fitted the training patches
-(training MSE 10× lower) while the held-out MSE did not improve.  The grid is parameterised by the softmax of K logits
+(training MSE 10× lower) while the held-out MSE did not improve (before the
+sampler's start-distribution fix; not repeated since).  The grid is parameterised by the softmax of K logits
 (the K step lengths, positive and summing to 1), so every iterate is a valid grid 1 = t₀ > … > t_K = 0.  The
 returned grid is the one with the lowest loss on held-out conditions, with no slack; the starting grid (equal
 steps in median log-SNR) is kept when nothing beats it.
