@@ -274,7 +274,7 @@ def speed_benchmark(
                 sync()
                 seconds = min(seconds, time.perf_counter() - start)
                 out = result.mean.shape[-1]
-                batch = samples_per_call(dev, out * out, n, max(c.denoiser.width, c.schedule.width))
+                batch = samples_per_call(dev, out * out, n, c.widest)
                 calls = [min(batch, n - k) for k in range(0, n, batch)]
                 z = torch.randn(batch, c.out_channels, out, out, device=dev).contiguous(memory_format=layout)
                 x = torch.randn(batch, c.cond_channels, out, out, device=dev).contiguous(memory_format=layout)

@@ -54,10 +54,12 @@ def cmd_learn_grid(args: argparse.Namespace) -> int:
         seed=args.seed,
         log=_log(args.quiet),
     )
-    if args.default_steps is not None:  # the benchmarked default (docs/performance.md, `bench --nfe`)
-        model.info.sampler = model.info.sampler.model_copy(update={"steps": args.default_steps, "time_grid": None})
+    defaults = {}  # the benchmarked defaults (docs/performance.md, `bench --nfe`)
+    if args.default_steps is not None:
+        defaults |= {"steps": args.default_steps, "time_grid": None}
     if args.default_eta is not None:
-        model.info.sampler = model.info.sampler.model_copy(update={"eta": args.default_eta})
+        defaults["eta"] = args.default_eta
+    model.info.sampler = model.info.sampler.model_copy(update=defaults)
     save_model(output, model.network, model.info)
     for fit in fits:
         gain = 100 * (1 - fit.val_loss / fit.val_loss_start) if fit.val_loss_start > 0 else 0.0

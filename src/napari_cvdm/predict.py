@@ -183,8 +183,7 @@ def iter_reconstruct(
 
     conds = [make_condition(p, info) for p in checked]
     out_h, out_w = conds[0][0].shape[-2:]
-    width = max(net.config.denoiser.width, net.config.schedule.width)
-    tile = settings.tile_size or auto_tile_size(device, out_h, out_w, width)
+    tile = settings.tile_size or auto_tile_size(device, out_h, out_w, net.config.widest)
     rows, cols = (
         tile_starts(out_h, tile, settings.tile_overlap),
         tile_starts(out_w, tile, settings.tile_overlap),

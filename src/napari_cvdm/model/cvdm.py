@@ -47,6 +47,11 @@ class CVDMConfig(BaseModel):
     gamma_embedding: int = Field(32, ge=0, description="channels of the per-pixel γ embedding (0: input only)")
     clip_denoised: float | None = Field(None, gt=0, description="clip ŷ₀ to ±this while sampling")
 
+    @property
+    def widest(self) -> int:
+        """Width of the wider U-Net: what inference memory and batching scale with."""
+        return max(self.denoiser.width, self.schedule.width)
+
     @model_validator(mode="after")
     def _check_residual(self) -> CVDMConfig:
         if self.residual_channel is not None:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Generator
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeVar
 
 import numpy as np
 import torch
@@ -36,6 +36,7 @@ from .cvdm import CVDM, GAMMA_MAX, GAMMA_MIN
 Method = Literal["gamma", "ancestral"]
 Precision = Literal["fp32", "bf16"]
 GridKind = Literal["snr", "uniform"]
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -238,8 +239,7 @@ def iter_sample(
     model.eval()
     device = cond.device
     if batch_size is None:
-        width = max(model.config.denoiser.width, model.config.schedule.width)
-        batch_size = samples_per_call(device, cond.shape[-2] * cond.shape[-1], n_samples, width)
+        batch_size = samples_per_call(device, cond.shape[-2] * cond.shape[-1], n_samples, model.config.widest)
     batch_size = max(1, min(batch_size, n_samples))
     if model.denoiser.unet.stem.weight.is_contiguous(memory_format=torch.channels_last):
         cond = cond.contiguous(memory_format=torch.channels_last)  # match a model prepared by to_fast_layout
@@ -287,11 +287,15 @@ def iter_sample(
     )
 
 
-def sample(model: CVDM, cond: torch.Tensor, **kwargs) -> SampleStats:
-    """Run :func:`iter_sample` to the end and return its statistics."""
-    gen = iter_sample(model, cond, **kwargs)
+def run_to_end(gen: Generator[object, None, _T]) -> _T:
+    """Exhaust a progress-yielding generator and return its value."""
     while True:
         try:
             next(gen)
         except StopIteration as stop:
             return stop.value
+
+
+def sample(model: CVDM, cond: torch.Tensor, **kwargs) -> SampleStats:
+    """Run :func:`iter_sample` to the end and return its statistics."""
+    return run_to_end(iter_sample(model, cond, **kwargs))

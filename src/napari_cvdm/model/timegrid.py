@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 
 from .cvdm import CVDM
-from .sampler import Precision, _run_gamma, _Runner, check_time_grid, snr_time_grid
+from .sampler import Precision, _run_gamma, _Runner, check_time_grid, run_to_end, snr_time_grid
 
 MIN_STEP = 1e-4  # shortest step in t: keeps every grid strictly decreasing in float32
 
@@ -62,12 +62,7 @@ def deterministic_sample(
 ) -> torch.Tensor:
     """ŷ₀ of the η = 0 γ-sampler from noise ``z1`` (B, C, H, W) on ``grid``; differentiable in grid and z1."""
     run = _Runner(model, cond, lam, precision, total=(len(grid) - 1) * z1.shape[0])
-    gen = _run_gamma(run, z1, grid, 0.0, [])
-    while True:
-        try:
-            next(gen)
-        except StopIteration as stop:
-            return stop.value
+    return run_to_end(_run_gamma(run, z1, grid, 0.0, []))
 
 
 def _chunks(n: int, size: int) -> list[slice]:
