@@ -61,7 +61,7 @@ class ReconstructWidget(Container):
         self.seed = SpinBox(label="Seed", value=0, min=0, max=2**31 - 1)
         self.device = ComboBox(label="Device", choices=DEVICES, value="auto")
         self.device_info = Label(label="")
-        self.tile_size = SpinBox(label="Tile size (0 = whole)", value=0, min=0, max=16384, step=TILE_STEP)
+        self.tile_size = SpinBox(label="Tile size (0 = auto)", value=0, min=0, max=16384, step=TILE_STEP)
         self.batch_size = SpinBox(label="Batch (0 = auto)", value=0, min=0, max=1000)
         self.keep_samples = CheckBox(text="keep individual samples", value=False)
         self.run_button = PushButton(text="Run")
@@ -93,7 +93,10 @@ class ReconstructWidget(Container):
             label.native.setWordWrap(True)  # long advice wraps instead of widening the dock
         self.plus.tooltip = "leave empty when the first layer is a (2, H, W) stack ordered (I(−d), I(+d))"
         self.steps.tooltip = "network evaluations per sample; the model's benchmarked default is preselected"
-        self.tile_size.tooltip = "tile side on the output grid for large images or little memory; 0 = whole image"
+        self.tile_size.tooltip = (
+            "tile side on the output grid for large images or little memory; 0 = the whole image when it fits in "
+            "memory, else the largest tile that does"
+        )
         self.batch_size.tooltip = (
             "samples per network call; 0 = auto: all at once on a GPU, on a CPU as many as run fastest (one for "
             "large images, so the mean appears early). The mean layer updates after every batch."
