@@ -106,3 +106,41 @@ def test_constant_or_nan_images_are_refused_not_turned_into_nan_losses():
         PairedDataset.from_arrays([np.ones_like(wf)], [sim], SR)
     flat_phase = PairedDataset.from_arrays([rng.uniform(0.5, 1.5, (2, 16, 16))], [np.zeros((16, 16))], PHASE)
     assert np.isfinite(flat_phase.pairs[0].target).all()  # a flat phase is a valid (empty-field) target
+
+
+@pytest.mark.parametrize("method", ["fft", "us-tie"])
+def test_phase_condition_is_the_models_own_tie_estimate(method):
+    from napari_cvdm.physics import PhaseSimulation, simulate_phase_pair
+    from napari_cvdm.physics.baselines import tie_fft, us_tie
+
+    sim = PhaseSimulation(noise_max=0.0)
+    stack, phase, _ = simulate_phase_pair(sim, 64, np.random.default_rng(5))
+    optics = dict(input_pixel_um=sim.pixel_um, wavelength_um=sim.wavelength_um, defocus_um=sim.defocus_um)
+    info = PHASE.model_copy(update=dict(**optics, condition_on_tie=True, tie_method=method))
+    pair = PairedDataset.from_arrays([stack], [phase], info).pairs[0]
+    solver = us_tie if method == "us-tie" else tie_fft
+    expected = solver(stack, sim.defocus_um, sim.wavelength_um, sim.pixel_um) / 1.75  # rad → network units
+    assert pair.condition.shape == (3, 64, 64)
+    np.testing.assert_allclose(pair.condition[2], expected, atol=1e-5)
+
+
+def test_us_tie_condition_is_closer_to_the_truth_than_fft_tie():
+    """Why phase models condition on US-TIE: on a noise-free pair its estimate has a smaller error to learn."""
+    from napari_cvdm.physics import PhaseSimulation, simulate_phase_pair
+    from napari_cvdm.tasks import tie_estimate
+
+    sim = PhaseSimulation(noise_max=0.0, source="cells")
+    stack, phase, _ = simulate_phase_pair(sim, 128, np.random.default_rng(6))
+    info = dict(task="phase", input_planes=2, input_pixel_um=sim.pixel_um, wavelength_um=sim.wavelength_um)
+    info.update(defocus_um=sim.defocus_um, condition_on_tie=True)
+    truth = phase - phase.mean()
+    err = {
+        m: np.abs(tie_estimate(stack, ModelMetadata(**info, tie_method=m)) - truth).mean() for m in ("fft", "us-tie")
+    }
+    assert err["us-tie"] < 0.8 * err["fft"]
+
+
+def test_model_headers_without_a_tie_method_read_as_fft_tie():
+    """Files written before US-TIE conditioning existed keep meaning what they meant."""
+    header = {"task": "phase", "input_planes": 2, "input_pixel_um": 0.21, "wavelength_um": 0.521, "defocus_um": 2.0}
+    assert ModelMetadata.model_validate({**header, "condition_on_tie": True}).tie_method == "fft"

@@ -79,3 +79,24 @@ def test_a_job_needs_exactly_one_data_source():
         TrainJob(task="sr", output="m.cvdm", simulate_n=4, input_dir="a", target_dir="b")
     with pytest.raises(ValueError, match="both input_dir and target_dir"):
         TrainJob(task="sr", output="m.cvdm", input_dir="a")
+
+
+def test_fine_tuning_refuses_a_different_tie_condition_than_the_base_model(tmp_path):
+    from napari_cvdm.train import prepare_job
+    from tests.conftest import save_tiny_models
+
+    base = save_tiny_models(tmp_path, condition_on_tie=True)["tiny-phase"]  # conditioned on FFT-TIE
+    job = TrainJob(
+        task="phase", output=str(tmp_path / "ft.cvdm"), base_model=str(base), simulate_n=2, tie_method="us-tie"
+    )
+    with pytest.raises(ValueError, match="conditioned on the 'fft' TIE estimate, not 'us-tie'"):
+        prepare_job(job)
+
+
+def test_a_phase_model_from_scratch_records_its_tie_condition(tmp_path):
+    from napari_cvdm.train import prepare_job
+
+    job = TrainJob(task="phase", output=str(tmp_path / "m.cvdm"), simulate_n=2, simulate_size=32, tie_method="us-tie")
+    network, info, data = prepare_job(job)
+    assert info.condition_on_tie and info.tie_method == "us-tie"
+    assert data.pairs[0].condition.shape[0] == 3 == network.config.cond_channels

@@ -26,12 +26,20 @@ def default_architecture(task: TaskName, width: int = 32, depth: int = 4) -> CVD
     schedule = UNetConfig(width=max(width // 2, 8), depth=3, blocks=1, max_multiplier=4, norm="group")
     if task == "sr":
         return CVDMConfig(cond_channels=1, residual_channel=0, denoiser=denoiser, schedule=schedule)
-    # phase: I(−d), I(+d) and the FFT-TIE estimate; diffuse the residual φ − TIE
+    # phase: I(−d), I(+d) and a TIE estimate (FFT-TIE or US-TIE, see default_metadata); diffuse the residual φ − TIE
     return CVDMConfig(cond_channels=3, residual_channel=2, denoiser=denoiser, schedule=schedule)
 
 
-def default_metadata(task: TaskName, name: str, physics: SRSimulation | PhaseSimulation | None = None) -> ModelMetadata:
-    """Model metadata that matches the simulator settings ``physics`` (defaults: BioSR / the paper's QPI)."""
+def default_metadata(
+    task: TaskName,
+    name: str,
+    physics: SRSimulation | PhaseSimulation | None = None,
+    tie_method: Literal["fft", "us-tie"] = "fft",
+) -> ModelMetadata:
+    """Model metadata that matches the simulator settings ``physics`` (defaults: BioSR / the paper's QPI).
+
+    ``tie_method``: the classical phase estimate a phase model is conditioned on (ignored for SR).
+    """
     if task == "sr":
         sim = physics if isinstance(physics, SRSimulation) else SRSimulation()
         return ModelMetadata(
@@ -56,6 +64,7 @@ def default_metadata(task: TaskName, name: str, physics: SRSimulation | PhaseSim
         defocus_um=sim.defocus_um,
         input_planes=2,
         condition_on_tie=True,
+        tie_method=tie_method,
         normalization=Normalization(input="mean", target_offset=0.0, target_scale=PHASE_TARGET_SCALE),
     )
 

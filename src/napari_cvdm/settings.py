@@ -106,6 +106,11 @@ class TrainJob(BaseModel):
     )
     width: int = Field(32, ge=4, description="denoiser width for a model trained from scratch")
     depth: int = Field(4, ge=1, le=6, description="denoiser levels for a model trained from scratch")
+    tie_method: Literal["fft", "us-tie"] | None = Field(
+        None,
+        description="phase: the TIE estimate the model is conditioned on, 'fft' or 'us-tie' (None: the base "
+        "model's, or 'fft' from scratch)",
+    )
     train: TrainSettings = Field(default_factory=TrainSettings)
 
     @model_validator(mode="after")

@@ -4,7 +4,8 @@
   model's scale factor → condition (1, 1, sH, sW); the network diffuses the residual SIM − up-sampled widefield.
   The output is mapped back to the input's intensity units with the same percentiles.
 * phase: a (2, H, W) stack ordered (I(−d), I(+d)) in raw intensity units → I / mean(I) − 1 → condition
-  (1, 2, H, W), optionally with the FFT-TIE phase estimate as a third channel; the output is phase in radians.
+  (1, 2, H, W), optionally with a classical TIE phase estimate (FFT-TIE or US-TIE) as a third channel; the output
+  is phase in radians.
 
 Training (:mod:`napari_cvdm.data`) and inference (:mod:`napari_cvdm.predict`) use these same functions, so the two
 can never disagree about normalisation.
@@ -119,10 +120,12 @@ def make_condition(image: np.ndarray, info: ModelMetadata) -> tuple[torch.Tensor
 
 
 def tie_estimate(stack: np.ndarray, info: ModelMetadata) -> np.ndarray:
-    """FFT-TIE phase of a raw two-plane stack, in normalised target units."""
-    from .physics.baselines import tie_fft
+    """The model's classical phase estimate (FFT-TIE or US-TIE, ``info.tie_method``) of a raw two-plane stack, in
+    normalised target units."""
+    from .physics.baselines import tie_fft, us_tie
 
-    phase = tie_fft(
+    solver = us_tie if info.tie_method == "us-tie" else tie_fft
+    phase = solver(
         stack,
         defocus_um=info.defocus_um,
         wavelength_um=info.wavelength_um,

@@ -374,10 +374,15 @@ def prepare_job(job: TrainJob) -> tuple[CVDM, ModelMetadata, PairedDataset]:
         if base.task != presets.TASKS[job.task]:
             raise ValueError(f"base model {job.base_model!r} is a {base.task} model, not {presets.TASKS[job.task]}")
         network, info = finetune_start(base, name)
+        if job.tie_method is not None and job.task == "phase" and job.tie_method != info.tie_method:
+            raise ValueError(
+                f"base model {job.base_model!r} is conditioned on the {info.tie_method!r} TIE estimate, not "
+                f"{job.tie_method!r}: leave tie_method unset to fine-tune it, or train from scratch"
+            )
     else:
         torch.manual_seed(job.train.seed)  # the same seed gives the same initial weights (and run)
         network = CVDM(presets.default_architecture(job.task, width=job.width, depth=job.depth))
-        info = presets.default_metadata(job.task, name)
+        info = presets.default_metadata(job.task, name, tie_method=job.tie_method or "fft")
     if job.simulate_n is not None:
         inputs, targets = presets.simulate_pairs(job.task, job.simulate_n, job.simulate_size, job.simulate_seed)
         about = f"{job.simulate_n} simulated pairs, size {job.simulate_size}, seed {job.simulate_seed}"

@@ -86,9 +86,16 @@ class ModelMetadata(BaseModel):
     numerical_aperture: float | None = Field(None, gt=0)
     defocus_um: float | None = Field(None, gt=0, description="phase: the two planes are at −d and +d (µm)")
     input_planes: int = Field(1, ge=1, description="planes of one input image (2 for two-shot phase)")
-    condition_on_tie: bool = Field(False, description="phase: append the FFT-TIE estimate as a condition")
+    condition_on_tie: bool = Field(False, description="phase: append a classical TIE phase estimate as a condition")
+    tie_method: Literal["fft", "us-tie"] = Field(
+        "fft",
+        description="phase: which estimate conditions the model: 'fft' (one regularised TIE solve) or 'us-tie' "
+        "(the iterative universal-solution TIE, physics.baselines.us_tie)",
+    )
     tie_regularization: float = Field(
-        1e-7, gt=0, description="Tikhonov α of that TIE estimate (physics.baselines.DEFAULT_TIE_ALPHA)"
+        1e-7,
+        gt=0,
+        description="Tikhonov α of that TIE estimate (physics.baselines.DEFAULT_TIE_ALPHA, DEFAULT_US_TIE_ALPHA)",
     )
     normalization: Normalization = Field(default_factory=Normalization)
     sampler: SamplerDefaults = Field(default_factory=SamplerDefaults)
