@@ -49,3 +49,16 @@ def test_table_cells_with_pipes_do_not_split_columns():
     table = Table("t", ["a", "Spearman(std, |err|)"], rows=[["x|y", "1"]])
     header, _, row = table.markdown().splitlines()[2:5]
     assert header == "| a | Spearman(std, \\|err\\|) |" and row == "| x\\|y | 1 |"
+
+
+def test_sr_table_has_both_resolutions_for_every_method(tiny_sr_model):
+    from napari_cvdm.bench import sr_benchmark
+
+    table = sr_benchmark(tiny_sr_model, n=1, n_samples=2, steps=2, log=lambda _: None)
+    assert len(table.rows) == 4 * 4  # bicubic, RL, CVDM, truth per family
+    for row in table.rows:
+        assert len(row) == len(table.header)
+        if row[1] == "SIM truth":
+            assert row[5] == "–"
+        else:
+            assert 31.3 * 2 - 1 <= float(row[5]) < float("inf")  # nm: never finer than the SIM grid's Nyquist
