@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .device import auto_tile_size, default_precision, to_fast_layout
 from .model.files import TrainedModel
@@ -184,20 +183,10 @@ def iter_reconstruct(
 
     conds = [make_condition(p, info) for p in checked]
     out_h, out_w = conds[0][0].shape[-2:]
-    # mirror the image's edges so that the networks' zero padding falls outside it (else ∫β and the variance
-    # dip on the outermost pixels); everything is computed on the padded grid and cropped at the end
-    margin = min(settings.border_margin, out_h - 1, out_w - 1)
-    if margin:
-        conds = [(F.pad(cond, (margin,) * 4, mode="reflect"), scale) for cond, scale in conds]
-    pad_h, pad_w = out_h + 2 * margin, out_w + 2 * margin
-
-    def crop(arr: np.ndarray) -> np.ndarray:
-        return arr[..., margin : margin + out_h, margin : margin + out_w]
-
-    tile = settings.tile_size or auto_tile_size(device, pad_h, pad_w, net.config.widest)
+    tile = settings.tile_size or auto_tile_size(device, out_h, out_w, net.config.widest)
     rows, cols = (
-        tile_starts(pad_h, tile, settings.tile_overlap),
-        tile_starts(pad_w, tile, settings.tile_overlap),
+        tile_starts(out_h, tile, settings.tile_overlap),
+        tile_starts(out_w, tile, settings.tile_overlap),
     )
     n_tiles = len(rows) * len(cols)
     nfe = (len(grid) - 1) if grid is not None else steps
@@ -207,14 +196,14 @@ def iter_reconstruct(
     done = 0
     for p_idx, (cond, in_scale) in enumerate(conds):
         out = output_scale(info, in_scale)
-        shape = (n_out, pad_h, pad_w)
+        shape = (n_out, out_h, out_w)
         acc_mean, acc_var, acc_beta = np.zeros(shape), np.zeros(shape), np.zeros(shape)
-        acc_w = np.zeros((pad_h, pad_w))
+        acc_w = np.zeros((out_h, out_w))
         acc_samples = np.zeros((settings.n_samples, *shape), np.float32) if settings.keep_samples else None
         t_idx = 0
         for r in rows:
             for c in cols:
-                th, tw = min(tile, pad_h), min(tile, pad_w)
+                th, tw = min(tile, out_h), min(tile, out_w)
                 sub = cond[..., r : r + th, c : c + tw].to(device)
                 weight = np.outer(
                     _ramp(th, settings.tile_overlap if len(rows) > 1 else 0),
@@ -244,7 +233,7 @@ def iter_reconstruct(
                     if isinstance(event, Step):
                         yield Progress(done + event.done, total, stage)
                     elif isinstance(event, Partial) and n_tiles == 1:
-                        mean_now = crop(event.mean.float().cpu().numpy())
+                        mean_now = event.mean.float().cpu().numpy()
                         yield RunningMean(p_idx, event.n_done, _squeeze(out.offset + out.scale * mean_now))
                 done += stats.nfe_per_sample * stats.n_samples
                 win = (slice(None), slice(r, r + th), slice(c, c + tw))
@@ -256,13 +245,13 @@ def iter_reconstruct(
                     acc_samples[(slice(None), *win)] += weight * stats.samples.float().numpy()
                 t_idx += 1
                 if n_tiles > 1:
-                    partial = crop(out.offset + out.scale * acc_mean / np.maximum(acc_w, 1e-12))
+                    partial = out.offset + out.scale * acc_mean / np.maximum(acc_w, 1e-12)
                     yield RunningMean(p_idx, settings.n_samples, _squeeze(partial.astype(np.float32)))
-        means.append(_squeeze(crop(out.offset + out.scale * acc_mean / acc_w)))
-        variances.append(_squeeze(crop(out.scale**2 * acc_var / acc_w)))
-        betas.append(_squeeze(crop(acc_beta / acc_w)))
+        means.append(_squeeze(out.offset + out.scale * acc_mean / acc_w))
+        variances.append(_squeeze(out.scale**2 * acc_var / acc_w))
+        betas.append(_squeeze(acc_beta / acc_w))
         if acc_samples is not None:
-            samples.append(crop(out.offset + out.scale * acc_samples[:, 0] / acc_w if n_out == 1 else acc_samples))
+            samples.append(out.offset + out.scale * acc_samples[:, 0] / acc_w if n_out == 1 else acc_samples)
 
     def stack(arrs: list[np.ndarray]) -> np.ndarray:
         return np.stack(arrs).reshape(*lead, *arrs[0].shape).astype(np.float32)

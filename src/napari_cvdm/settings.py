@@ -42,12 +42,6 @@ class ReconstructSettings(BaseModel):
         None, ge=8, description="tile side on the output grid (None: the whole image if it fits in memory)"
     )
     tile_overlap: int = Field(32, ge=0, description="overlap of neighbouring tiles (output pixels), blended")
-    border_margin: int = Field(
-        8,
-        ge=0,
-        description="mirror the image edges by this many output pixels before sampling and crop them after, so "
-        "that the networks' zero padding does not lower ∫β and the variance on the outermost pixels (0: off)",
-    )
     batch_size: int | None = Field(
         None, ge=1, description="samples per network call (None: what the device does fastest)"
     )
