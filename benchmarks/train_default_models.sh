@@ -7,9 +7,14 @@ mkdir -p runs
 OMP_NUM_THREADS=1 napari-cvdm train --task sr --name cvdm-sr-widefield --simulate-n 256 --simulate-size 128 \
     --simulate-seed 0 --steps 8000 --batch-size 8 --patch-size 64 --learning-rate 4e-4 --precision bf16 \
     --checkpoint-every 250 --val-every 500 --log-every 50 -o runs/cvdm-sr-widefield.trained.cvdm > runs/sr.log 2>&1 &
-OMP_NUM_THREADS=1 napari-cvdm train --task phase --name cvdm-phase-twoshot --simulate-n 256 --simulate-size 192 \
-    --simulate-seed 0 --steps 8000 --batch-size 8 --patch-size 64 --learning-rate 4e-4 --precision bf16 \
-    --checkpoint-every 250 --val-every 500 --log-every 50 -o runs/cvdm-phase-twoshot.trained.cvdm > runs/phase.log 2>&1 &
+# Phase (session 3): conditioned on the US-TIE estimate (--tie-method us-tie).  The bundled weights are the step-8000
+# checkpoint of this command run with --steps 12000 (the learning rate is constant after warm-up, so the weights at
+# step 8000 do not depend on --steps; only the header's total_steps says 12000).  Session 1's phase model was the
+# same command without --tie-method (FFT-TIE); benchmarks/phase_levers.sh compares them.
+OMP_NUM_THREADS=1 napari-cvdm train --task phase --name cvdm-phase-twoshot --tie-method us-tie --simulate-n 256 \
+    --simulate-size 192 --simulate-seed 0 --steps 8000 --batch-size 8 --patch-size 64 --learning-rate 4e-4 \
+    --precision bf16 --checkpoint-every 250 --val-every 500 --log-every 50 -o runs/cvdm-phase-twoshot.trained.cvdm \
+    > runs/phase.log 2>&1 &
 wait
 # Few-step sampling (docs/performance.md): LD3 grids for the deterministic sampler at 5 and 10 steps, and the
 # default number of steps chosen by `napari-cvdm bench --nfe` (SR 10, phase 50; stochastic sampler, η = 1).

@@ -45,10 +45,10 @@ REGISTRY: dict[str, RegisteredModel] = {
     "cvdm-phase-twoshot": RegisteredModel(
         "cvdm-phase-twoshot",
         "cvdm-phase-twoshot.cvdm",
-        "85cbd9c81ce6fb4cbc88b59f5ae52ea3e694e8c188a01f45850cd9b8fba7b65e",
+        "e0b9b828d9549f05e371dcbb58ebb884aebd36dda7a2b1b10833dcbca2c928b5",
         "two-shot defocus (I(−d), I(+d)) → quantitative phase (rad), trained on simulated pairs",
         task="phase",
-    ),  # 9.2 MB, 8000 steps, LD3 grids for 5 and 10 steps
+    ),  # 9.2 MB, 8000 steps, conditioned on US-TIE (session 3), LD3 grids for 5 and 10 steps
 }
 
 
