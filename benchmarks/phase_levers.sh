@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
 # Phase-model levers (docs/models.md, "Levers measured"): each candidate model on the held-out phase set with one
 # protocol — n = 8 test images per row, 4 samples per image, the model's default sampler (50 steps) — and a figure
-# per model.  The table in the model card is the shipped model's row of this protocol.  Run from the repository
-# root after benchmarks/train_default_models.sh; pass the model files to compare (default: the candidates of
-# session 3).  About 20 min per model on one free core.
+# per model; `python benchmarks/lever_table.py runs/levers/*.md` combines the results.  The shipped model's own
+# table in the card is the full protocol instead (`napari-cvdm bench --task phase --n 8 --n-samples 8`).
+# Run from the repository root; pass model files, or make the session-3 candidates first:
+#   runs/phase-fft-tie-64.cvdm    session 1's model: git show 9da2c4d:src/napari_cvdm/models/cvdm-phase-twoshot.cvdm
+#   runs/cvdm-phase-twoshot.trained.cvdm   the phase command of benchmarks/train_default_models.sh (US-TIE, 64²)
+#   runs/phase-us-tie-128.cvdm    the same command with --patch-size 128 --batch-size 4 --steps 4000
+#                                 -o runs/phase-us-tie-128.cvdm (the same number of training pixels)
+# 11–32 min per model on one core of the 2-core development machine, depending on what else runs.
 set -euo pipefail
 mkdir -p runs/levers
 models=("$@")
-[ ${#models[@]} -eq 0 ] && models=(runs/phase-fft-tie-64.cvdm runs/phaseA.step8000.cvdm runs/phaseA.trained.cvdm \
-    runs/phaseB.trained.cvdm)
+[ ${#models[@]} -eq 0 ] && models=(runs/phase-fft-tie-64.cvdm runs/cvdm-phase-twoshot.trained.cvdm \
+    runs/phase-us-tie-128.cvdm)
 for model in "${models[@]}"; do
     name="$(basename "$model" .cvdm)"
     [ -s "runs/levers/$name.md" ] && continue  # already measured

@@ -141,8 +141,15 @@ def phase_benchmark(
 def sr_benchmark(
     model: TrainedModel | None, n: int, n_samples: int, steps: int | None, log: Callable[[str], None] = print
 ) -> Table:
-    header = ["structure", "method", "PSNR (dB) ↑", "MS-SSIM ↑", "decorr. res. (nm) ↓", "FRC res. vs truth (nm) ↓"]
-    header.append("Spearman(std, |err|) ↑")
+    header = [
+        "structure",
+        "method",
+        "PSNR (dB) ↑",
+        "MS-SSIM ↑",
+        "decorr. res. (nm) ↓",
+        "FRC res. vs truth (nm) ↓",
+        "Spearman(std, |err|) ↑",
+    ]
     table = Table(f"Super-resolution, WF 128² → SIM 256² (n = {n} per structure)", header)
     for j, kind in enumerate(STRUCTURES):
         settings = SRSimulation(structure=kind)

@@ -11,7 +11,7 @@ from typing import Literal
 import numpy as np
 
 from .model.cvdm import CVDMConfig
-from .model.metadata import ModelMetadata, Normalization
+from .model.metadata import ModelMetadata, Normalization, TieMethod
 from .model.unet import UNetConfig
 from .physics import PhaseSimulation, SRSimulation, simulate_phase_pair, simulate_sr_pair
 
@@ -34,7 +34,7 @@ def default_metadata(
     task: TaskName,
     name: str,
     physics: SRSimulation | PhaseSimulation | None = None,
-    tie_method: Literal["fft", "us-tie"] = "fft",
+    tie_method: TieMethod = "fft",
 ) -> ModelMetadata:
     """Model metadata that matches the simulator settings ``physics`` (defaults: BioSR / the paper's QPI).
 

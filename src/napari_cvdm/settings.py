@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .device import resolve_device
+from .model.metadata import TieMethod
 
 
 class ReconstructSettings(BaseModel):
@@ -106,7 +107,7 @@ class TrainJob(BaseModel):
     )
     width: int = Field(32, ge=4, description="denoiser width for a model trained from scratch")
     depth: int = Field(4, ge=1, le=6, description="denoiser levels for a model trained from scratch")
-    tie_method: Literal["fft", "us-tie"] | None = Field(
+    tie_method: TieMethod | None = Field(
         None,
         description="phase: the TIE estimate the model is conditioned on, 'fft' or 'us-tie' (None: the base "
         "model's, or 'fft' from scratch)",

@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Task = Literal["super-resolution", "phase", "generic"]
+TieMethod = Literal["fft", "us-tie"]  # the classical estimate a phase model is conditioned on
 
 
 class Normalization(BaseModel):
@@ -87,7 +88,7 @@ class ModelMetadata(BaseModel):
     defocus_um: float | None = Field(None, gt=0, description="phase: the two planes are at −d and +d (µm)")
     input_planes: int = Field(1, ge=1, description="planes of one input image (2 for two-shot phase)")
     condition_on_tie: bool = Field(False, description="phase: append a classical TIE phase estimate as a condition")
-    tie_method: Literal["fft", "us-tie"] = Field(
+    tie_method: TieMethod = Field(
         "fft",
         description="phase: which estimate conditions the model: 'fft' (one regularised TIE solve) or 'us-tie' "
         "(the iterative universal-solution TIE, physics.baselines.us_tie)",
