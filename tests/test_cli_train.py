@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import load_file
 
 from napari_cvdm import load_model
-from napari_cvdm.checkpoint import read_checkpoint
+from napari_cvdm.checkpoint import read_checkpoint, write_checkpoint
 from napari_cvdm.cli import main
 
 TINY_JOB = [
@@ -60,6 +60,25 @@ def test_train_resume_refuses_a_mismatched_or_missing_checkpoint(tmp_path, capsy
     assert read_checkpoint(tmp_path / "m.ckpt").step == 2  # untouched
     assert main([*TINY_JOB, "--steps", "4", "--resume", "-o", str(tmp_path / "new.cvdm")]) == 2
     assert "no checkpoint at" in capsys.readouterr().err
+
+
+def test_a_cosine_run_cannot_resume_with_other_steps(tmp_path, capsys):
+    cosine = [*TINY_JOB, "--lr-decay", "cosine"]
+    out = tmp_path / "m.cvdm"
+    assert main([*cosine, "--steps", "3", "-o", str(out)]) == 0
+    assert main([*cosine, "--steps", "6", "--resume", "-o", str(out)]) == 2  # the decay would end elsewhere
+    assert "steps: checkpoint 3, now 6" in capsys.readouterr().err
+    assert read_checkpoint(tmp_path / "m.ckpt").step == 3  # untouched
+
+
+def test_a_checkpoint_written_before_lr_decay_existed_still_resumes(tmp_path):
+    out = tmp_path / "m.cvdm"
+    assert main([*TINY_JOB, "--steps", "2", "-o", str(out)]) == 0
+    state = read_checkpoint(tmp_path / "m.ckpt")
+    del state.settings["lr_decay"]  # as written by an older version
+    write_checkpoint(tmp_path / "m.ckpt", state)
+    assert main([*TINY_JOB, "--steps", "3", "--resume", "-o", str(out)]) == 0
+    assert load_model(out).info.training["resumed_at_steps"] == [2]
 
 
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch built without distributed support")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -64,6 +66,20 @@ def test_cancel_before_the_first_step_says_nothing_was_saved(data, tmp_path):
     with pytest.raises(Cancelled, match="before its first step; nothing was saved"):
         train(tiny_network(residual=True), SR, data, TrainSettings(steps=5, **FAST), tmp_path / "m.cvdm", cancel=token)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_learning_rate_warms_up_then_stays_or_follows_a_cosine_to_zero():
+    from napari_cvdm.train import lr_factor
+
+    constant = TrainSettings(steps=1000, warmup_steps=100)
+    cosine = TrainSettings(steps=1000, warmup_steps=100, lr_decay="cosine")
+    for settings in (constant, cosine):
+        assert lr_factor(0, settings) == pytest.approx(0.01) and lr_factor(99, settings) == 1.0
+    assert lr_factor(999, constant) == 1.0
+    assert lr_factor(549, cosine) == pytest.approx(0.5, abs=2e-3)  # halfway through the decay
+    assert 0 < lr_factor(999, cosine) < 1e-4  # the last step still learns, barely
+    rates = [lr_factor(k, cosine) for k in range(100, 1000)]
+    assert all(b < a for a, b in itertools.pairwise(rates))
 
 
 def test_a_patch_larger_than_the_images_is_explained(data):

@@ -177,8 +177,8 @@ def check_compatible(
     """Refuse to resume from ``state`` when the run's settings or data differ in a way that changes training."""
     problems = []
     for key in sorted(set(settings) | set(state.settings)):
-        if key in RESUMABLE_CHANGES:
-            continue
+        if key in RESUMABLE_CHANGES and not (key == "steps" and settings.get("lr_decay") == "cosine"):
+            continue  # (a cosine decay ends at the last step: changing steps would change every later rate)
         old, new = state.settings.get(key), settings.get(key)
         if old != new:
             problems.append(f"{key}: checkpoint {old!r}, now {new!r}")
@@ -191,6 +191,6 @@ def check_compatible(
     if problems:
         raise CheckpointError(
             f"cannot resume from {path}: " + "; ".join(problems) + ". Resume with the same data and settings "
-            "(only steps, checkpoint_every, val_every, val_batches and device may change), or train without "
-            f"resume to start over (this overwrites {Path(path).name})."
+            "(only checkpoint_every, val_every, val_batches, device and — with a constant learning rate — steps may "
+            f"change), or train without resume to start over (this overwrites {Path(path).name})."
         )

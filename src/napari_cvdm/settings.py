@@ -70,6 +70,9 @@ class TrainSettings(BaseModel):
     patch_size: int = Field(64, ge=8, description="patch side on the output grid (pixels), multiple of 8")
     learning_rate: float = Field(2e-4, gt=0, le=1, description="Adam learning rate")
     warmup_steps: int = Field(100, ge=0, description="linear learning-rate warm-up")
+    lr_decay: Literal["constant", "cosine"] = Field(
+        "constant", description="learning rate after the warm-up: constant, or a cosine decay to 0 at the last step"
+    )
     time_lr_multiplier: float = Field(
         10.0, gt=0, description="learning-rate factor of the small time networks τ(t), ρ(t) (a few hundred weights)"
     )

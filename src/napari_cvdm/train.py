@@ -13,6 +13,7 @@ both files, so no finished step is lost.  Under ``torchrun`` the loop trains wit
 from __future__ import annotations
 
 import copy
+import math
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
@@ -56,6 +57,19 @@ class TrainProgress:
     @property
     def eta_seconds(self) -> float:
         return self.seconds / max(self.step, 1) * (self.total - self.step)
+
+
+def lr_factor(step: int, settings: TrainSettings) -> float:
+    """The learning rate of optimiser step ``step`` (0-based) as a fraction of ``settings.learning_rate``.
+
+    A linear warm-up over ``warmup_steps``, then constant, or (``lr_decay="cosine"``) half a cosine period that
+    reaches 0 at the last step: averaging out the gradient noise at the end is what a constant rate cannot do.
+    """
+    warm = max(settings.warmup_steps, 1)
+    if step < warm or settings.lr_decay == "constant":
+        return min(1.0, (step + 1) / warm)
+    progress = min(1.0, (step + 1 - warm) / (settings.steps - warm + 1))
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 class _EMA:
@@ -134,8 +148,7 @@ class _Trainer:
         self.optim = torch.optim.Adam(
             [{"params": others, "lr": lr}, {"params": time_nets, "lr": lr * settings.time_lr_multiplier}]
         )
-        warm = max(settings.warmup_steps, 1)
-        self.sched = torch.optim.lr_scheduler.LambdaLR(self.optim, lambda s: min(1.0, (s + 1) / warm))
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.optim, lambda s: lr_factor(s, settings))
         self.step, self.seconds_before, self.t0 = 0, 0.0, time.perf_counter()
         self.history: list[list[float]] = []
         self.val_history: list[tuple[int, float]] = []
@@ -149,6 +162,8 @@ class _Trainer:
     def restore(self, path: Path) -> None:
         """Continue from the checkpoint at ``path`` (refused if the settings or data differ)."""
         state = read_checkpoint(path)
+        # a setting added after the checkpoint was written had its default then
+        state.settings = {**TrainSettings().model_dump(mode="json"), **state.settings}
         check_compatible(state, self.settings.model_dump(mode="json"), self.fingerprint, path)
         self.network.load_state_dict(state.network)
         if self.ema.shadow is not None and state.ema is not None:
