@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -22,9 +24,12 @@ def test_real_cell_pair_is_a_defocus_stack_of_the_reserved_image():
     assert not np.allclose(stack[0], stack[1])  # the two planes differ
 
 
-def test_spearman_of_monotone_maps_is_one():
+def test_spearman_of_monotone_maps_is_one_and_of_a_constant_map_nan():
     a = np.random.default_rng(0).uniform(size=(8, 8))
     assert spearman(a, a**3) == pytest.approx(1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no ConstantInputWarning: an untrained model's flat std map is not news
+        assert np.isnan(spearman(np.ones((8, 8)), a))
 
 
 def test_speed_table_reports_seconds_and_ratio(tiny_sr_model):
@@ -62,3 +67,29 @@ def test_sr_table_has_both_resolutions_for_every_method(tiny_sr_model):
             assert row[5] == "–"
         else:
             assert 31.3 * 2 - 1 <= float(row[5]) < float("inf")  # nm: never finer than the SIM grid's Nyquist
+        if row[1] == "CVDM":
+            assert -1 <= float(row[6]) <= 1 and float(row[7]) > 0  # Spearman, err²/var
+    assert table.notes[0].startswith("Over all 4 test images, Spearman(image's mean std, image's RMSE) = ")
+    assert "err²/var ≈ 1.50" in table.notes[0] and table.notes[0] in table.markdown()
+
+
+def test_phase_table_scores_uncertainty_in_radians(tiny_phase_model, monkeypatch):
+    import napari_cvdm.bench as bench
+
+    calls = []
+    real_add = bench.Uncertainty.add
+
+    def spy(self, error, variance):
+        calls.append((error, variance))
+        real_add(self, error, variance)
+
+    monkeypatch.setattr(bench.Uncertainty, "add", spy)
+    table = bench.phase_benchmark(tiny_phase_model, n=1, n_samples=2, steps=2, log=lambda _: None)
+    assert [r[1] for r in table.rows] == ["TIE", "US-TIE", "CVDM"] * 5
+    assert len(calls) == 5 and all(e.shape == v.shape == (256, 256) for e, v in calls)
+    for (error, variance), row in zip(calls, [r for r in table.rows if r[1] == "CVDM"], strict=True):
+        assert abs(float(error.mean())) < 1e-4  # the unknowable constant phase is removed before scoring
+        assert float(row[2]) == pytest.approx(np.abs(error).mean(), abs=6e-4)  # MAE (rad) of the same error
+        assert float(row[5]) == pytest.approx(np.mean(error**2) / np.mean(variance), abs=0.0051)  # 2 digits
+    assert "Over all 5 test images" in table.notes[0]
+    assert bench.phase_benchmark(None, n=1, n_samples=2, steps=2, log=lambda _: None).notes == []

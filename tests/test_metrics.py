@@ -9,6 +9,7 @@ from scipy.ndimage import gaussian_filter
 from skimage.metrics import structural_similarity
 
 from napari_cvdm.metrics import (
+    calibration_ratio,
     decorrelation_analysis,
     decorrelation_resolution,
     frc_resolution,
@@ -123,3 +124,16 @@ def test_frc_resolution_is_not_improved_by_amplified_noise():
         truth + 0.01 * rng.standard_normal(truth.shape), truth, 30.0
     )
     assert frc_resolution(truth, truth, 30.0) == pytest.approx(60.0)  # perfect up to Nyquist
+
+
+@pytest.mark.parametrize("n_samples", [2, 8])
+def test_calibration_ratio_of_calibrated_samples_is_one_plus_one_over_n(n_samples):
+    """Samples from the true posterior: the N-sample mean's error² over the sample variance is 1 + 1/N."""
+    rng = np.random.default_rng(0)
+    sigma = rng.uniform(0.1, 2.0, (128, 128))  # a posterior std that varies per pixel
+    truth = rng.normal(0, sigma)  # what the image really is, drawn from the same posterior as the samples
+    samples = rng.normal(0, sigma, (n_samples, 128, 128))
+    ratio = calibration_ratio(samples.mean(0) - truth, samples.var(0, ddof=1))
+    assert ratio == pytest.approx(1 + 1 / n_samples, rel=0.05)
+    overconfident = calibration_ratio(samples.mean(0) - truth, samples.var(0, ddof=1) / 4)
+    assert overconfident == pytest.approx(4 * ratio)

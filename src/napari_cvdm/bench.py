@@ -7,7 +7,10 @@ evaluation — propagated with our simulator.  SR: WF 128² → SIM 256² for ea
 log-uniform in 15–600.  Metrics: :mod:`napari_cvdm.metrics` (phase: mean removed, MAE in rad, MS-SSIM with
 data_range 3.5 rad; SR: per-image min–max normalisation as DL-SR, PSNR, MS-SSIM, decorrelation resolution in nm
 and the FRC resolution against the SIM truth in nm, which amplified noise cannot improve).
-Uncertainty: Spearman rank correlation between the pixel-wise standard deviation and the absolute error of the mean.
+Uncertainty, in the metric's units: Spearman rank correlation between the pixel-wise standard deviation and the
+absolute error of the mean (does the std map point at the wrong pixels?), the calibration ratio mean(err²)/mean(var)
+(≈ 1 + 1/N for N calibrated samples; larger: overconfident), and, over all test images of a task, Spearman between
+each image's mean std and its RMSE (does the model know which images it gets wrong?).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .device import describe_device
-from .metrics import decorrelation_resolution, frc_resolution, mae, ms_ssim, psnr
+from .metrics import calibration_ratio, decorrelation_resolution, frc_resolution, mae, ms_ssim, psnr
 from .model.files import TrainedModel
 from .physics import (
     STRUCTURES,
@@ -54,12 +57,45 @@ class Table:
     header: list[str]
     rows: list[list[str]] = field(default_factory=list)
     examples: list[Example] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     def markdown(self) -> str:
         header = [cell.replace("|", "\\|") for cell in self.header]  # e.g. |err| must not split a column
         lines = [f"### {self.title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in r) + " |" for r in self.rows]
+        lines += ["", *self.notes] if self.notes else []
         return "\n".join(lines)
+
+
+@dataclass
+class Uncertainty:
+    """Per-image uncertainty scores of one row of a benchmark, and the (mean std, RMSE) of every image for the
+    task-wide image ranking."""
+
+    spearman: list[float] = field(default_factory=list)
+    calibration: list[float] = field(default_factory=list)
+    per_image: list[tuple[float, float]] = field(default_factory=list)
+
+    def add(self, error: np.ndarray, variance: np.ndarray) -> None:
+        std = np.sqrt(variance)
+        self.spearman.append(spearman(std, np.abs(error)))
+        self.calibration.append(calibration_ratio(error, variance))
+        self.per_image.append((float(std.mean()), float(np.sqrt(np.mean(np.square(error))))))
+
+    def cells(self) -> list[str]:
+        return [_fmt(self.spearman), _fmt(self.calibration, 2)]
+
+
+def image_ranking_note(rows: list[Uncertainty], n_samples: int) -> list[str]:
+    """One sentence: Spearman over all test images between mean std and RMSE, and the ideal calibration ratio."""
+    pairs = [p for row in rows for p in row.per_image]
+    if len(pairs) < 3:
+        return []
+    std, rmse = np.array(pairs).T
+    return [
+        f"Over all {len(pairs)} test images, Spearman(image's mean std, image's RMSE) = {spearman(std, rmse):.2f}. "
+        f"A calibrated {n_samples}-sample mean has err²/var ≈ {1 + 1 / n_samples:.2f}."
+    ]
 
 
 def _rngs(seed: int, n: int) -> list[np.random.Generator]:
@@ -67,8 +103,11 @@ def _rngs(seed: int, n: int) -> list[np.random.Generator]:
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman rank correlation of two maps; NaN (undefined) when either is constant."""
     from scipy.stats import spearmanr
 
+    if np.ptp(a) == 0 or np.ptp(b) == 0:
+        return float("nan")
     return float(spearmanr(a.ravel(), b.ravel()).statistic)
 
 
@@ -98,13 +137,15 @@ def real_cell_pair(settings: PhaseSimulation, size: int = 256) -> tuple[np.ndarr
 def phase_benchmark(
     model: TrainedModel | None, n: int, n_samples: int, steps: int | None, log: Callable[[str], None] = print
 ) -> Table:
-    header = ["test images", "method", "MAE (rad) ↓", "MS-SSIM ↑", "Spearman(std, |err|) ↑"]
+    header = ["test images", "method", "MAE (rad) ↓", "MS-SSIM ↑", "Spearman(std, |err|) ↑", "err²/var"]
     table = Table(f"Phase retrieval, 256², d = 2 µm (n = {n} per row)", header)
     cases = phase_cases(n)
     cases.append(("skimage cell() (real QPI), noise-free", PhaseSimulation(noise_max=0.0), [None]))
+    uncertainty: list[Uncertainty] = []
     for label, settings, rngs in cases:
         scores: dict[str, list[tuple[float, float]]] = {"TIE": [], "US-TIE": [], "CVDM": []}
-        rho: list[float] = []
+        row = Uncertainty()
+        uncertainty.append(row)
         for k, rng in enumerate(rngs):
             stack, phase = real_cell_pair(settings) if rng is None else simulate_phase_pair(settings, 256, rng)[:2]
             truth = phase - phase.mean()
@@ -113,7 +154,7 @@ def phase_benchmark(
             if model is not None:
                 result = reconstruct(model, stack, n_samples=n_samples, steps=steps, seed=k)
                 estimates["CVDM"] = result.mean - result.mean.mean()
-                rho.append(spearman(result.std, np.abs(estimates["CVDM"] - truth)))
+                row.add(estimates["CVDM"] - truth, result.variance)
                 if k == 0:
                     table.examples.append(
                         Example(
@@ -133,8 +174,11 @@ def phase_benchmark(
         for name, vals in scores.items():
             if vals:
                 m, s = np.mean(vals, axis=0)
-                table.rows.append([label, name, f"{m:.3f}", f"{s:.3f}", _fmt(rho) if name == "CVDM" else ""])
+                cells = row.cells() if name == "CVDM" else ["", ""]
+                table.rows.append([label, name, f"{m:.3f}", f"{s:.3f}", *cells])
         log(f"phase: {label} done")
+    if model is not None:
+        table.notes = image_ranking_note(uncertainty, n_samples)
     return table
 
 
@@ -149,13 +193,17 @@ def sr_benchmark(
         "decorr. res. (nm) ↓",
         "FRC res. vs truth (nm) ↓",
         "Spearman(std, |err|) ↑",
+        "err²/var",
     ]
     table = Table(f"Super-resolution, WF 128² → SIM 256² (n = {n} per structure)", header)
+    uncertainty: list[Uncertainty] = []
     for j, kind in enumerate(STRUCTURES):
         settings = SRSimulation(structure=kind)
         px_nm = settings.sim_pixel_um * 1000
         scores: dict[str, list[tuple[float, ...]]] = {"bicubic": [], "Richardson–Lucy": [], "CVDM": []}
-        res_gt, rho = [], []
+        res_gt: list[float] = []
+        row = Uncertainty()
+        uncertainty.append(row)
         for k, rng in enumerate(_rngs(TEST_SEED_SR + 10 * j, n)):
             wf, sim, _ = simulate_sr_pair(settings, 128, rng)
             res_gt.append(decorrelation_resolution(sim, px_nm))
@@ -167,8 +215,9 @@ def sr_benchmark(
                 result = reconstruct(model, wf, n_samples=n_samples, steps=steps, seed=k)
                 estimates["CVDM"] = result.mean
                 lo, hi = float(sim.min()), float(sim.max())
-                err = np.abs((result.mean - result.mean.min()) / np.ptp(result.mean) - (sim - lo) / (hi - lo))
-                rho.append(spearman(result.std, err))
+                scale = float(np.ptp(result.mean)) or 1.0  # the metric's min–max units, for error and variance
+                err = (result.mean - result.mean.min()) / scale - (sim - lo) / (hi - lo)
+                row.add(err, result.variance / scale**2)
                 if k == 0:
                     table.examples.append(
                         Example(
@@ -197,10 +246,12 @@ def sr_benchmark(
                 with warnings.catch_warnings():  # a column that is all NaN (no decorrelation peak) stays NaN
                     warnings.simplefilter("ignore", RuntimeWarning)
                     p, m, r, f = np.nanmean(vals, axis=0)
-                rho_text = _fmt(rho) if name == "CVDM" else ""
-                table.rows.append([kind, name, f"{p:.2f}", f"{m:.3f}", f"{r:.0f}", f"{f:.0f}", rho_text])
-        table.rows.append([kind, "SIM truth", "∞", "1", f"{np.nanmean(res_gt):.0f}", "–", ""])
+                cells = row.cells() if name == "CVDM" else ["", ""]
+                table.rows.append([kind, name, f"{p:.2f}", f"{m:.3f}", f"{r:.0f}", f"{f:.0f}", *cells])
+        table.rows.append([kind, "SIM truth", "∞", "1", f"{np.nanmean(res_gt):.0f}", "–", "", ""])
         log(f"sr: {kind} done")
+    if model is not None:
+        table.notes = image_ranking_note(uncertainty, n_samples)
     return table
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from .bench import TEST_SEED_PHASE, TEST_SEED_SR, Table, _rngs, real_cell_pair, spearman
-from .metrics import mae, ms_ssim
+from .metrics import calibration_ratio, mae, ms_ssim
 from .model.files import TrainedModel
 from .physics import STRUCTURES, PhaseSimulation, SRSimulation, simulate_phase_pair, simulate_sr_pair
 from .predict import reconstruct
@@ -69,7 +69,7 @@ def score(task: str, mean: np.ndarray, variance: np.ndarray, truth: np.ndarray, 
         "ms_ssim": ms_ssim(est, ref, data_range=data_range),
         "mae": mae(est, ref),
         "spearman": spearman(np.sqrt(var), np.abs(err)),
-        "calibration": float(np.mean(err**2) / max(float(np.mean(var)), 1e-20)),
+        "calibration": calibration_ratio(err, var),
     }
 
 

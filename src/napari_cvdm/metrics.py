@@ -79,6 +79,12 @@ def psnr(
     return math.inf if mse == 0 else 10.0 * math.log10(rng**2 / mse)
 
 
+def calibration_ratio(error: np.ndarray, variance: np.ndarray) -> float:
+    """mean(err²) / mean(var) of an N-sample mean: ≈ 1 + 1/N when the sample spread is calibrated, above that when
+    the samples are overconfident, below when they are too spread out (error and variance in the same units)."""
+    return float(np.mean(np.square(error)) / max(float(np.mean(variance)), 1e-20))
+
+
 def _gauss_window(win_size: int, sigma: float = 1.5) -> np.ndarray:
     x = np.arange(win_size) - (win_size - 1) / 2
     g = np.exp(-(x**2) / (2 * sigma**2))
