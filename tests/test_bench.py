@@ -93,3 +93,20 @@ def test_phase_table_scores_uncertainty_in_radians(tiny_phase_model, monkeypatch
         assert float(row[5]) == pytest.approx(np.mean(error**2) / np.mean(variance), abs=0.0051)  # 2 digits
     assert "Over all 5 test images" in table.notes[0]
     assert bench.phase_benchmark(None, n=1, n_samples=2, steps=2, log=lambda _: None).notes == []
+
+
+def test_bench_command_prints_the_table_and_the_steps_each_model_ran(tmp_path, capsys):
+    from napari_cvdm import load_model
+    from napari_cvdm.cli import main
+    from tests.conftest import save_tiny_models
+
+    model = save_tiny_models(tmp_path)["tiny-sr"]
+    args = ["bench", "--task", "sr", "--sr-model", str(model), "--n", "1", "--n-samples", "2", "-q"]
+    assert main([*args, "--figures", str(tmp_path / "fig")]) == 0
+    out = capsys.readouterr().out
+    assert "### Super-resolution" in out and "| CVDM |" in out
+    steps = load_model(model).info.sampler.steps
+    figure = tmp_path / "fig" / "bench_sr.png"
+    assert f"CVDM: 2 samples per image, {model} ({steps} steps); figures: ['{figure}']" in out and figure.exists()
+    assert main([*args, "--steps", "3", "--figures", ""]) == 0
+    assert f"{model} (3 steps); figures: none" in capsys.readouterr().out

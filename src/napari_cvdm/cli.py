@@ -278,7 +278,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
                 )
                 print(f"{table.markdown()}\n\nmodel: {name}\n", flush=True)
         return 0
-    outputs = []
+    outputs, used = [], []
     for task, model_name, run, figure in (
         ("sr", args.sr_model, sr_benchmark, "bench_sr.png"),
         ("phase", args.phase_model, phase_benchmark, "bench_phase.png"),
@@ -289,9 +289,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
         n = args.n if args.n is not None else (4 if task == "sr" else 6)
         table = run(model, n, args.n_samples, args.steps, log)
         print(table.markdown() + "\n", flush=True)
-        if args.figures and model is not None:
-            outputs.append(save_figure(table, Path(args.figures) / figure))
-    settings = f"{args.n_samples} samples, steps={args.steps or 'model default'}"
+        if model is not None:
+            used.append(f"{model_name} ({args.steps or model.info.sampler.steps} steps)")
+            if args.figures:
+                outputs.append(str(save_figure(table, Path(args.figures) / figure)))
+    settings = f"{args.n_samples} samples per image, {', '.join(used) or 'no model'}"
     print(f"_{time.perf_counter() - start:.0f} s on this machine; CVDM: {settings}; figures: {outputs or 'none'}_")
     return 0
 
