@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Phase-model levers (docs/models.md, "Levers measured"): each candidate model on the held-out phase set with one
-# protocol — n = 8 test images per row, 4 samples per image, the model's default sampler (50 steps) — and a figure
-# per model; `python benchmarks/lever_table.py runs/levers/*.md` combines the results.  The shipped model's own
-# table in the card is the full protocol instead (`napari-cvdm bench --task phase --n 8 --n-samples 8`).
+# protocol — n = 8 test images per row, 4 samples per image, the model's default sampler — and a figure per model;
+# `python benchmarks/lever_table.py runs/levers/*.md` combines the results.  The default sampler is not the same
+# for every file: 50 steps for session 1's registered file, 20 for files written by `napari-cvdm train` (learn-grid
+# sets 50 when a model is registered).  Session 3 measured the candidates below that way; pass STEPS=50 to run
+# every model at 50 steps.  The shipped model's own table in the card is the full protocol instead
+# (`napari-cvdm bench --task phase --n 8 --n-samples 8`).
 # Run from the repository root; pass model files, or make the session-3 candidates first:
 #   runs/phase-fft-tie-64.cvdm    session 1's model: git show 9da2c4d:src/napari_cvdm/models/cvdm-phase-twoshot.cvdm
 #   runs/cvdm-phase-twoshot.trained.cvdm   the phase command of benchmarks/train_default_models.sh (US-TIE, 64²)
@@ -12,11 +15,13 @@
 set -euo pipefail
 mkdir -p runs/levers
 models=("$@")
+steps=()
+[ -n "${STEPS:-}" ] && steps=(--steps "$STEPS")
 [ ${#models[@]} -eq 0 ] && models=(runs/phase-fft-tie-64.cvdm runs/cvdm-phase-twoshot.trained.cvdm \
     runs/phase-us-tie-128.cvdm)
 for model in "${models[@]}"; do
     name="$(basename "$model" .cvdm)"
     [ -s "runs/levers/$name.md" ] && continue  # already measured
-    OMP_NUM_THREADS=1 napari-cvdm bench --task phase --phase-model "$model" --n 8 --n-samples 4 \
+    OMP_NUM_THREADS=1 napari-cvdm bench --task phase --phase-model "$model" --n 8 --n-samples 4 "${steps[@]}" \
         --figures "runs/levers/$name" -q > "runs/levers/$name.md"
 done

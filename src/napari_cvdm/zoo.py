@@ -45,10 +45,10 @@ REGISTRY: dict[str, RegisteredModel] = {
     "cvdm-phase-twoshot": RegisteredModel(
         "cvdm-phase-twoshot",
         "cvdm-phase-twoshot.cvdm",
-        "e0b9b828d9549f05e371dcbb58ebb884aebd36dda7a2b1b10833dcbca2c928b5",
+        "48000f66af2bbd745be5e295ddcb864504778110b5634430296764c5f848c6aa",
         "two-shot defocus (I(−d), I(+d)) → quantitative phase (rad), trained on simulated pairs",
         task="phase",
-    ),  # 9.2 MB, 8000 steps, conditioned on US-TIE (session 3), LD3 grids for 5 and 10 steps
+    ),  # 9.2 MB, conditioned on US-TIE; 8000 steps (session 3) + 4000 with a cosine decay (session 4); LD3 grids
 }
 
 
