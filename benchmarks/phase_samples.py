@@ -3,7 +3,9 @@
 Each test image is reconstructed once with ``--max`` samples (default 32) and the model's default sampler; the
 mean of every disjoint group of N samples (N = 1, 2, 4, …) is scored against the truth and the scores of the
 groups are averaged.  So a row's spread between N values is the Monte-Carlo error of an N-sample mean, measured
-on the same draws.  err²/var is 1 + 1/N for calibrated samples (metrics.calibration_ratio).
+on the same draws.  err²/var is 1 + 1/N for calibrated samples (metrics.calibration_ratio); here the variance is
+that of the mean-removed samples, like the error (``napari-cvdm bench`` uses the reconstruction's variance layer,
+which also contains the spread of the samples' unknowable constant offsets).
 
 Images: the first ``--n`` held-out images of the benchmark's noise-free and noisy cell rows, and
 ``skimage.data.cell()`` (benchmark seeds, so they are images of ``napari-cvdm bench --task phase``).
