@@ -23,9 +23,9 @@ OMP_NUM_THREADS=1 napari-cvdm train --task phase --name cvdm-phase-twoshot \
     --seed 1 --steps 4000 --batch-size 8 --patch-size 64 --learning-rate 4e-4 --lr-decay cosine --precision bf16 \
     --checkpoint-every 250 --val-every 500 --log-every 50 -o runs/phase-cosine.trained.cvdm > runs/phase-cosine.log 2>&1
 # Few-step sampling (docs/performance.md): LD3 grids for the deterministic sampler at 5 and 10 steps, and the
-# default number of steps chosen by `napari-cvdm bench --nfe` (SR 10, phase 50; stochastic sampler, η = 1).
+# default number of steps chosen by `napari-cvdm bench --nfe` (SR 10, phase 20; stochastic sampler, η = 1).
 # About 6 min each on one core; the result is bit-identical on a rerun (one thread, fixed seed).
-for spec in sr:cvdm-sr-widefield:10:cvdm-sr-widefield.trained phase:cvdm-phase-twoshot:50:phase-cosine.trained; do
+for spec in sr:cvdm-sr-widefield:10:cvdm-sr-widefield.trained phase:cvdm-phase-twoshot:20:phase-cosine.trained; do
     IFS=: read -r task name steps trained <<< "$spec"
     OMP_NUM_THREADS=1 napari-cvdm learn-grid --model "runs/$trained.cvdm" -o "runs/$name.cvdm" --steps 5 10 \
         --iterations 100 --default-steps "$steps" --default-eta 1 --overwrite > "runs/ld3_$task.log" 2>&1 &

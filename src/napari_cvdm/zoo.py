@@ -45,7 +45,7 @@ REGISTRY: dict[str, RegisteredModel] = {
     "cvdm-phase-twoshot": RegisteredModel(
         "cvdm-phase-twoshot",
         "cvdm-phase-twoshot.cvdm",
-        "48000f66af2bbd745be5e295ddcb864504778110b5634430296764c5f848c6aa",
+        "2124c4ab6b838a4abefd1e3fc1c07a3c23c16fb05d4b465f951965b00190965a",
         "two-shot defocus (I(−d), I(+d)) → quantitative phase (rad), trained on simulated pairs",
         task="phase",
     ),  # 9.2 MB, conditioned on US-TIE; 8000 steps (session 3) + 4000 with a cosine decay (session 4); LD3 grids
