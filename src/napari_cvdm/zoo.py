@@ -38,10 +38,10 @@ REGISTRY: dict[str, RegisteredModel] = {
     "cvdm-sr-widefield": RegisteredModel(
         "cvdm-sr-widefield",
         "cvdm-sr-widefield.cvdm",
-        "5d62cc9aa4d8d132b334583c5ffc7feda793031827ed542eb8ff16ff3114d119",
+        "7ae41d871074383681e514e704058d9b3b6fd38270065cbfc5a006db66233f6a",
         "widefield → SIM super-resolution (2× finer grid), trained on simulated BioSR-like pairs",
         task="super-resolution",
-    ),  # 9.2 MB, 8000 steps, LD3 grids for 5 and 10 steps
+    ),  # 9.2 MB, 8000 steps (session 1) + 4000 with a cosine decay (session 4), LD3 grids for 5 and 10 steps
     "cvdm-phase-twoshot": RegisteredModel(
         "cvdm-phase-twoshot",
         "cvdm-phase-twoshot.cvdm",

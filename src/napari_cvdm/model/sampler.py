@@ -153,7 +153,7 @@ def _run_gamma(
 
     g_t = gamma_at(0)
     # Start from the forward process's marginal at t = 1 for a zero-mean target, N(0, 1 − γ(1, x)): a learned
-    # schedule ends near but not at γ = 0 (0.15–0.22 for the default SR model), and starting from N(0, 1) instead
+    # schedule ends near but not at γ = 0 (0.15–0.22 for session 1's SR model), and starting from N(0, 1) instead
     # biases every step — fatally for η = 0 (bench --nfe: MS-SSIM 0.87 at any NFE), mildly for η = 1.
     z = z * torch.sqrt(1 - g_t)
     y0 = z
