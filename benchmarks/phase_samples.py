@@ -22,17 +22,19 @@ import numpy as np
 
 import napari_cvdm as nc
 from napari_cvdm.bench import phase_cases, real_cell_pair
-from napari_cvdm.metrics import calibration_ratio, mae, ms_ssim
+from napari_cvdm.bench_nfe import score
 from napari_cvdm.physics import PhaseSimulation, simulate_phase_pair
 from napari_cvdm.predict import reconstruct
 
 
-def held_out_images(n: int) -> list[tuple[str, np.ndarray, np.ndarray]]:
+def held_out_images(n: int) -> list[tuple[str, np.ndarray, np.ndarray, float]]:
+    """(label, input stack, true phase, MS-SSIM data range in rad) of the study's images."""
     images = []
     for label, settings, rngs in phase_cases(n):
         if label.startswith("cells"):
-            images += [(label, *simulate_phase_pair(settings, 256, rng)[:2]) for rng in rngs]
-    return [*images, ("skimage cell()", *real_cell_pair(PhaseSimulation(noise_max=0.0)))]
+            images += [(label, *simulate_phase_pair(settings, 256, rng)[:2], settings.max_phase_rad) for rng in rngs]
+    real = PhaseSimulation(noise_max=0.0)
+    return [*images, ("skimage cell()", *real_cell_pair(real), real.max_phase_rad)]
 
 
 def main() -> None:
@@ -45,7 +47,7 @@ def main() -> None:
     model = nc.load_model(args.model)
     groups = [2**k for k in range(int(np.log2(args.max)) + 1)]
     scores: dict[str, dict[int, list[tuple[float, float, float]]]] = {}
-    for k, (label, stack, phase) in enumerate(held_out_images(args.n)):
+    for k, (label, stack, phase, data_range) in enumerate(held_out_images(args.n)):
         truth = phase - phase.mean()
         result = reconstruct(model, stack, n_samples=args.max, steps=args.steps, seed=k, keep_samples=True)
         samples = result.samples - result.samples.mean(axis=(-2, -1), keepdims=True)
@@ -53,9 +55,10 @@ def main() -> None:
         for n in groups:
             for start in range(0, args.max, n):
                 group = samples[start : start + n]
-                mean = group.mean(0)
-                ratio = calibration_ratio(mean - truth, group.var(0, ddof=1)) if n > 1 else float("nan")
-                row.setdefault(n, []).append((mae(mean, truth), ms_ssim(mean, truth, data_range=3.5), ratio))
+                variance = group.var(0, ddof=1) if n > 1 else np.ones_like(group[0])  # (one sample: no spread)
+                m = score("phase", group.mean(0), variance, truth, data_range)  # the NFE study's scoring
+                ratio = m["calibration"] if n > 1 else float("nan")
+                row.setdefault(n, []).append((m["mae"], m["ms_ssim"], ratio))
         print(f"{label}: image {k} done ({result.nfe_per_sample} steps)", flush=True)
     print("\n| test images | N | MAE (rad) ↓ | MS-SSIM ↑ | err²/var (calibrated: 1 + 1/N) |\n|---|---|---|---|---|")
     for label, row in scores.items():
