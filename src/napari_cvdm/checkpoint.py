@@ -171,17 +171,23 @@ def read_checkpoint(path: str | os.PathLike) -> TrainState:
     )
 
 
+def settings_changes(stored: dict[str, Any], settings: dict[str, Any]) -> list[str]:
+    """The setting changes between a checkpoint's ``stored`` settings and a resume's that would change training."""
+    problems = []
+    for key in sorted(set(settings) | set(stored)):
+        if key in RESUMABLE_CHANGES and not (key == "steps" and settings.get("lr_decay") == "cosine"):
+            continue  # (a cosine decay ends at the last step: changing steps would change every later rate)
+        old, new = stored.get(key), settings.get(key)
+        if old != new:
+            problems.append(f"{key}: checkpoint {old!r}, now {new!r}")
+    return problems
+
+
 def check_compatible(
     state: TrainState, settings: dict[str, Any], fingerprint: dict[str, Any], path: str | os.PathLike
 ) -> None:
     """Refuse to resume from ``state`` when the run's settings or data differ in a way that changes training."""
-    problems = []
-    for key in sorted(set(settings) | set(state.settings)):
-        if key in RESUMABLE_CHANGES and not (key == "steps" and settings.get("lr_decay") == "cosine"):
-            continue  # (a cosine decay ends at the last step: changing steps would change every later rate)
-        old, new = state.settings.get(key), settings.get(key)
-        if old != new:
-            problems.append(f"{key}: checkpoint {old!r}, now {new!r}")
+    problems = settings_changes(state.settings, settings)
     labels = {"data": "training data", "architecture": "network architecture", "world_size": "number of processes"}
     for key, label in labels.items():
         old, new = state.fingerprint.get(key), fingerprint.get(key)
@@ -189,8 +195,13 @@ def check_compatible(
             detail = f" ({old} → {new})" if key == "world_size" else ""
             problems.append(f"the {label} differs{detail}")
     if problems:
-        raise CheckpointError(
-            f"cannot resume from {path}: " + "; ".join(problems) + ". Resume with the same data and settings "
-            "(only checkpoint_every, val_every, val_batches, device and — with a constant learning rate — steps may "
-            f"change), or train without resume to start over (this overwrites {Path(path).name})."
-        )
+        raise CheckpointError(resume_refusal(problems, path))
+
+
+def resume_refusal(problems: list[str], path: str | os.PathLike) -> str:
+    """The message that refuses a resume from ``path`` because of ``problems``, with the two ways out."""
+    return (
+        f"cannot resume from {path}: " + "; ".join(problems) + ". Resume with the same data and settings "
+        "(only checkpoint_every, val_every, val_batches, device and — with a constant learning rate — steps may "
+        f"change), or train without resume to start over (this overwrites {Path(path).name})."
+    )

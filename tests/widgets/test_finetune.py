@@ -177,6 +177,22 @@ def test_stop_saves_a_resumable_model_and_resume_continues(make_finetune, model_
     assert training["steps"] == steps + 2 and training["resumed_at_steps"] == [steps]
 
 
+def test_cosine_decay_is_recorded_and_a_resume_with_other_steps_is_refused(make_finetune, model_files, notes, qtbot):
+    viewer, widget, _ = make_finetune()
+    _add_sr_pairs(viewer)
+    _fast(widget, steps=3, name="decayed")
+    widget.preview_every.value = 0
+    widget.lr_decay.value = "cosine"
+    assert _wait(qtbot, widget.train()).outcome == "done" and notes["error"] == []
+    model = Path(model_files["tiny-sr"]).parent / "decayed.cvdm"
+    assert load_model(model).info.training["settings"]["lr_decay"] == "cosine"
+    saved = model.read_bytes()
+    widget.resume.value, widget.steps.value = True, 5  # a cosine decay ends at the last step: steps are fixed
+    assert widget.train() is None  # refused before anything starts
+    assert len(notes["error"]) == 1 and "steps: checkpoint 3, now 5" in notes["error"][0], notes["error"]
+    assert model.read_bytes() == saved
+
+
 def test_phase_pairs_from_a_stack_layer(make_finetune, model_files, notes, qtbot):
     viewer, widget, _ = make_finetune()
     viewer.add_image(noisy((3, 2, 32, 32), low=0.8, high=1.2), name="defocus pairs")

@@ -31,7 +31,7 @@ from magicgui.widgets import (
 from napari.utils import notifications
 from pydantic import ValidationError
 
-from ..checkpoint import checkpoint_path, checkpoint_settings
+from ..checkpoint import CheckpointError, checkpoint_path, checkpoint_settings, resume_refusal, settings_changes
 from ..data import DataError, PairedDataset
 from ..device import describe_device
 from ..model.files import ModelFileError
@@ -95,12 +95,21 @@ class FineTuneWidget(Container):
         self.show_advanced = CheckBox(text="advanced settings", value=False)
         self.alpha = LineEdit(label="α (γ smoothness)", value="1e-3")
         self.ema_decay = LineEdit(label="EMA decay", value="0.999")
+        self.lr_decay = ComboBox(label="Rate decay", choices=["constant", "cosine"], value="constant")
         self.augment = CheckBox(text="augment (flips, 90° rotations)", value=True)
         self.seed = SpinBox(label="Seed", value=0, min=0, max=2**31 - 1)
         self.device = ComboBox(label="Device", choices=DEVICES, value="auto")
         self.checkpoint_every = SpinBox(label="Checkpoint every", value=250, min=1, max=1_000_000)
         self.resume = CheckBox(text="continue from checkpoint", value=False)
-        advanced = [self.alpha, self.ema_decay, self.augment, self.seed, self.device, self.checkpoint_every]
+        advanced = [
+            self.alpha,
+            self.ema_decay,
+            self.lr_decay,
+            self.augment,
+            self.seed,
+            self.device,
+            self.checkpoint_every,
+        ]
         self.advanced = Container(widgets=[*advanced, self.resume], labels=True, visible=False)
         self.show_terms = CheckBox(text="show loss terms", value=False)
         self.run_button = PushButton(text="Train")
@@ -124,6 +133,10 @@ class FineTuneWidget(Container):
         self.preview_every.tooltip = "steps between previews of one validation patch (0: no preview)"
         self.learning_rate.tooltip = "Adam learning rate; fine-tuning usually wants less than training (2e-4)"
         self.val_fraction.tooltip = "fraction of the pairs held out (whole images) for the validation loss"
+        self.lr_decay.tooltip = (
+            "learning rate after the warm-up: constant, or a cosine decay to 0 at the last step (better final "
+            "weights for a fixed number of steps; a stopped cosine run resumes only with the same Steps)"
+        )
         self.resume.tooltip = "continue a stopped run of this name exactly where it stopped (same data and settings)"
         self.base.changed.connect(self._on_base_changed)
         self.source.changed.connect(self._on_source_changed)
@@ -238,6 +251,7 @@ class FineTuneWidget(Container):
             patch_size=self.patch_size.value,
             learning_rate=field_number(self.learning_rate),
             warmup_steps=warmup,
+            lr_decay=self.lr_decay.value,
             alpha=field_number(self.alpha),
             ema_decay=field_number(self.ema_decay),
             val_fraction=self.val_fraction.value,
@@ -254,7 +268,7 @@ class FineTuneWidget(Container):
             return self._job
         try:
             job = self._make_job()
-        except (InputError, ModelFileError, DataError, ValidationError) as err:
+        except (InputError, ModelFileError, DataError, CheckpointError, ValidationError) as err:
             notifications.show_error(refusal_message(err))
             return None
         self._job = job
@@ -277,6 +291,13 @@ class FineTuneWidget(Container):
             raise InputError(describe_device(settings.device).removeprefix("unavailable: "))
         base = get_model(entry.value)
         output = check_output_name(self.model_name.value.strip(), entry.value, self.resume.value)
+        if self.resume.value:  # refuse now, not after the data are read, when the settings rule out a resume
+            stored = checkpoint_settings(checkpoint_path(output))
+            changes = settings_changes(
+                {**TrainSettings().model_dump(mode="json"), **(stored or {})}, settings.model_dump(mode="json")
+            )
+            if stored is not None and changes:
+                raise CheckpointError(resume_refusal(changes, checkpoint_path(output)))
         count = self._count(base.info, base.network.min_size)
         layers = self.source.value == "layers"
         if layers:
