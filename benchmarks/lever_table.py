@@ -1,8 +1,8 @@
 """Combine the CVDM rows of several `napari-cvdm bench --task phase` outputs into one table (docs/models.md).
 
 Usage: ``python benchmarks/lever_table.py runs/levers/phase-fft-tie-64.md runs/levers/phaseA.step8000.md ...``
-Each column is one model file (its results file's name); each cell is "MAE / MS-SSIM" of the CVDM mean, with the
-US-TIE baseline of the same images in the last column.
+Each column is one model file (its results file's name, with the folder where two share a name); each cell is
+"MAE / MS-SSIM" of the CVDM mean, with the US-TIE baseline of the same images in the last column.
 """
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ def rows(path: Path) -> dict[str, dict[str, tuple[str, str]]]:
 
 
 def main(paths: list[str]) -> None:
-    tables = {Path(p).stem: rows(Path(p)) for p in paths}
+    stems = [Path(p).stem for p in paths]  # a column per file; the folder too where two files share a stem
+    names = [str(Path(p).with_suffix("")) if stems.count(Path(p).stem) > 1 else Path(p).stem for p in paths]
+    tables = {name: rows(Path(p)) for name, p in zip(names, paths, strict=True)}
     first = next(iter(tables.values()))
     print("| test images | " + " | ".join(tables) + " | US-TIE |")
     print("|---" * (len(tables) + 2) + "|")
