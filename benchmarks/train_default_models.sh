@@ -7,7 +7,7 @@ mkdir -p runs
 OMP_NUM_THREADS=1 napari-cvdm train --task sr --name cvdm-sr-widefield --simulate-n 256 --simulate-size 128 \
     --simulate-seed 0 --steps 8000 --batch-size 8 --patch-size 64 --learning-rate 4e-4 --precision bf16 \
     --checkpoint-every 250 --val-every 500 --log-every 50 -o runs/cvdm-sr-widefield.trained.cvdm > runs/sr.log 2>&1 &
-# Phase (session 3): conditioned on the US-TIE estimate (--tie-method us-tie).  The bundled weights are the step-8000
+# Phase (session 3): conditioned on the US-TIE estimate (--tie-method us-tie).  Session 4 started from the step-8000
 # checkpoint of this command run with --steps 12000 (the learning rate is constant after warm-up, so the weights at
 # step 8000 do not depend on --steps; only the header's total_steps says 12000).  Session 1's phase model was the
 # same command without --tie-method (FFT-TIE); benchmarks/phase_levers.sh compares them.
@@ -18,7 +18,7 @@ OMP_NUM_THREADS=1 napari-cvdm train --task phase --name cvdm-phase-twoshot --tie
 wait
 # Session 4: both models train 4000 more steps from those weights with the learning rate decaying along a cosine to
 # 0 (--lr-decay cosine; fresh t/ε draws with --seed 1): 1735 s (SR) and 1790 s (phase) on one CPU thread each.
-# These are the bundled weights.  (Session 4 gave the SR run --base-model cvdm-sr-widefield, the file bundled at the
+# (Session 4 gave the SR run --base-model cvdm-sr-widefield, the file bundled at the
 # time: the same weights as runs/cvdm-sr-widefield.trained.cvdm plus LD3 grids, which fine-tuning drops.)
 OMP_NUM_THREADS=1 napari-cvdm train --task sr --name cvdm-sr-widefield --base-model runs/cvdm-sr-widefield.trained.cvdm \
     --simulate-n 256 --simulate-size 128 --simulate-seed 0 --seed 1 --steps 4000 --batch-size 8 --patch-size 64 \
@@ -29,10 +29,23 @@ OMP_NUM_THREADS=1 napari-cvdm train --task phase --name cvdm-phase-twoshot \
     --seed 1 --steps 4000 --batch-size 8 --patch-size 64 --learning-rate 4e-4 --lr-decay cosine --precision bf16 \
     --checkpoint-every 250 --val-every 500 --log-every 50 -o runs/phase-cosine.trained.cvdm > runs/phase-cosine.log 2>&1 &
 wait
+# Session 5: a second cosine cycle from the session-4 weights, 6000 steps at half the peak rate (2e-4), on 4× more
+# simulated pairs (1024; the first 256 are session 1–4's), fresh draws with --seed 2: 2663 s (SR) and 2602 s (phase)
+# on one CPU thread each.  These are the bundled weights.
+OMP_NUM_THREADS=1 napari-cvdm train --task sr --name cvdm-sr-widefield --base-model runs/sr-cosine.trained.cvdm \
+    --simulate-n 1024 --simulate-size 128 --simulate-seed 0 --seed 2 --steps 6000 --batch-size 8 --patch-size 64 \
+    --learning-rate 2e-4 --lr-decay cosine --precision bf16 --checkpoint-every 250 --val-every 500 --log-every 50 \
+    -o runs/sr-s5.trained.cvdm > runs/sr-s5.log 2>&1 &
+OMP_NUM_THREADS=1 napari-cvdm train --task phase --name cvdm-phase-twoshot \
+    --base-model runs/phase-cosine.trained.cvdm --simulate-n 1024 --simulate-size 192 --simulate-seed 0 --seed 2 \
+    --steps 6000 --batch-size 8 --patch-size 64 --learning-rate 2e-4 --lr-decay cosine --precision bf16 \
+    --checkpoint-every 250 --val-every 500 --log-every 50 -o runs/phase-s5.trained.cvdm > runs/phase-s5.log 2>&1 &
+wait
 # Few-step sampling (docs/performance.md): LD3 grids for the deterministic sampler at 5 and 10 steps, and the
-# default number of steps chosen by `napari-cvdm bench --nfe` (SR 10, phase 20; stochastic sampler, η = 1).
-# About 6 min each on one core; the result is bit-identical on a rerun (one thread, fixed seed).
-for spec in sr:cvdm-sr-widefield:10:sr-cosine.trained phase:cvdm-phase-twoshot:20:phase-cosine.trained; do
+# default number of steps (SR 10, phase 20; stochastic sampler, η = 1; chosen with `napari-cvdm bench --nfe`, see
+# docs/performance.md for why SR keeps 10).  About 6–9 min each on one core; the result is bit-identical on a
+# rerun (one thread, fixed seed).
+for spec in sr:cvdm-sr-widefield:10:sr-s5.trained phase:cvdm-phase-twoshot:20:phase-s5.trained; do
     IFS=: read -r task name steps trained <<< "$spec"
     OMP_NUM_THREADS=1 napari-cvdm learn-grid --model "runs/$trained.cvdm" -o "runs/$name.cvdm" --steps 5 10 \
         --iterations 100 --default-steps "$steps" --default-eta 1 --overwrite > "runs/ld3_$task.log" 2>&1 &

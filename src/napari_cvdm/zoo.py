@@ -38,17 +38,17 @@ REGISTRY: dict[str, RegisteredModel] = {
     "cvdm-sr-widefield": RegisteredModel(
         "cvdm-sr-widefield",
         "cvdm-sr-widefield.cvdm",
-        "7ae41d871074383681e514e704058d9b3b6fd38270065cbfc5a006db66233f6a",
+        "7e2272ae4b43686a0d49a6e682d0e4c6397730cca14aa4b579e8714012cf773e",
         "widefield → SIM super-resolution (2× finer grid), trained on simulated BioSR-like pairs",
         task="super-resolution",
-    ),  # 9.2 MB, 8000 steps (session 1) + 4000 with a cosine decay (session 4), LD3 grids for 5 and 10 steps
+    ),  # 9.2 MB, 8000 steps (session 1) + 4000 (session 4) + 6000 (session 5) with cosine decays; LD3 grids
     "cvdm-phase-twoshot": RegisteredModel(
         "cvdm-phase-twoshot",
         "cvdm-phase-twoshot.cvdm",
-        "2124c4ab6b838a4abefd1e3fc1c07a3c23c16fb05d4b465f951965b00190965a",
+        "1f1b74ef1fbd95e68a92541553b1591c12f98c54bf250eaa78f2c2043d7c4d6f",
         "two-shot defocus (I(−d), I(+d)) → quantitative phase (rad), trained on simulated pairs",
         task="phase",
-    ),  # 9.2 MB, conditioned on US-TIE; 8000 steps (session 3) + 4000 with a cosine decay (session 4); LD3 grids
+    ),  # 9.2 MB, on US-TIE; 8000 steps (session 3) + 4000 (session 4) + 6000 (session 5) with cosine decays; LD3
 }
 
 
