@@ -2,9 +2,9 @@
 # Phase-model levers (docs/models.md, "Levers measured"): each candidate model on the held-out phase set with one
 # protocol — n = 8 test images per row, 4 samples per image, the model's default sampler — and a figure per model;
 # `python benchmarks/lever_table.py runs/levers/*.md` combines the results.  The default sampler is not the same
-# for every file: 50 steps for session 1's registered file, 20 for files written by `napari-cvdm train` (learn-grid
-# sets 50 when a model is registered).  Session 3 measured the candidates below that way; pass STEPS=50 to run
-# every model at 50 steps.  The shipped model's own table in the card is the full protocol instead
+# for every file: 50 steps for session 1's registered file, 20 for files written by `napari-cvdm train`
+# (`napari-cvdm learn-grid --default-steps` sets it when a model is registered).  Session 3 measured the
+# candidates below that way; pass STEPS=50 to run every model at 50 steps.  The shipped model's own table in the card is the full protocol instead
 # (`napari-cvdm bench --task phase --n 8 --n-samples 8`).
 # Run from the repository root; pass model files, or make the session-3 candidates first:
 #   runs/phase-fft-tie-64.cvdm    session 1's model: git show 9da2c4d:src/napari_cvdm/models/cvdm-phase-twoshot.cvdm

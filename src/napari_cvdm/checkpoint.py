@@ -22,6 +22,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 
 from .model.files import write_atomic
+from .settings import TrainSettings
 
 FORMAT = "napari-cvdm-checkpoint"
 FORMAT_VERSION = 1
@@ -172,7 +173,11 @@ def read_checkpoint(path: str | os.PathLike) -> TrainState:
 
 
 def settings_changes(stored: dict[str, Any], settings: dict[str, Any]) -> list[str]:
-    """The setting changes between a checkpoint's ``stored`` settings and a resume's that would change training."""
+    """The setting changes between a checkpoint's ``stored`` settings and a resume's that would change training.
+
+    A setting missing from ``stored`` was added after the checkpoint was written, and had its default then.
+    """
+    stored = {**TrainSettings().model_dump(mode="json"), **stored}
     problems = []
     for key in sorted(set(settings) | set(stored)):
         if key in RESUMABLE_CHANGES and not (key == "steps" and settings.get("lr_decay") == "cosine"):

@@ -162,8 +162,6 @@ class _Trainer:
     def restore(self, path: Path) -> None:
         """Continue from the checkpoint at ``path`` (refused if the settings or data differ)."""
         state = read_checkpoint(path)
-        # a setting added after the checkpoint was written had its default then
-        state.settings = {**TrainSettings().model_dump(mode="json"), **state.settings}
         check_compatible(state, self.settings.model_dump(mode="json"), self.fingerprint, path)
         self.network.load_state_dict(state.network)
         if self.ema.shadow is not None and state.ema is not None:

@@ -293,10 +293,7 @@ class FineTuneWidget(Container):
         output = check_output_name(self.model_name.value.strip(), entry.value, self.resume.value)
         if self.resume.value:  # refuse now, not after the data are read, when the settings rule out a resume
             stored = checkpoint_settings(checkpoint_path(output))
-            changes = settings_changes(
-                {**TrainSettings().model_dump(mode="json"), **(stored or {})}, settings.model_dump(mode="json")
-            )
-            if stored is not None and changes:
+            if stored is not None and (changes := settings_changes(stored, settings.model_dump(mode="json"))):
                 raise CheckpointError(resume_refusal(changes, checkpoint_path(output)))
         count = self._count(base.info, base.network.min_size)
         layers = self.source.value == "layers"
