@@ -20,9 +20,8 @@ import time
 
 import numpy as np
 
-from napari_cvdm.bench import TEST_SEED_PHASE, TEST_SEED_SR
-from napari_cvdm.bench import _rngs as _rngs
-from napari_cvdm.metrics import decorrelation_resolution, mae, ms_ssim, psnr
+from napari_cvdm.evaluation.metrics import decorrelation_resolution, mae, ms_ssim, psnr
+from napari_cvdm.evaluation.quality import TEST_SEED_PHASE, TEST_SEED_SR, held_out_rngs
 from napari_cvdm.physics import (
     STRUCTURES,
     PhaseSimulation,
@@ -47,7 +46,7 @@ def phase_table(n: int, size: int = 256) -> str:
             s = PhaseSimulation(source=source, noise_max=noise)
             rows: dict[str, list[tuple[float, float]]] = {"TIE": [], "US-TIE": []}
             iters = []
-            for rng in _rngs(TEST_SEED_PHASE + (source == "cells"), n):
+            for rng in held_out_rngs(TEST_SEED_PHASE + (source == "cells"), n):
                 stack, phase, _ = simulate_phase_pair(s, size, rng)
                 truth = phase - phase.mean()
                 args = (stack, s.defocus_um, s.wavelength_um, s.pixel_um)
@@ -72,7 +71,7 @@ def sr_table(n: int, size: int = 128) -> str:
         s = SRSimulation(structure=kind)
         vals: dict[str, list[tuple[float, float, float]]] = {"bicubic": [], "Richardson–Lucy (20 it.)": []}
         res_wf, res_gt = [], []
-        for rng in _rngs(TEST_SEED_SR + 10 * j, n):
+        for rng in held_out_rngs(TEST_SEED_SR + 10 * j, n):
             wf, sim, _ = simulate_sr_pair(s, size, rng)
             res_wf.append(decorrelation_resolution(wf, s.wf_pixel_um * 1000))
             res_gt.append(decorrelation_resolution(sim, s.sim_pixel_um * 1000))

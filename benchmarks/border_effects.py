@@ -15,9 +15,9 @@ import torch
 import torch.nn.functional as F
 
 import napari_cvdm as nc
-from napari_cvdm.bench import TEST_SEED_SR, _rngs
+from napari_cvdm.evaluation.quality import TEST_SEED_SR, held_out_rngs
 from napari_cvdm.physics import STRUCTURES, SRSimulation, simulate_sr_pair
-from napari_cvdm.samples import load_sample
+from napari_cvdm.sample_data import load_sample
 from napari_cvdm.tasks import make_condition
 
 
@@ -43,7 +43,7 @@ def sr_mean_by_edge_distance(n: int = 4, margin_wf: int = 4) -> None:
     idx = np.arange(size)
     dist = np.minimum(np.minimum(idx[:, None], idx[None, :]), np.minimum(idx[::-1][:, None], idx[::-1][None, :]))
     errors = {0: [], margin_wf: []}
-    for k, rng in enumerate(_rngs(TEST_SEED_SR + 10 * j, n)):
+    for k, rng in enumerate(held_out_rngs(TEST_SEED_SR + 10 * j, n)):
         wf, sim, _ = simulate_sr_pair(SRSimulation(structure="ccps"), 128, rng)
         for m in errors:
             image = np.pad(wf, m, mode="reflect") if m else wf

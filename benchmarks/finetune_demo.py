@@ -22,15 +22,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from napari_cvdm import load_model, presets
-from napari_cvdm.data import PairedDataset
-from napari_cvdm.metrics import ms_ssim, psnr
+from napari_cvdm import load_model
+from napari_cvdm._runtime import drive
+from napari_cvdm.evaluation.metrics import ms_ssim, psnr
+from napari_cvdm.inference.reconstruct import reconstruct
 from napari_cvdm.model.cvdm import CVDM
 from napari_cvdm.model.files import TrainedModel
 from napari_cvdm.physics import SRSimulation, bicubic_upsample
-from napari_cvdm.predict import reconstruct
 from napari_cvdm.settings import TrainSettings
-from napari_cvdm.train import finetune_start, iter_train
+from napari_cvdm.training import presets
+from napari_cvdm.training.data import PairedDataset
+from napari_cvdm.training.jobs import finetune_start
+from napari_cvdm.training.loop import iter_train
 
 CONDITION_A = SRSimulation(structure="microtubules", na=1.3)
 CONDITION_B = SRSimulation(structure="f-actin", na=1.1)
@@ -39,16 +42,13 @@ TEST_SEED = 10_005  # held out: training sets use seeds 1 and 2
 
 def run(network: CVDM, info, data: PairedDataset, settings: TrainSettings, out: Path, label: str) -> TrainedModel:
     start = time.perf_counter()
-    gen = iter_train(network, info, data, settings, out)
-    while True:
-        try:
-            event = next(gen)
-        except StopIteration as stop:
-            model = stop.value
-            break
+
+    def log(event) -> None:
         if event.step % 100 == 0 or event.step == event.total:
             val = f", validation {event.val_loss:.4f}" if event.val_loss is not None else ""
             print(f"  {label}: step {event.step}/{event.total}, loss {event.losses['total']:.4f}{val}", flush=True)
+
+    model = drive(iter_train(network, info, data, settings, out), log)
     print(f"  {label}: {time.perf_counter() - start:.0f} s", flush=True)
     return model
 

@@ -8,7 +8,7 @@ Usage: ``python benchmarks/make_sample_data.py [--out src/napari_cvdm/sample_dat
 * ``defocus_pair_phase_truth.tif``: (256, 256) float32 phase in rad.
 
 All files are zlib-compressed ImageJ TIFFs with the pixel size in the resolution tags and a JSON ``Info``
-entry that :func:`napari_cvdm.samples.load_sample` returns as metadata.  Total size is about 1 MB.
+entry that :func:`napari_cvdm.sample_data.load_sample` returns as metadata.  Total size is about 1 MB.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import numpy as np
 import tifffile
 
 from napari_cvdm.physics import PhaseSimulation, SRSimulation, simulate_phase_pair, simulate_sr_pair
-from napari_cvdm.samples import SAMPLE_DIR, SAMPLES
+from napari_cvdm.sample_data import SAMPLE_DIR, SAMPLES
 
 SIZE = 256
 SR_SEED = 7

@@ -21,10 +21,10 @@ import argparse
 import numpy as np
 
 import napari_cvdm as nc
-from napari_cvdm.bench import phase_cases, real_cell_pair
-from napari_cvdm.bench_nfe import score
+from napari_cvdm.evaluation.nfe import score
+from napari_cvdm.evaluation.quality import phase_cases, real_cell_pair
+from napari_cvdm.inference.reconstruct import reconstruct
 from napari_cvdm.physics import PhaseSimulation, simulate_phase_pair
-from napari_cvdm.predict import reconstruct
 
 
 def held_out_images(n: int) -> list[tuple[str, np.ndarray, np.ndarray, float]]:

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from napari_cvdm.model import load_model_file, sha256_of
-from napari_cvdm.zoo import BUNDLED_DIR
+from napari_cvdm.registry import BUNDLED_DIR
 
 
 def main(paths: list[str]) -> None:

@@ -33,8 +33,8 @@ def main() -> None:
 
     import torch
 
-    from napari_cvdm import presets
     from napari_cvdm.physics import SRSimulation
+    from napari_cvdm.training import presets
 
     torch.set_num_threads(1)
     physics = SRSimulation(structure="f-actin", na=1.1)

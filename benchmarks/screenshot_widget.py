@@ -26,7 +26,7 @@ def train_demo_model(steps: int, out: Path) -> str:
     import torch
 
     from napari_cvdm.settings import TrainJob, TrainSettings
-    from napari_cvdm.train import run_job
+    from napari_cvdm.training.jobs import run_job
 
     torch.set_num_threads(1)
     settings = TrainSettings(

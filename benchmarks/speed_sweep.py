@@ -15,7 +15,7 @@ import time
 
 import torch
 
-from napari_cvdm.zoo import load_model
+from napari_cvdm.registry import load_model
 
 SHAPES = [(512, 8), (512, 1), (256, 8), (256, 4), (256, 2), (256, 1), (192, 2), (128, 16), (128, 8), (128, 4)]
 

@@ -8,13 +8,13 @@ Public API::
     model.metadata                                       # task, pixel sizes, wavelength, normalisation, ...
 """
 
-__version__ = "0.1.0"
-
+from ._runtime import Cancelled, CancelToken
+from ._version import __version__
+from .inference.reconstruct import Reconstruction, iter_reconstruct, reconstruct
 from .model.files import ModelFileError, TrainedModel
-from .predict import Cancelled, CancelToken, Reconstruction, iter_reconstruct, reconstruct
+from .registry import list_models, load_model
 from .settings import ReconstructSettings
 from .tasks import InputError
-from .zoo import list_models, load_model
 
 __all__ = [
     "CancelToken",

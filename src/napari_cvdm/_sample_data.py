@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .samples import SAMPLES, load_sample
+from .sample_data import SAMPLES, load_sample
 
 LayerDataTuple = tuple[Any, dict[str, Any], str]
 

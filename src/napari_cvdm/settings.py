@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from .device import resolve_device
+from ._runtime.device import resolve_device
 from .model.metadata import TieMethod
 
 

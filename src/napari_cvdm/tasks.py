@@ -7,8 +7,8 @@
   (1, 2, H, W), optionally with a classical TIE phase estimate (FFT-TIE or US-TIE) as a third channel; the output
   is phase in radians.
 
-Training (:mod:`napari_cvdm.data`) and inference (:mod:`napari_cvdm.predict`) use these same functions, so the two
-can never disagree about normalisation.
+Training (:mod:`napari_cvdm.training.data`) and inference (:mod:`napari_cvdm.inference.reconstruct`) use these same
+functions, so the two can never disagree about normalisation.
 """
 
 from __future__ import annotations

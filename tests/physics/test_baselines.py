@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from napari_cvdm.metrics import ms_ssim, psnr
+from napari_cvdm.evaluation.metrics import ms_ssim, psnr
 from napari_cvdm.physics import (
     SRSimulation,
     bicubic_upsample,

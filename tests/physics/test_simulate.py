@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_cvdm.metrics import decorrelation_resolution
+from napari_cvdm.evaluation.metrics import decorrelation_resolution
 from napari_cvdm.physics import (
     PHOTO_NAMES,
     PhaseSimulation,

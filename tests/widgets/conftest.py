@@ -16,10 +16,10 @@ FAST = {"steps": 2}  # the tiny models' default sampler: 2 network evaluations p
 @pytest.fixture(autouse=True)
 def _only_test_models(monkeypatch):
     """Widget tests see only the tiny models they install (not the bundled default models)."""
-    from napari_cvdm import zoo
+    from napari_cvdm import registry
 
-    for name in list(zoo.REGISTRY):  # in place: other modules hold a reference to the same dict
-        monkeypatch.delitem(zoo.REGISTRY, name)
+    for name in list(registry.REGISTRY):  # in place: other modules hold a reference to the same dict
+        monkeypatch.delitem(registry.REGISTRY, name)
 
 
 @pytest.fixture

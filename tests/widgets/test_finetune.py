@@ -10,11 +10,18 @@ import tifffile
 
 from napari_cvdm import load_model
 from napari_cvdm._widgets import FineTuneWidget, ReconstructWidget, finetune_job
-from napari_cvdm._widgets.finetune_job import PREVIEW_NAMES, FineTuneJob, Preview, PreviewSpec, _drive, show_preview
+from napari_cvdm._widgets.finetune_job import (
+    PREVIEW_NAMES,
+    FineTuneJob,
+    Preview,
+    PreviewSpec,
+    show_preview,
+    training_events,
+)
 from napari_cvdm._widgets.job import WorkerJob
 from napari_cvdm._widgets.lossplot import TERM_LABELS
 from napari_cvdm._widgets.workers import release_device_memory
-from napari_cvdm.train import TrainProgress
+from napari_cvdm.training.loop import TrainProgress
 from tests.conftest import save_tiny_models, tiny_model, tiny_network
 from tests.widgets.conftest import FAST, noisy
 
@@ -269,9 +276,9 @@ def test_previews_never_change_the_training(tmp_path):
     """Inference on the network being trained (no EMA: the raw network) leaves its weights bit-identical."""
     import torch
 
-    from napari_cvdm.data import PairedDataset
     from napari_cvdm.settings import TrainSettings
-    from napari_cvdm.train import iter_train
+    from napari_cvdm.training.data import PairedDataset
+    from napari_cvdm.training.loop import iter_train
 
     def run(every: int | None, out: Path) -> tuple[dict, int]:
         model = tiny_model("sr", sampler=FAST)
@@ -279,7 +286,7 @@ def test_previews_never_change_the_training(tmp_path):
         data = PairedDataset.from_arrays(wfs, [np.kron(w, np.ones((2, 2), np.float32)) for w in wfs], model.info)
         settings = TrainSettings(steps=4, batch_size=2, patch_size=16, ema_decay=0, val_fraction=0, device="cpu")
         preview = PreviewSpec(wfs[0][:8, :8], model.info, every, "cpu") if every else None
-        events = list(_drive(iter_train(model.network, model.info, data, settings, out), preview))
+        events = list(training_events(iter_train(model.network, model.info, data, settings, out), preview))
         return model.network.state_dict(), sum(isinstance(e, Preview) for e in events)
 
     plain, _ = run(None, tmp_path / "plain.cvdm")

@@ -146,19 +146,19 @@ def test_registered_model_is_downloaded_in_a_worker_then_run(
     """A registered model not on disk is listed without network access, fetched on Run, then used."""
     import shutil
 
-    from napari_cvdm import zoo
+    from napari_cvdm import registry
     from napari_cvdm._widgets.job import DownloadJob, ReconstructionJob
     from napari_cvdm.model.files import sha256_of
     from tests.conftest import save_tiny_models
 
     source = save_tiny_models(tmp_path / "release", sampler=FAST)["tiny-sr"]
-    entry = zoo.RegisteredModel("tiny-registered", "tiny-registered.cvdm", sha256_of(source), "test model")
-    monkeypatch.setitem(zoo.REGISTRY, entry.name, entry)
+    entry = registry.RegisteredModel("tiny-registered", "tiny-registered.cvdm", sha256_of(source), "test model")
+    monkeypatch.setitem(registry.REGISTRY, entry.name, entry)
     monkeypatch.setenv("NAPARI_CVDM_CACHE", str(tmp_path / "cache"))
     fetched = []
 
     def fake_fetch(registered, progress=None):
-        target = zoo.cache_dir() / registered.filename
+        target = registry.cache_dir() / registered.filename
         if not target.is_file():
             fetched.append(registered.name)
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -168,7 +168,7 @@ def test_registered_model_is_downloaded_in_a_worker_then_run(
             shutil.copy(source, target)
         return target
 
-    monkeypatch.setattr(zoo, "fetch_registered", fake_fetch)
+    monkeypatch.setattr(registry, "fetch_registered", fake_fetch)
     viewer, widget = make_widget()
     assert widget.model.value == "tiny-registered" and fetched == []
     assert "downloaded" in widget.model_info.value

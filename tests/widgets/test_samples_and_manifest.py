@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import napari_cvdm
-from napari_cvdm.samples import SAMPLE_DIR, load_sample, sample_names
+from napari_cvdm.sample_data import SAMPLE_DIR, load_sample, sample_names
 
 MANIFEST = Path(napari_cvdm.__file__).parent / "napari.yaml"
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from ..model.files import SUFFIX, ModelFileError, TrainedModel, read_header
 from ..model.metadata import ModelMetadata
-from ..zoo import BUNDLED_DIR, REGISTRY, cache_dir, list_models, load_model, resolve_model_path, user_model_dir
+from ..registry import BUNDLED_DIR, REGISTRY, cache_dir, list_models, load_model, resolve_model_path, user_model_dir
 
 TASK_LABELS = {"super-resolution": "super-resolution", "phase": "phase", "generic": "generic"}
 

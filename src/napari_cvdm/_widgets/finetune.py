@@ -31,13 +31,20 @@ from magicgui.widgets import (
 from napari.utils import notifications
 from pydantic import ValidationError
 
-from ..checkpoint import CheckpointError, checkpoint_path, checkpoint_settings, resume_refusal, settings_changes
-from ..data import DataError, PairedDataset
-from ..device import describe_device
+from .._runtime.device import describe_device
 from ..model.files import ModelFileError
 from ..settings import TrainSettings
 from ..tasks import InputError
-from ..train import TrainProgress, finetune_start
+from ..training.checkpoint import (
+    CheckpointError,
+    checkpoint_path,
+    checkpoint_settings,
+    resume_refusal,
+    settings_changes,
+)
+from ..training.data import DataError, PairedDataset
+from ..training.jobs import finetune_start
+from ..training.loop import TrainProgress
 from .catalog import ModelPicker, get_model
 from .events import MODEL_EVENTS
 from .finetune_data import (

@@ -17,12 +17,12 @@ from typing import Any
 
 import numpy as np
 
-from ..checkpoint import checkpoint_path
-from ..data import DataError, match_folders, read_tiff, split_indices
 from ..model.files import SUFFIX
 from ..model.metadata import ModelMetadata
+from ..registry import REGISTRY, user_model_dir
 from ..tasks import InputError
-from ..zoo import REGISTRY, user_model_dir
+from ..training.checkpoint import checkpoint_path
+from ..training.data import DataError, match_folders, read_tiff, split_indices
 from .inputs import check_layer
 
 

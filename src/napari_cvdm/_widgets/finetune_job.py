@@ -1,4 +1,4 @@
-"""One fine-tuning run off the GUI thread: the worker around :func:`napari_cvdm.train.iter_train`, and its job.
+"""One fine-tuning run off the GUI thread: the worker around :func:`napari_cvdm.training.loop.iter_train`, and its job.
 
 The worker re-yields the core's :class:`TrainProgress` and, every K steps, a :class:`Preview` — a reconstruction
 of one validation patch with the current averaged (EMA) network, computed while the core waits between steps.
@@ -12,7 +12,7 @@ Afterwards the network is moved off the GPU and CUDA's cache is emptied, so napa
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,17 +21,18 @@ import numpy as np
 from napari.utils import notifications
 from superqt.utils import GeneratorWorker, create_worker
 
-from ..checkpoint import CheckpointError
-from ..data import DataError, PairedDataset
+from .._runtime import CancelToken, Progress, relay
+from ..inference.reconstruct import reconstruct
 from ..model.cvdm import CVDM
 from ..model.files import ModelFileError, TrainedModel
 from ..model.metadata import ModelMetadata
-from ..predict import CancelToken, Progress, reconstruct
 from ..settings import TrainSettings
 from ..tasks import InputError
-from ..train import TrainProgress, iter_train
+from ..training.checkpoint import CheckpointError
+from ..training.data import DataError, PairedDataset
+from ..training.loop import TrainProgress, iter_train
 from .job import WorkerJob
-from .workers import _is_out_of_memory, release_device_memory
+from .workers import is_out_of_memory, release_device_memory
 
 
 @dataclass
@@ -61,25 +62,25 @@ class PreviewSpec:
         return Preview(step, result.mean, np.sqrt(result.variance))
 
 
-def _drive(
+def training_events(
     core: Generator[TrainProgress, None, TrainedModel], preview: PreviewSpec | None
 ) -> Generator[TrainProgress | Preview, None, TrainedModel]:
-    """Re-yield training progress and previews; return the saved model (runs in the worker thread)."""
-    try:
-        while True:
+    """Re-yield training progress and previews; return the saved model (runs in the worker thread).
+
+    Closing it (an abandoned worker) closes ``core``, which still saves the finished steps.
+    """
+
+    def with_preview(event: TrainProgress) -> Iterator[TrainProgress | Preview]:
+        nonlocal preview
+        yield event
+        due = preview is not None and (event.step % preview.every == 0 or event.step == event.total)
+        if due and event.ema_network is not None:
             try:
-                event = next(core)
-            except StopIteration as stop:
-                return stop.value
-            yield event
-            due = preview is not None and (event.step % preview.every == 0 or event.step == event.total)
-            if due and event.ema_network is not None:
-                try:
-                    yield preview.run(event.ema_network, event.step)
-                except InputError:  # e.g. a blank patch: skip previews, keep training
-                    preview = None
-    finally:
-        core.close()  # abandoned (never on the normal path): closing still saves the finished steps
+                yield preview.run(event.ema_network, event.step)
+            except InputError:  # e.g. a blank patch: skip previews, keep training
+                preview = None
+
+    return (yield from relay(core, with_preview))
 
 
 def training_worker(
@@ -94,12 +95,12 @@ def training_worker(
 ) -> GeneratorWorker[TrainProgress | Preview, None, TrainedModel]:
     """An unstarted worker that fine-tunes ``network`` and writes ``output``; set ``stop`` to stop and save."""
     core = iter_train(network, info, data, settings, output, resume=resume, stop=stop)
-    return create_worker(_drive, core, preview, _start_thread=False, _ignore_errors=True)
+    return create_worker(training_events, core, preview, _start_thread=False, _ignore_errors=True)
 
 
 def training_error_message(exc: BaseException, settings: TrainSettings) -> str:
     """One notification-ready sentence for a failed fine-tuning run."""
-    if _is_out_of_memory(exc):
+    if is_out_of_memory(exc):
         return (
             f"fine-tuning ran out of memory ({type(exc).__name__}) with batch {settings.batch_size} × "
             f"{settings.patch_size}² patches; lower the batch size or the patch size, or use another device. "

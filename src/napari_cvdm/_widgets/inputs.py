@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from ..inference.reconstruct import MAX_STACK_AXES
 from ..model.metadata import ModelMetadata
-from ..predict import MAX_STACK_AXES
 from ..tasks import InputError, check_image
 
 

@@ -18,8 +18,9 @@ from napari.utils import notifications
 from napari.utils.progress import cancelable_progress
 from superqt.utils import GeneratorWorker
 
+from .._runtime import Progress
+from ..inference.reconstruct import Reconstruction, RunningMean
 from ..model.files import TrainedModel
-from ..predict import Progress, Reconstruction, RunningMean
 from ..settings import ReconstructSettings
 from .inputs import PreparedInput
 from .outputs import ResultLayers

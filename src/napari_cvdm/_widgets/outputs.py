@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     import napari
     from napari.layers import Image
 
-    from ..predict import Reconstruction
+    from ..inference.reconstruct import Reconstruction
 
 SUFFIXES = {
     "mean": "CVDM mean",

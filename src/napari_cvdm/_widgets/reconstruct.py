@@ -17,9 +17,9 @@ from magicgui.widgets import CheckBox, ComboBox, Container, Label, ProgressBar, 
 from napari.utils import notifications
 from pydantic import ValidationError
 
-from ..device import describe_device
+from .._runtime import Progress
+from .._runtime.device import describe_device
 from ..model.files import ModelFileError
-from ..predict import Progress
 from ..settings import ReconstructSettings
 from ..tasks import InputError
 from .catalog import ModelEntry, ModelPicker, get_model, model_entry, no_models_message

@@ -17,8 +17,9 @@ from typing import Any
 import numpy as np
 from superqt.utils import GeneratorWorker, create_worker
 
+from .._runtime import Progress
+from ..inference.reconstruct import Reconstruction, RunningMean, iter_reconstruct
 from ..model.files import ModelFileError, TrainedModel
-from ..predict import Progress, Reconstruction, RunningMean, iter_reconstruct
 from ..settings import ReconstructSettings
 from ..tasks import InputError
 
@@ -51,7 +52,7 @@ def _download(name: str) -> Generator[Progress, None, Path]:
     pooch cannot be interrupted, so after ``quit()`` the helper thread finishes the download on its own; the
     file lands in the cache (hash-checked) and the next run uses it.
     """
-    from ..zoo import resolve_model_path
+    from ..registry import resolve_model_path
 
     updates: queue.Queue[tuple[int, int] | None] = queue.Queue()
     outcome: dict[str, Any] = {}
@@ -93,7 +94,7 @@ def release_device_memory(*networks: Any) -> None:
         torch.cuda.empty_cache()
 
 
-def _is_out_of_memory(exc: BaseException) -> bool:
+def is_out_of_memory(exc: BaseException) -> bool:
     try:
         import torch
 
@@ -108,7 +109,7 @@ def _is_out_of_memory(exc: BaseException) -> bool:
 
 def error_message(exc: BaseException, settings: ReconstructSettings | Any | None = None) -> str:
     """One notification-ready sentence for a failed run: what went wrong and what to do."""
-    if _is_out_of_memory(exc):
+    if is_out_of_memory(exc):
         tile = getattr(settings, "tile_size", None)
         hint = f"a smaller tile size than {tile}" if tile else "a tile size (e.g. 256)"
         return (

@@ -1,9 +1,9 @@
-"""The CVDM itself, in pure PyTorch (no napari, no Qt, no physics)."""
+"""The CVDM itself, in pure PyTorch: networks, the learned schedule, the loss, model files (no device policy,
+no sampling, no napari, no physics)."""
 
 from .cvdm import CVDM, CVDMConfig, LossTerms
 from .files import ModelFileError, TrainedModel, load_model_file, save_model, sha256_of
 from .metadata import ModelMetadata, Normalization, SamplerDefaults
-from .sampler import Partial, SampleStats, Step, iter_sample, sample
 from .unet import UNetConfig
 
 __all__ = [
@@ -13,15 +13,10 @@ __all__ = [
     "ModelFileError",
     "ModelMetadata",
     "Normalization",
-    "Partial",
-    "SampleStats",
     "SamplerDefaults",
-    "Step",
     "TrainedModel",
     "UNetConfig",
-    "iter_sample",
     "load_model_file",
-    "sample",
     "save_model",
     "sha256_of",
 ]

@@ -63,9 +63,14 @@ class TrainedModel:
 
 
 def _package_version() -> str:
-    from .. import __version__
+    """The installed napari-cvdm version, recorded in every model file (read from the package's metadata, so
+    that model/ imports nothing of the package outside itself)."""
+    from importlib.metadata import PackageNotFoundError, version
 
-    return __version__
+    try:
+        return version("napari-cvdm")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 def sha256_of(path: str | os.PathLike) -> str:

@@ -5,14 +5,7 @@ Lengths are in µm, spatial frequencies in µm⁻¹, phases in rad.
 """
 
 from .baselines import bicubic_upsample, richardson_lucy, tie_fft, us_tie
-from .optics import (
-    camera_noise,
-    incoherent_otf,
-    otf_to_psf,
-    sim_cutoff,
-    sum_bin,
-    widefield_cutoff,
-)
+from .optics import camera_noise, incoherent_otf, otf_to_psf, sim_cutoff, sum_bin, widefield_cutoff
 from .phase_objects import PHOTO_NAMES, cell_phase, load_photo, photo_phase
 from .propagation import angular_spectrum, transfer_function, two_shot
 from .settings import PhaseSimulation, SRSimulation

@@ -1,0 +1,139 @@
+"""Choosing where the networks run: ``auto`` (CUDA, then Apple MPS, then CPU) or an explicit device."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+from typing import Literal
+
+import torch
+
+# Measured with `napari-cvdm bench --speed` and benchmarks/speed_sweep.py on a 2-core AVX-512 CPU: a U-Net call
+# runs fastest per pixel when batch × height × width stays near 2**16 pixels (activations fit the caches); a
+# 512² image at batch 8 costs 1.9× more per pixel than at batch 1 (bf16, channels_last).
+CPU_PIXELS_PER_CALL = 2**16
+# Peak inference memory of the U-Nets, bytes per pixel per unit of width (measured 1.6 kB/px fp32 and 0.9 kB/px
+# bf16 for width 32 with benchmarks/speed_sweep.py --memory 1024; 64 leaves a margin).
+BYTES_PER_PIXEL_PER_WIDTH = 64
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """The torch device for ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``; clear error if absent."""
+    if isinstance(device, torch.device):
+        return device
+    name = str(device).strip().lower()
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"device {device!r} was requested but PyTorch sees no CUDA GPU (torch {torch.__version__}). "
+                "Use device='auto' or 'cpu', or install a CUDA build of PyTorch."
+            )
+        index = int(name.split(":", 1)[1]) if ":" in name else 0
+        if index >= torch.cuda.device_count():
+            raise ValueError(f"device {device!r}: only {torch.cuda.device_count()} CUDA GPU(s) are visible")
+        return torch.device("cuda", index)
+    if name == "mps":
+        if getattr(torch.backends, "mps", None) is None or not torch.backends.mps.is_available():
+            raise ValueError("device 'mps' was requested but Apple MPS is not available; use 'auto' or 'cpu'")
+        return torch.device("mps")
+    if name == "cpu":
+        return torch.device("cpu")
+    raise ValueError(f"unknown device {device!r}; use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
+
+
+def describe_device(device: str | torch.device = "auto") -> str:
+    """A short human label of what ``device`` resolves to, e.g. ``"cuda:0 (NVIDIA H100)"`` or ``"cpu (2 threads)"``."""
+    try:
+        dev = resolve_device(device)
+    except ValueError as err:
+        return f"unavailable: {err}"
+    if dev.type == "cuda":
+        index = dev.index or 0
+        return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
+    if dev.type == "cpu":
+        threads = torch.get_num_threads()
+        return f"cpu ({threads} thread{'s' if threads != 1 else ''})"
+    return str(dev)
+
+
+def default_precision(device: torch.device) -> str:
+    """bf16 autocast where it is faster and accurate enough, else fp32.
+
+    CUDA with bf16 support, and CPUs whose oneDNN has bf16 kernels (AVX-512 or AMX: 3× faster per call here; the
+    default models were trained under bf16 autocast; docs/performance.md measures the difference to fp32).
+    """
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return "bf16"
+    if device.type == "cpu" and _cpu_has_fast_bf16():
+        return "bf16"
+    return "fp32"
+
+
+def _cpu_has_fast_bf16() -> bool:
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def free_memory_bytes(device: torch.device) -> int:
+    """Memory the run may use: free GPU memory on CUDA, available RAM otherwise (bytes)."""
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        return int(free)
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return 8 * 2**30  # platforms without sysconf (Windows, macOS): assume 8 GiB
+
+
+def memory_per_pixel(width: int) -> int:
+    """Peak bytes per image pixel of one U-Net evaluation of the given width (inference, margin included)."""
+    return BYTES_PER_PIXEL_PER_WIDTH * width
+
+
+def samples_per_call(device: torch.device, pixels: int, n_samples: int, width: int) -> int:
+    """How many samples of a ``pixels``-pixel tile to evaluate in one network call.
+
+    CUDA: all of them when they fit in half the free memory (one call per step keeps the GPU busy).  CPU: as
+    many as keep a call near :data:`CPU_PIXELS_PER_CALL` pixels, the measured sweet spot of the caches.
+    """
+    if device.type == "cpu":
+        return max(1, min(n_samples, CPU_PIXELS_PER_CALL // max(pixels, 1)))
+    fit = free_memory_bytes(device) // 2 // max(pixels * memory_per_pixel(width), 1)
+    return max(1, min(n_samples, fit))
+
+
+def auto_tile_size(device: torch.device, height: int, width_px: int, net_width: int, multiple: int = 64) -> int:
+    """Largest tile side (output pixels) whose single-sample evaluation fits in half the free memory."""
+    budget = free_memory_bytes(device) // 2 // memory_per_pixel(net_width)
+    if height * width_px <= budget:
+        return max(height, width_px)
+    side = math.isqrt(max(budget, 1))
+    return max(multiple * 2, side - side % multiple)
+
+
+def to_fast_layout(network: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """Move ``network`` to ``device`` for inference, in NHWC (channels_last) on the CPU, where oneDNN convolutions
+    run 1.4–1.9× faster (measured with benchmarks/speed_sweep.py); values are unchanged, files save contiguous."""
+    network.to(device).eval()
+    if device.type == "cpu":
+        network.to(memory_format=torch.channels_last)
+    return network
+
+
+Precision = Literal["fp32", "bf16"]
+
+
+def autocast(device: torch.device, precision: Precision) -> contextlib.AbstractContextManager:
+    """bf16 autocast on ``device`` for ``precision="bf16"``; a no-op context for fp32."""
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()

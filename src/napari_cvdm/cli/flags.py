@@ -1,0 +1,55 @@
+"""CLI flags generated from the settings models, so each default and limit lives in one place."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import typing
+from typing import Any
+
+from pydantic import BaseModel
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def add_model_flags(
+    parser: argparse.ArgumentParser,
+    model: type[BaseModel],
+    skip: tuple[str, ...] = (),
+    aliases: dict[str, str] | None = None,
+) -> None:
+    """One optional flag per field of a flat pydantic model (default None = keep the model's default)."""
+    aliases = aliases or {}
+    for name, info in model.model_fields.items():
+        if name in skip:
+            continue
+        ann = info.annotation
+        origin, args = typing.get_origin(ann), typing.get_args(ann)
+        kwargs: dict[str, Any] = {"default": None, "help": info.description or "", "metavar": name.upper()}
+        if ann is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+            del kwargs["metavar"]
+        elif origin is typing.Literal:
+            kwargs["choices"] = list(args)
+            del kwargs["metavar"]
+        elif origin is tuple:
+            kwargs.update(nargs=len(args), type=args[0], metavar=tuple(a.__name__.upper() for a in args))
+        elif ann in (int, float, str):
+            kwargs["type"] = ann
+        else:  # Optional[...] and friends
+            inner = [a for a in args if a is not type(None)]
+            kwargs["type"] = inner[0] if inner and inner[0] in (int, float, str) else str
+        flags = [_flag(name), *([aliases[name]] if name in aliases else [])]
+        parser.add_argument(*flags, dest=f"{model.__name__}.{name}", **kwargs)
+
+
+def model_overrides(args: argparse.Namespace, model: type[BaseModel]) -> dict[str, Any]:
+    prefix = f"{model.__name__}."
+    return {k[len(prefix) :]: v for k, v in vars(args).items() if k.startswith(prefix) and v is not None}
+
+
+def progress_line(text: str) -> None:
+    sys.stderr.write("\r" + text[:150].ljust(150))
+    sys.stderr.flush()

@@ -1,0 +1,98 @@
+"""``napari-cvdm train``: train or fine-tune from a TrainJob (flags or YAML); Ctrl-C stops and saves."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from .flags import add_model_flags, model_overrides
+
+
+@contextlib.contextmanager
+def _stop_on_signals(token: Any, say: Callable[[str], None]) -> Iterator[None]:
+    """First Ctrl-C (or SIGTERM, e.g. from torchrun) stops after the current step and saves; the second aborts."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if token.cancelled:
+            raise KeyboardInterrupt
+        token.cancel()
+        say("\nstopping after this step; the model and checkpoint are saved (Ctrl-C again to abort)")
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import yaml
+
+    from .._runtime import CancelToken, drive
+    from ..settings import TrainJob, TrainSettings
+    from ..training.checkpoint import checkpoint_path
+    from ..training.distributed import env_rank
+    from ..training.jobs import run_job
+    from ..training.loop import TrainProgress
+
+    config: dict[str, Any] = {}
+    if args.config:
+        config = yaml.safe_load(Path(args.config).read_text()) or {}
+    config.update(model_overrides(args, TrainJob))
+    config["train"] = {**config.get("train", {}), **model_overrides(args, TrainSettings)}
+    job = TrainJob.model_validate(config)
+    main_process = env_rank() == 0  # under torchrun only rank 0 logs
+    quiet = args.quiet or not main_process
+
+    def say(text: str) -> None:
+        if not quiet:
+            print(text, file=sys.stderr, flush=True)
+
+    ckpt = checkpoint_path(job.output)
+    if job.resume:
+        say(f"resuming from {ckpt}")
+    elif ckpt.is_file():
+        say(f"note: starting over; {ckpt} will be overwritten (use --resume to continue it instead)")
+    token = CancelToken()
+    last_val = None
+
+    def log(p: TrainProgress) -> None:
+        nonlocal last_val
+        last_val = p.val_loss if p.val_loss is not None else last_val
+        if not quiet and (p.step % args.log_every == 0 or p.step == p.total or p.val_loss is not None):
+            terms = " ".join(f"{k}={v:.4g}" for k, v in p.losses.items())
+            val = f" val={last_val:.4g}" if last_val is not None else ""
+            eta = f"{p.seconds:.0f} s, eta {p.eta_seconds:.0f} s"
+            print(f"step {p.step}/{p.total} {terms}{val} ({eta})", flush=True)
+
+    with _stop_on_signals(token, say):
+        # the token is the job's own stop signal (it saves and returns the model), so drive() does not watch it
+        model = drive(run_job(job, stop=token), log)
+    if main_process:
+        steps = model.info.training["steps"]
+        stopped = f" (stopped at step {steps}; --resume continues)" if steps < job.train.steps else ""
+        print(f"wrote {job.output} and {ckpt.name} ({model.network.n_parameters()} parameters){stopped}")
+    return 0
+
+
+def add_command(sub: argparse._SubParsersAction) -> None:
+    from ..settings import TrainJob, TrainSettings
+
+    t = sub.add_parser("train", help="train or fine-tune a model on paired data")
+    t.add_argument("--config", help="YAML file with the TrainJob fields (flags override it)")
+    t.add_argument("--log-every", type=int, default=100)
+    t.add_argument("-q", "--quiet", action="store_true")
+    add_model_flags(t, TrainJob, skip=("train",), aliases={"output": "-o"})
+    add_model_flags(t, TrainSettings)
+    t.set_defaults(func=cmd_train)

@@ -1,0 +1,90 @@
+"""``napari-cvdm bench --speed``: seconds per reconstruction against the denoiser's own forward time."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from .._runtime.device import autocast, default_precision, describe_device, resolve_device, samples_per_call
+from ..inference.reconstruct import reconstruct
+from ..model.files import TrainedModel
+from .report import Table
+
+
+def speed_benchmark(
+    model: TrainedModel,
+    sizes: tuple[int, ...] = (256, 512),
+    n_samples: tuple[int, ...] = (8,),
+    steps: int | None = None,
+    device: str = "auto",
+    precision: str = "auto",
+    repeats: int = 1,
+    log: Callable[[str], None] = print,
+) -> Table:
+    """Seconds for each input size × number of samples, against the network's own forward time.
+
+    With ``repeats`` > 1 the run and the floor are timed alternately that many times and the fastest of each is
+    kept (the usual defence against a noisy shared machine).
+
+    The floor is the time of exactly the denoiser calls the sampler makes (same batches, shapes, precision and
+    memory layout) with nothing else: the ratio says how much the sampler (λ network, schedule, noise, statistics,
+    tiling, copies) adds on top of the network.  "s per NFE per MP" is seconds per sample-evaluation per output
+    megapixel: constant when the cost grows linearly with pixels and samples.
+    """
+    dev = resolve_device(device)
+    prec = default_precision(dev) if precision == "auto" else precision
+    net = model.network.to(dev).eval()
+    header = ["input", "output", "samples", "NFE/sample", "seconds", "s per NFE per MP", "floor (s)", "ratio"]
+    table = Table(f"Speed on {describe_device(dev)}, {prec}", header)
+    rng = np.random.default_rng(0)
+    layout = torch.channels_last if dev.type == "cpu" else torch.contiguous_format
+
+    def sync() -> None:
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+
+    for size in sizes:
+        shape = (2, size, size) if model.task == "phase" else (size, size)
+        image = rng.uniform(0.5, 1.5, shape).astype(np.float32)
+        reconstruct(model, image[..., :64, :64], n_samples=1, steps=1, device=str(dev), precision=prec)  # warm-up
+        for n in n_samples:
+            c = net.config
+            seconds, floor = float("inf"), float("inf")
+            for _ in range(max(repeats, 1)):
+                sync()
+                start = time.perf_counter()
+                result = reconstruct(model, image, n_samples=n, steps=steps, device=str(dev), precision=prec)
+                sync()
+                seconds = min(seconds, time.perf_counter() - start)
+                out = result.mean.shape[-1]
+                batch = samples_per_call(dev, out * out, n, c.widest)
+                calls = [min(batch, n - k) for k in range(0, n, batch)]
+                z = torch.randn(batch, c.out_channels, out, out, device=dev).contiguous(memory_format=layout)
+                x = torch.randn(batch, c.cond_channels, out, out, device=dev).contiguous(memory_format=layout)
+                g = (torch.rand_like(z) * 0.9 + 0.05).contiguous(memory_format=layout)
+                with torch.no_grad(), autocast(dev, prec):
+                    sync()
+                    start = time.perf_counter()
+                    for b in calls:
+                        for _ in range(result.nfe_per_sample):
+                            net.predict_noise(z[:b], x[:b], g[:b])
+                    sync()
+                    floor = min(floor, time.perf_counter() - start)
+            per = seconds / (result.nfe_per_sample * n) / (out * out / 1e6)
+            table.rows.append(
+                [
+                    f"{size}²",
+                    f"{out}²",
+                    str(n),
+                    str(result.nfe_per_sample),
+                    f"{seconds:.3g}",
+                    f"{per:.3g}",
+                    f"{floor:.3g}",
+                    f"{seconds / floor:.2f}",
+                ]
+            )
+            log(f"speed: {size}², {n} samples: {seconds:.1f} s (network alone {floor:.1f} s)")
+    return table

@@ -1,0 +1,260 @@
+"""Paired training data: from arrays, napari layers (as arrays) or folders of TIFF files, to batches of patches.
+
+Each pair is normalised once, on the whole image, with exactly the functions inference uses
+(:func:`napari_cvdm.tasks.make_condition` and :func:`~napari_cvdm.tasks.normalize_target`), so the model sees the
+same statistics in training and in use.  Patches are cut on the output grid, preferring structure over empty
+background (foreground-aware), and augmented with flips and 90° rotations.  The validation split is by *image*,
+so patches of one image never land on both sides.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..model.metadata import ModelMetadata
+from ..tasks import check_image, make_condition, normalize_target
+
+TIFF_SUFFIXES = (".tif", ".tiff")
+
+
+class DataError(ValueError):
+    """Paired data that cannot be used, with the reason and the fix in its message."""
+
+
+@dataclass
+class Pair:
+    """One normalised image pair on the output grid: condition (C, H, W) and target (1, H, W)."""
+
+    name: str
+    condition: np.ndarray
+    target: np.ndarray
+
+
+def prepare_pair(image: np.ndarray, target: np.ndarray, info: ModelMetadata, name: str = "") -> Pair:
+    """Validate and normalise one (input, target) pair; the target must be ``scale_factor`` × the input grid."""
+    image = check_image(image, info)
+    target = np.asarray(target, dtype=np.float32)
+    expected = tuple(s * info.scale_factor for s in image.shape[-2:])
+    if target.ndim != 2 or target.shape != expected:
+        raise DataError(
+            f"pair {name or '?'}: the target has shape {target.shape} but must be {expected} "
+            f"(input {image.shape[-2:]} × scale factor {info.scale_factor}). Check that the pair matches and that "
+            "the target is on the model's output grid."
+        )
+    if not np.isfinite(target).all():
+        raise DataError(f"pair {name or '?'}: the target contains NaN or infinite pixels")
+    if info.task != "phase" and float(target.max()) == float(target.min()):  # (a flat phase is a valid target)
+        raise DataError(
+            f"pair {name or '?'}: the target is constant (every pixel = {float(target.min()):g}), so it cannot be "
+            "normalised; remove this pair or pick the matching high-resolution image"
+        )
+    cond, _ = make_condition(image, info)
+    return Pair(name=name, condition=cond[0].numpy(), target=normalize_target(target, info)[None])
+
+
+def split_indices(n: int, val_fraction: float, seed: int = 0) -> tuple[list[int], list[int]]:
+    """Indices of the training and validation images of :meth:`PairedDataset.split` (validation may be empty)."""
+    if val_fraction <= 0 or n < 2:
+        return list(range(n)), []
+    n_val = min(max(round(val_fraction * n), 1), n - 1)
+    order = [int(i) for i in np.random.default_rng(seed).permutation(n)]
+    return order[n_val:], order[:n_val]
+
+
+class PairedDataset:
+    """A list of normalised pairs that hands out random augmented patches.
+
+    ``description`` says where the pairs came from and ``input_pixel_um`` is the input pixel size (µm) when the
+    files say it; both end up in the trained model's header.
+    """
+
+    def __init__(self, pairs: Sequence[Pair], description: str = "", input_pixel_um: float | None = None) -> None:
+        if not pairs:
+            raise DataError("no image pairs: give at least one (input, target) pair")
+        self.pairs = list(pairs)
+        self.description = description
+        self.input_pixel_um = input_pixel_um
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    @property
+    def min_side(self) -> int:
+        return min(min(p.target.shape[-2:]) for p in self.pairs)
+
+    @classmethod
+    def from_arrays(
+        cls,
+        inputs: Sequence[np.ndarray],
+        targets: Sequence[np.ndarray],
+        info: ModelMetadata,
+        names: Sequence[str] | None = None,
+        description: str | None = None,
+        input_pixel_um: float | None = None,
+    ) -> PairedDataset:
+        """Pairs from lists of arrays (or napari layer data); stacks along a first axis are split into images."""
+        inputs, targets = _unstack(inputs, info), _unstack(targets, None)
+        if len(inputs) != len(targets):
+            raise DataError(f"{len(inputs)} input images but {len(targets)} targets; give one target per input")
+        names = list(names) if names is not None else [f"pair {i}" for i in range(len(inputs))]
+        if len(names) != len(inputs):
+            names = [f"pair {i}" for i in range(len(inputs))]
+        pairs = [prepare_pair(x, y, info, n) for x, y, n in zip(inputs, targets, names, strict=True)]
+        return cls(pairs, description or f"{len(pairs)} pairs from arrays", input_pixel_um)
+
+    @classmethod
+    def from_folders(
+        cls, input_dir: str | os.PathLike, target_dir: str | os.PathLike, info: ModelMetadata
+    ) -> PairedDataset:
+        """Pairs from two folders of TIFF files matched by file name."""
+        pairs, pixels = [], set()
+        for name, input_path, target_path in match_folders(input_dir, target_dir):
+            image, pixel_um = read_tiff(input_path)
+            pixels.add(pixel_um)
+            pairs.append(prepare_pair(image, read_tiff(target_path)[0], info, name=name))
+        pixel = pixels.pop() if len(pixels) == 1 else None  # only when every input file states the same size
+        return cls(pairs, description=f"{len(pairs)} pairs from {input_dir} / {target_dir}", input_pixel_um=pixel)
+
+    def split(self, val_fraction: float, seed: int = 0) -> tuple[PairedDataset, PairedDataset | None]:
+        """Split by image into training and validation sets (None when val_fraction is 0 or one image only)."""
+        train, val = split_indices(len(self.pairs), val_fraction, seed)
+        if not val:
+            return self, None
+        return PairedDataset([self.pairs[i] for i in train]), PairedDataset([self.pairs[i] for i in val])
+
+    def count_patches(self, patch: int) -> int:
+        """Non-overlapping ``patch``² windows (output grid) in all pairs: a rough measure of how much data there is."""
+        return sum((p.target.shape[-2] // patch) * (p.target.shape[-1] // patch) for p in self.pairs)
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the normalised pairs (order, shapes and values): a checkpoint only resumes on the same data."""
+        digest = hashlib.sha256()
+        for pair in self.pairs:
+            for arr in (pair.condition, pair.target):
+                digest.update(str(arr.shape).encode())
+                digest.update(np.ascontiguousarray(arr, dtype=np.float32).tobytes())
+        return digest.hexdigest()
+
+    def summary(self) -> dict[str, Any]:
+        """What a model file records about its training data."""
+        shapes = sorted({tuple(int(v) for v in p.target.shape[-2:]) for p in self.pairs})
+        return {
+            "description": self.description,
+            "pairs": len(self.pairs),
+            "target_shapes": [list(s) for s in shapes[:10]],
+            "input_pixel_um": self.input_pixel_um,
+            "fingerprint": self.fingerprint(),
+        }
+
+    def check_patch_size(self, patch: int, min_size: int) -> None:
+        if patch > self.min_side:
+            raise DataError(
+                f"patch size {patch} is larger than the smallest image ({self.min_side} output pixels); "
+                "use a smaller patch size or larger images"
+            )
+        if patch < min_size or patch % 8:
+            raise DataError(f"patch size must be a multiple of 8 and at least {min_size}; got {patch}")
+
+    def sample(
+        self, batch: int, patch: int, rng: np.random.Generator, augment: bool = True, candidates: int = 4
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """A batch of (condition, target) patches of side ``patch`` on the output grid, as float32 tensors."""
+        conds, targets = [], []
+        for _ in range(batch):
+            pair = self.pairs[int(rng.integers(len(self.pairs)))]
+            cond, target = _foreground_crop(pair, patch, rng, candidates)
+            if augment:
+                k, flip = int(rng.integers(4)), bool(rng.integers(2))
+                cond, target = _augment(cond, k, flip), _augment(target, k, flip)
+            conds.append(cond)
+            targets.append(target)
+        return torch.from_numpy(np.stack(conds)), torch.from_numpy(np.stack(targets))
+
+
+def _foreground_crop(
+    pair: Pair, patch: int, rng: np.random.Generator, candidates: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Among a few random crops, usually take the one with the most target structure (variance)."""
+    height, width = pair.target.shape[-2:]
+    best, best_score = None, -np.inf
+    pick_structure = rng.random() < 0.8  # keep some plain background patches too
+    for _ in range(candidates if pick_structure else 1):
+        r, c = int(rng.integers(height - patch + 1)), int(rng.integers(width - patch + 1))
+        score = float(pair.target[0, r : r + patch, c : c + patch].var())
+        if score > best_score:
+            best, best_score = (r, c), score
+    r, c = best
+    window = (slice(None), slice(r, r + patch), slice(c, c + patch))
+    return np.ascontiguousarray(pair.condition[window]), np.ascontiguousarray(pair.target[window])
+
+
+def _augment(arr: np.ndarray, k: int, flip: bool) -> np.ndarray:
+    out = np.rot90(arr, k, axes=(-2, -1))
+    if flip:
+        out = out[..., ::-1]
+    return np.ascontiguousarray(out)
+
+
+def _unstack(images: Sequence[np.ndarray], info: ModelMetadata | None) -> list[np.ndarray]:
+    plane_ndim = 3 if (info is not None and info.task == "phase") else 2
+    out: list[np.ndarray] = []
+    for img in images:
+        arr = np.asarray(img)
+        if arr.ndim > plane_ndim:
+            out.extend(arr.reshape(-1, *arr.shape[arr.ndim - plane_ndim :]))
+        else:
+            out.append(arr)
+    return out
+
+
+def match_folders(input_dir: str | os.PathLike, target_dir: str | os.PathLike) -> list[tuple[str, Path, Path]]:
+    """(name, input file, target file) for TIFF files with the same name in both folders; refuses unmatched files."""
+    inputs, targets = _tiff_files(input_dir), _tiff_files(target_dir)
+    common = sorted(inputs.keys() & targets.keys())
+    only_in, only_tg = sorted(inputs.keys() - targets.keys()), sorted(targets.keys() - inputs.keys())
+    if only_in or only_tg or not common:
+        raise DataError(
+            "input and target folders must hold TIFF files with the same names. "
+            f"Only in {input_dir}: {only_in[:10] or 'none'}; only in {target_dir}: {only_tg[:10] or 'none'}; "
+            f"matched: {len(common)}."
+        )
+    return [(name, inputs[name], targets[name]) for name in common]
+
+
+def read_tiff(path: str | os.PathLike) -> tuple[np.ndarray, float | None]:
+    """The image in a TIFF file and its pixel size in µm when the file states one (ImageJ unit or cm/inch tags)."""
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        image = tif.asarray()
+        page = tif.pages[0]
+        tag = page.tags.get("XResolution")
+        unit = str((tif.imagej_metadata or {}).get("unit", "")).lower()
+        res_unit = page.tags.get("ResolutionUnit")
+        res_unit = int(res_unit.value) if res_unit is not None else 1
+    if tag is None or not tag.value[0] or not tag.value[1]:
+        return image, None
+    per_unit = tag.value[0] / tag.value[1]  # pixels per unit
+    if unit in ("um", "micron", "microns", "µm", "\\u00b5m"):
+        return image, 1.0 / per_unit
+    if res_unit == 3 and not unit:  # centimetre
+        return image, 1e4 / per_unit
+    return image, None
+
+
+def _tiff_files(folder: str | os.PathLike) -> dict[str, Path]:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"folder not found: {folder}")
+    files = {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in TIFF_SUFFIXES}
+    if not files:
+        raise DataError(f"no TIFF files (.tif, .tiff) in {folder}")
+    return files

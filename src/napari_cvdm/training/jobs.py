@@ -1,0 +1,74 @@
+"""Training jobs: a fresh or fine-tuned network, its metadata and its data, from a :class:`TrainJob`."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Generator
+from pathlib import Path
+
+import torch
+
+from .._runtime import CancelToken
+from ..model.cvdm import CVDM
+from ..model.files import TrainedModel
+from ..model.metadata import ModelMetadata
+from ..settings import TrainJob
+from . import presets
+from .data import PairedDataset
+from .loop import TrainProgress, iter_train
+
+
+def finetune_start(base: TrainedModel, name: str) -> tuple[CVDM, ModelMetadata]:
+    """A copy of ``base``'s network to train further, and metadata that records the base model."""
+    network = copy.deepcopy(base.network)  # never train a (possibly cached) base model in place
+    # a cached model may have been laid out channels_last for inference: train in the layout a resume rebuilds
+    network.to("cpu", memory_format=torch.contiguous_format)
+    info = base.info.model_copy(update={"name": name}, deep=True)
+    # LD3 grids fit the base weights only; `napari-cvdm learn-grid` learns new ones for the fine-tuned model
+    info.sampler = info.sampler.model_copy(update={"learned_grids": {}})
+    info.training = {
+        "fine_tuned_from": base.info.name,
+        "base_model": {
+            "name": base.info.name,
+            "source": base.source,
+            "sha256": base.sha256,
+            "steps": base.info.training.get("steps"),
+        },
+        "base_training": base.info.training,
+    }
+    return network, info
+
+
+def prepare_job(job: TrainJob) -> tuple[CVDM, ModelMetadata, PairedDataset]:
+    """The network (fresh or from ``job.base_model``), its metadata and the paired data of a training job."""
+    from ..registry import load_model
+
+    name = job.name or Path(job.output).stem
+    if job.base_model:
+        base = load_model(job.base_model)
+        if base.task != presets.TASKS[job.task]:
+            raise ValueError(f"base model {job.base_model!r} is a {base.task} model, not {presets.TASKS[job.task]}")
+        network, info = finetune_start(base, name)
+        if job.tie_method is not None and job.task == "phase" and job.tie_method != info.tie_method:
+            raise ValueError(
+                f"base model {job.base_model!r} is conditioned on the {info.tie_method!r} TIE estimate, not "
+                f"{job.tie_method!r}: leave tie_method unset to fine-tune it, or train from scratch"
+            )
+    else:
+        torch.manual_seed(job.train.seed)  # the same seed gives the same initial weights (and run)
+        network = CVDM(presets.default_architecture(job.task, width=job.width, depth=job.depth))
+        info = presets.default_metadata(job.task, name, tie_method=job.tie_method or "fft")
+    if job.simulate_n is not None:
+        inputs, targets = presets.simulate_pairs(job.task, job.simulate_n, job.simulate_size, job.simulate_seed)
+        about = f"{job.simulate_n} simulated pairs, size {job.simulate_size}, seed {job.simulate_seed}"
+        pixel = info.input_pixel_um  # the simulator's optics are the model's
+        data = PairedDataset.from_arrays(inputs, targets, info, description=about, input_pixel_um=pixel)
+    else:
+        data = PairedDataset.from_folders(job.input_dir, job.target_dir, info)
+    return network, info, data
+
+
+def run_job(job: TrainJob, stop: CancelToken | None = None) -> Generator[TrainProgress, None, TrainedModel]:
+    """Prepare and run a :class:`TrainJob`, writing ``job.output`` (and its checkpoint)."""
+    network, info, data = prepare_job(job)
+    return (yield from iter_train(network, info, data, job.train, job.output, resume=job.resume, stop=stop))

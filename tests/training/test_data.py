@@ -1,0 +1,146 @@
+"""Paired data: matching, validation, splits without leakage, patches and augmentation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tifffile
+
+from napari_cvdm.model import ModelMetadata
+from napari_cvdm.training.data import DataError, PairedDataset
+
+SR = ModelMetadata(task="super-resolution", scale_factor=2)
+PHASE = ModelMetadata(task="phase", input_planes=2, normalization={"input": "mean", "target_scale": 1.75})
+
+
+def sr_pair(rng, size=32):
+    wf = rng.uniform(0, 100, (size, size)).astype(np.float32)
+    return wf, rng.uniform(0, 100, (2 * size, 2 * size)).astype(np.float32)
+
+
+def test_pairs_from_arrays_are_normalised_on_the_output_grid():
+    rng = np.random.default_rng(0)
+    data = PairedDataset.from_arrays(*zip(*[sr_pair(rng) for _ in range(3)], strict=True), info=SR)
+    assert len(data) == 3
+    pair = data.pairs[0]
+    assert pair.condition.shape == (1, 64, 64) and pair.target.shape == (1, 64, 64)
+    assert -0.5 < pair.target.min() < 0.5 and 0.5 < pair.target.max() < 1.5  # percentile-normalised
+
+
+def test_stacks_are_split_into_images():
+    rng = np.random.default_rng(1)
+    wf = rng.uniform(1, 2, (4, 16, 16))
+    sim = rng.uniform(1, 2, (4, 32, 32))
+    assert len(PairedDataset.from_arrays([wf], [sim], SR)) == 4
+
+
+def test_phase_targets_are_zero_mean_and_scaled():
+    rng = np.random.default_rng(2)
+    stack = rng.uniform(0.5, 1.5, (2, 32, 32))
+    phase = rng.uniform(0, 3.5, (32, 32))
+    pair = PairedDataset.from_arrays([stack], [phase], PHASE).pairs[0]
+    assert pair.condition.shape == (2, 32, 32)
+    np.testing.assert_allclose(pair.target.mean(), 0, atol=1e-5)
+    np.testing.assert_allclose(pair.target[0] * 1.75, phase - phase.mean(), rtol=1e-4, atol=1e-4)
+
+
+def test_mismatched_shapes_are_refused():
+    rng = np.random.default_rng(3)
+    wf, _ = sr_pair(rng)
+    with pytest.raises(DataError, match=r"target has shape \(32, 32\) but must be \(64, 64\)"):
+        PairedDataset.from_arrays([wf], [wf], SR)
+    with pytest.raises(DataError, match="2 input images but 1 targets"):
+        PairedDataset.from_arrays([wf, wf], [wf], SR)
+    with pytest.raises(DataError, match="no image pairs"):
+        PairedDataset([])
+
+
+def test_folders_are_matched_by_name_and_mismatches_listed(tmp_path):
+    rng = np.random.default_rng(4)
+    (tmp_path / "in").mkdir()
+    (tmp_path / "gt").mkdir()
+    for name in ("a", "b"):
+        wf, sim = sr_pair(rng, 16)
+        tifffile.imwrite(tmp_path / "in" / f"{name}.tif", wf)
+        tifffile.imwrite(tmp_path / "gt" / f"{name}.tif", sim)
+    assert len(PairedDataset.from_folders(tmp_path / "in", tmp_path / "gt", SR)) == 2
+    tifffile.imwrite(tmp_path / "in" / "c.tif", sr_pair(rng, 16)[0])
+    with pytest.raises(DataError, match=r"Only in .*in: \['c'\]"):
+        PairedDataset.from_folders(tmp_path / "in", tmp_path / "gt", SR)
+    with pytest.raises(DataError, match="folder not found"):
+        PairedDataset.from_folders(tmp_path / "missing", tmp_path / "gt", SR)
+
+
+def test_split_is_by_image_and_never_leaks():
+    rng = np.random.default_rng(5)
+    data = PairedDataset.from_arrays(*zip(*[sr_pair(rng, 16) for _ in range(10)], strict=True), info=SR)
+    train, val = data.split(0.2, seed=0)
+    assert len(train) == 8 and len(val) == 2
+    assert {p.name for p in train.pairs}.isdisjoint({p.name for p in val.pairs})
+    assert data.split(0.0)[1] is None
+
+
+def test_patches_have_the_requested_shape_and_prefer_structure():
+    wf = np.zeros((64, 64), np.float32)
+    sim = np.zeros((128, 128), np.float32)
+    wf[40:50, 40:50] = 100
+    sim[80:100, 80:100] = 100
+    wf[0, 0], sim[0, 0] = 1, 1  # not constant
+    data = PairedDataset.from_arrays([wf], [sim], SR)
+    cond, target = data.sample(16, 32, np.random.default_rng(0), augment=True)
+    assert cond.shape == (16, 1, 32, 32) and target.shape == (16, 1, 32, 32)
+    with_structure = float((target.amax(dim=(1, 2, 3)) > 0.5).float().mean())
+    assert with_structure > 0.5  # the bright square covers only 2.4 % of the image
+    with pytest.raises(DataError, match="larger than the smallest image"):
+        data.check_patch_size(256, 8)
+
+
+def test_constant_or_nan_images_are_refused_not_turned_into_nan_losses():
+    rng = np.random.default_rng(6)
+    wf, sim = sr_pair(rng, 16)
+    with pytest.raises(DataError, match="pair blank: the target is constant"):
+        PairedDataset.from_arrays([wf], [np.full_like(sim, 7.0)], SR, names=["blank"])
+    with pytest.raises(DataError, match="target contains NaN"):
+        PairedDataset.from_arrays([wf], [np.where(sim > 50, np.nan, sim)], SR)
+    with pytest.raises(ValueError, match="the image is constant"):
+        PairedDataset.from_arrays([np.ones_like(wf)], [sim], SR)
+    flat_phase = PairedDataset.from_arrays([rng.uniform(0.5, 1.5, (2, 16, 16))], [np.zeros((16, 16))], PHASE)
+    assert np.isfinite(flat_phase.pairs[0].target).all()  # a flat phase is a valid (empty-field) target
+
+
+@pytest.mark.parametrize("method", ["fft", "us-tie"])
+def test_phase_condition_is_the_models_own_tie_estimate(method):
+    from napari_cvdm.physics import PhaseSimulation, simulate_phase_pair
+    from napari_cvdm.physics.baselines import tie_fft, us_tie
+
+    sim = PhaseSimulation(noise_max=0.0)
+    stack, phase, _ = simulate_phase_pair(sim, 64, np.random.default_rng(5))
+    optics = dict(input_pixel_um=sim.pixel_um, wavelength_um=sim.wavelength_um, defocus_um=sim.defocus_um)
+    info = PHASE.model_copy(update=dict(**optics, condition_on_tie=True, tie_method=method))
+    pair = PairedDataset.from_arrays([stack], [phase], info).pairs[0]
+    solver = us_tie if method == "us-tie" else tie_fft
+    expected = solver(stack, sim.defocus_um, sim.wavelength_um, sim.pixel_um) / 1.75  # rad → network units
+    assert pair.condition.shape == (3, 64, 64)
+    np.testing.assert_allclose(pair.condition[2], expected, atol=1e-5)
+
+
+def test_us_tie_condition_is_closer_to_the_truth_than_fft_tie():
+    """Why phase models condition on US-TIE: on a noise-free pair its estimate has a smaller error to learn."""
+    from napari_cvdm.physics import PhaseSimulation, simulate_phase_pair
+    from napari_cvdm.tasks import tie_estimate
+
+    sim = PhaseSimulation(noise_max=0.0, source="cells")
+    stack, phase, _ = simulate_phase_pair(sim, 128, np.random.default_rng(6))
+    info = dict(task="phase", input_planes=2, input_pixel_um=sim.pixel_um, wavelength_um=sim.wavelength_um)
+    info.update(defocus_um=sim.defocus_um, condition_on_tie=True)
+    truth = phase - phase.mean()
+    err = {
+        m: np.abs(tie_estimate(stack, ModelMetadata(**info, tie_method=m)) - truth).mean() for m in ("fft", "us-tie")
+    }
+    assert err["us-tie"] < 0.8 * err["fft"]
+
+
+def test_model_headers_without_a_tie_method_read_as_fft_tie():
+    """Files written before US-TIE conditioning existed keep meaning what they meant."""
+    header = {"task": "phase", "input_planes": 2, "input_pixel_um": 0.21, "wavelength_um": 0.521, "defocus_um": 2.0}
+    assert ModelMetadata.model_validate({**header, "condition_on_tie": True}).tie_method == "fft"
