@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -9,6 +12,46 @@ import numpy as np
 import pytest
 
 from tests.conftest import save_tiny_models
+
+X_PACKAGES = "xvfb libxcb-icccm4 libxcb-keysyms1 libxcb-xinerama0 libxcb-cursor0 libgl1 libegl1 libxkbcommon-x11-0"
+GUI_FIXTURES = {"qtbot", "qapp", "make_napari_viewer", "make_widget"}
+# What the GUI tests need from the display, tried in a child process: Qt aborts the whole process (not just the
+# test) when it cannot open a display or a GL context, which is what the first image layer asks for.
+PROBE = (
+    "import numpy, napari; viewer = napari.Viewer(show=False); "
+    "viewer.add_image(numpy.zeros((8, 8), numpy.float32)); viewer.close()"
+)
+
+
+@functools.cache
+def display_problem() -> str | None:
+    """None when napari can open a viewer with an image layer here; else what went wrong, in one line."""
+    try:
+        run = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=180)
+    except subprocess.TimeoutExpired:
+        return "a test viewer did not open within 180 s"
+    if run.returncode == 0:
+        return None
+    lines = [line.strip() for line in (run.stderr or run.stdout).splitlines() if line.strip()]
+    for clue in ("needed", "could not connect", "could not load", "display", "error"):
+        said = next((line for line in lines if clue in line.lower()), None)
+        if said:
+            return said.removeprefix("WARNING: ")
+    return lines[-1] if lines else f"exit status {run.returncode}"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Skip a GUI test, before Qt starts, where no display works; the rest of the suite still runs."""
+    if GUI_FIXTURES.isdisjoint(getattr(item, "fixturenames", ())):
+        return
+    problem = display_problem()
+    if problem is not None:
+        pytest.skip(
+            f"GUI tests need an X server and Qt's X libraries (napari could not open a viewer: {problem[:160]}). "
+            f"On Debian/Ubuntu: sudo apt-get install -y {X_PACKAGES} (scripts/test.sh does it); pytest-xvfb then "
+            "starts the server"
+        )
 
 FAST = {"steps": 2}  # the tiny models' default sampler: 2 network evaluations per sample
 

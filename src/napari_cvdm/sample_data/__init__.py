@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-SAMPLE_DIR = Path(__file__).parent / "sample_data"
+SAMPLE_DIR = Path(__file__).parent
 
 
 @dataclass(frozen=True)
