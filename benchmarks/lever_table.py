@@ -1,4 +1,5 @@
-"""Combine the CVDM rows of several `napari-cvdm bench --task phase` outputs into one table (docs/models.md).
+"""Combine the CVDM rows of several `napari-cvdm bench --task phase` outputs into one table
+(CHANGELOG.md, cvdm-phase-twoshot v2).
 
 Usage: ``python benchmarks/lever_table.py runs/levers/phase-fft-tie-64.md runs/levers/phaseA.step8000.md ...``
 Each column is one model file (its results file's name, with the folder where two share a name); each cell is

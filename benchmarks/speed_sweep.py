@@ -1,5 +1,5 @@
-"""Where the constants in ``napari_cvdm/device.py`` come from: denoiser throughput per pixel against batch × size,
-precision and memory layout, and peak inference memory per pixel.
+"""Where the device constants (output pixels per call, memory per pixel) come from: denoiser throughput per pixel
+against batch × size, precision and memory layout, and peak inference memory per pixel.
 
     python benchmarks/speed_sweep.py                 # throughput table (seconds per output megapixel)
     python benchmarks/speed_sweep.py --memory 1024 --precision bf16   # peak RSS per pixel of one 1024² call

@@ -7,19 +7,19 @@ mkdir -p runs
 OMP_NUM_THREADS=1 napari-cvdm train --task sr --name cvdm-sr-widefield --simulate-n 256 --simulate-size 128 \
     --simulate-seed 0 --steps 8000 --batch-size 8 --patch-size 64 --learning-rate 4e-4 --precision bf16 \
     --checkpoint-every 250 --val-every 500 --log-every 50 -o runs/cvdm-sr-widefield.trained.cvdm > runs/sr.log 2>&1 &
-# Phase (session 3): conditioned on the US-TIE estimate (--tie-method us-tie).  Session 4 started from the step-8000
-# checkpoint of this command run with --steps 12000 (the learning rate is constant after warm-up, so the weights at
-# step 8000 do not depend on --steps; only the header's total_steps says 12000).  Session 1's phase model was the
-# same command without --tie-method (FFT-TIE); benchmarks/phase_levers.sh compares them.
+# Phase: conditioned on the US-TIE estimate (--tie-method us-tie).  The bundled model's first run is this command
+# run with --steps 12000 and stopped after step 8000 (the learning rate is constant after warm-up, so the weights at
+# step 8000 do not depend on --steps; only the header's total_steps says 12000).  The same command without
+# --tie-method (FFT-TIE) gives cvdm-phase-twoshot v1 (CHANGELOG.md); benchmarks/phase_levers.sh compares them.
 OMP_NUM_THREADS=1 napari-cvdm train --task phase --name cvdm-phase-twoshot --tie-method us-tie --simulate-n 256 \
     --simulate-size 192 --simulate-seed 0 --steps 8000 --batch-size 8 --patch-size 64 --learning-rate 4e-4 \
     --precision bf16 --checkpoint-every 250 --val-every 500 --log-every 50 -o runs/cvdm-phase-twoshot.trained.cvdm \
     > runs/phase.log 2>&1 &
 wait
-# Session 4: both models train 4000 more steps from those weights with the learning rate decaying along a cosine to
-# 0 (--lr-decay cosine; fresh t/ε draws with --seed 1): 1735 s (SR) and 1790 s (phase) on one CPU thread each.
-# (Session 4 gave the SR run --base-model cvdm-sr-widefield, the file bundled at the
-# time: the same weights as runs/cvdm-sr-widefield.trained.cvdm plus LD3 grids, which fine-tuning drops.)
+# Second run: both models train 4000 more steps from those weights with the learning rate decaying along a cosine
+# to 0 (--lr-decay cosine; fresh t/ε draws with --seed 1): 1735 s (SR) and 1790 s (phase) on one CPU thread each.
+# (The SR model's header records --base-model cvdm-sr-widefield, i.e. the registered v1 file: the same weights as
+# runs/cvdm-sr-widefield.trained.cvdm plus LD3 grids, which fine-tuning drops.)
 OMP_NUM_THREADS=1 napari-cvdm train --task sr --name cvdm-sr-widefield --base-model runs/cvdm-sr-widefield.trained.cvdm \
     --simulate-n 256 --simulate-size 128 --simulate-seed 0 --seed 1 --steps 4000 --batch-size 8 --patch-size 64 \
     --learning-rate 4e-4 --lr-decay cosine --precision bf16 --checkpoint-every 250 --val-every 500 --log-every 50 \
@@ -29,9 +29,10 @@ OMP_NUM_THREADS=1 napari-cvdm train --task phase --name cvdm-phase-twoshot \
     --seed 1 --steps 4000 --batch-size 8 --patch-size 64 --learning-rate 4e-4 --lr-decay cosine --precision bf16 \
     --checkpoint-every 250 --val-every 500 --log-every 50 -o runs/phase-cosine.trained.cvdm > runs/phase-cosine.log 2>&1 &
 wait
-# Session 5: a second cosine cycle from the session-4 weights, 6000 steps at half the peak rate (2e-4), on 4× more
-# simulated pairs (1024; the first 256 are session 1–4's), fresh draws with --seed 2: 2663 s (SR) and 2602 s (phase)
-# on one CPU thread each.  These are the bundled weights.
+# Third run: a second cosine cycle from the second run's weights, 6000 steps at half the peak rate (2e-4), on 4×
+# more simulated pairs (1024; the first 256 are those of the first two runs), fresh draws with --seed 2: 2663 s (SR)
+# and 2602 s (phase) on one CPU thread each.  These are the bundled weights (cvdm-sr-widefield v3,
+# cvdm-phase-twoshot v4 in CHANGELOG.md).
 OMP_NUM_THREADS=1 napari-cvdm train --task sr --name cvdm-sr-widefield --base-model runs/sr-cosine.trained.cvdm \
     --simulate-n 1024 --simulate-size 128 --simulate-seed 0 --seed 2 --steps 6000 --batch-size 8 --patch-size 64 \
     --learning-rate 2e-4 --lr-decay cosine --precision bf16 --checkpoint-every 250 --val-every 500 --log-every 50 \
