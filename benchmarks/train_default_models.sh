@@ -36,17 +36,17 @@ wait
 OMP_NUM_THREADS=1 napari-cvdm train --task sr --name cvdm-sr-widefield --base-model runs/sr-cosine.trained.cvdm \
     --simulate-n 1024 --simulate-size 128 --simulate-seed 0 --seed 2 --steps 6000 --batch-size 8 --patch-size 64 \
     --learning-rate 2e-4 --lr-decay cosine --precision bf16 --checkpoint-every 250 --val-every 500 --log-every 50 \
-    -o runs/sr-s5.trained.cvdm > runs/sr-s5.log 2>&1 &
+    -o runs/sr-cycle2.trained.cvdm > runs/sr-cycle2.log 2>&1 &
 OMP_NUM_THREADS=1 napari-cvdm train --task phase --name cvdm-phase-twoshot \
     --base-model runs/phase-cosine.trained.cvdm --simulate-n 1024 --simulate-size 192 --simulate-seed 0 --seed 2 \
     --steps 6000 --batch-size 8 --patch-size 64 --learning-rate 2e-4 --lr-decay cosine --precision bf16 \
-    --checkpoint-every 250 --val-every 500 --log-every 50 -o runs/phase-s5.trained.cvdm > runs/phase-s5.log 2>&1 &
+    --checkpoint-every 250 --val-every 500 --log-every 50 -o runs/phase-cycle2.trained.cvdm > runs/phase-cycle2.log 2>&1 &
 wait
 # Few-step sampling (docs/performance.md): LD3 grids for the deterministic sampler at 5 and 10 steps, and the
 # default number of steps (SR 10, phase 20; stochastic sampler, η = 1; chosen with `napari-cvdm bench --nfe`, see
 # docs/performance.md for why SR keeps 10).  About 6–9 min each on one core; the result is bit-identical on a
 # rerun (one thread, fixed seed).
-for spec in sr:cvdm-sr-widefield:10:sr-s5.trained phase:cvdm-phase-twoshot:20:phase-s5.trained; do
+for spec in sr:cvdm-sr-widefield:10:sr-cycle2.trained phase:cvdm-phase-twoshot:20:phase-cycle2.trained; do
     IFS=: read -r task name steps trained <<< "$spec"
     OMP_NUM_THREADS=1 napari-cvdm learn-grid --model "runs/$trained.cvdm" -o "runs/$name.cvdm" --steps 5 10 \
         --iterations 100 --default-steps "$steps" --default-eta 1 --overwrite > "runs/ld3_$task.log" 2>&1 &

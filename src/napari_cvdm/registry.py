@@ -41,14 +41,14 @@ REGISTRY: dict[str, RegisteredModel] = {
         "7e2272ae4b43686a0d49a6e682d0e4c6397730cca14aa4b579e8714012cf773e",
         "widefield → SIM super-resolution (2× finer grid), trained on simulated BioSR-like pairs",
         task="super-resolution",
-    ),  # 9.2 MB, 8000 steps (session 1) + 4000 (session 4) + 6000 (session 5) with cosine decays; LD3 grids
+    ),  # 9.2 MB, v3: 8000 steps + 4000 + 6000 with cosine decays, LD3 grids (CHANGELOG.md, model files)
     "cvdm-phase-twoshot": RegisteredModel(
         "cvdm-phase-twoshot",
         "cvdm-phase-twoshot.cvdm",
         "1f1b74ef1fbd95e68a92541553b1591c12f98c54bf250eaa78f2c2043d7c4d6f",
         "two-shot defocus (I(−d), I(+d)) → quantitative phase (rad), trained on simulated pairs",
         task="phase",
-    ),  # 9.2 MB, on US-TIE; 8000 steps (session 3) + 4000 (session 4) + 6000 (session 5) with cosine decays; LD3
+    ),  # 9.2 MB, v4: on US-TIE, 8000 steps + 4000 + 6000 with cosine decays, LD3 grids (CHANGELOG.md)
 }
 
 

@@ -69,7 +69,9 @@ class TrainSettings(BaseModel):
     batch_size: int = Field(8, ge=1, description="patches per step")
     patch_size: int = Field(64, ge=8, description="patch side on the output grid (pixels), multiple of 8")
     learning_rate: float = Field(2e-4, gt=0, le=1, description="Adam learning rate")
-    warmup_steps: int = Field(100, ge=0, description="linear learning-rate warm-up")
+    warmup_steps: int | None = Field(
+        None, ge=0, description="steps of linear learning-rate warm-up (None: a tenth of the steps, at most 100)"
+    )
     lr_decay: Literal["constant", "cosine"] = Field(
         "constant", description="learning rate after the warm-up: constant, or a cosine decay to 0 at the last step"
     )
@@ -80,7 +82,9 @@ class TrainSettings(BaseModel):
     ema_decay: float = Field(0.999, ge=0, lt=1, description="EMA of the weights that is saved (0: no EMA)")
     grad_clip: float = Field(1.0, gt=0, description="gradient-norm clip")
     val_fraction: float = Field(0.1, ge=0, lt=1, description="fraction of images held out for validation")
-    val_every: int = Field(200, ge=1, description="validate every this many steps")
+    val_every: int | None = Field(
+        None, ge=1, description="validate every this many steps (None: a tenth of the steps, at most 200)"
+    )
     val_batches: int = Field(4, ge=1, description="batches per validation")
     augment: bool = Field(True, description="random flips and 90° rotations")
     precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16 autocast for the networks")
@@ -89,6 +93,31 @@ class TrainSettings(BaseModel):
     checkpoint_every: int = Field(
         500, ge=1, description="write the model file and the resume checkpoint (<output>.ckpt) every this many steps"
     )
+
+
+    def resolved(self) -> TrainSettings:
+        """A copy with the automatic warm-up and validation interval replaced by their values for these steps."""
+        return self.model_copy(update={"warmup_steps": self.warmup, "val_every": self.validation_interval})
+
+    @property
+    def warmup(self) -> int:
+        """Warm-up steps of this run: ``warmup_steps``, or a tenth of the steps, at most 100."""
+        return derived_warmup(self.steps) if self.warmup_steps is None else self.warmup_steps
+
+    @property
+    def validation_interval(self) -> int:
+        """Steps between validations: ``val_every``, or a tenth of the steps, at most 200 (at least 1)."""
+        return derived_val_every(self.steps) if self.val_every is None else self.val_every
+
+
+def derived_warmup(steps: int) -> int:
+    """The default warm-up of a run of ``steps`` steps: a tenth of them, at least 1, at most 100."""
+    return min(100, max(1, steps // 10))
+
+
+def derived_val_every(steps: int) -> int:
+    """The default validation interval of a run of ``steps`` steps: a tenth of them, at least 1, at most 200."""
+    return max(1, min(200, steps // 10))
 
 
 class TrainJob(BaseModel):

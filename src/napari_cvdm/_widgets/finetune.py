@@ -21,7 +21,6 @@ from magicgui.widgets import (
     ComboBox,
     Container,
     FileEdit,
-    FloatSpinBox,
     Label,
     LineEdit,
     ProgressBar,
@@ -51,12 +50,10 @@ from .finetune_data import (
     DataCount,
     check_output_name,
     check_shapes,
-    field_number,
     folder_shapes,
     guess_pair,
     is_unset,
     layer_shapes,
-    output_path,
     pairs_from_folders,
     pairs_from_layers,
     patch_placement,
@@ -66,6 +63,7 @@ from .finetune_job import FineTuneJob, Preview, PreviewSpec, format_seconds, sho
 from .job import DownloadJob, WorkerJob
 from .lossplot import LossPlot
 from .reconstruct import DEVICES
+from .settings_form import SettingsForm
 from .workers import refusal_message
 
 if TYPE_CHECKING:
@@ -93,20 +91,34 @@ class FineTuneWidget(Container):
         self.target_dir = FileEdit(label="Target folder", mode="d", visible=False)
         self.data_info = Label(label="")
         self.model_name = LineEdit(label="Save as", value="")
-        self.steps = SpinBox(label="Steps", value=1000, min=1, max=1_000_000)
-        self.batch_size = SpinBox(label="Batch", value=8, min=1, max=1024)
-        self.patch_size = SpinBox(label="Patch (px)", value=64, min=8, max=4096, step=8)
-        self.learning_rate = LineEdit(label="Learning rate", value="1e-4")
-        self.val_fraction = FloatSpinBox(label="Validation", value=0.1, min=0.0, max=0.9, step=0.05)
+        self.form = SettingsForm(
+            TrainSettings,
+            {
+                "steps": "Steps",
+                "batch_size": "Batch",
+                "patch_size": "Patch (px)",
+                "learning_rate": "Learning rate",
+                "val_fraction": "Validation",
+                "alpha": "α (γ smoothness)",
+                "ema_decay": "EMA decay",
+                "lr_decay": "Rate decay",
+                "augment": "augment (flips, 90° rotations)",
+                "seed": "Seed",
+                "device": "Device",
+                "checkpoint_every": "Checkpoint every",
+            },
+            choices={"device": DEVICES},
+            steps={"patch_size": 8},
+            spin_fractions=("val_fraction",),
+        )
+        form = self.form
+        self.steps, self.batch_size, self.patch_size = form["steps"], form["batch_size"], form["patch_size"]
+        self.learning_rate, self.val_fraction = form["learning_rate"], form["val_fraction"]
+        self.alpha, self.ema_decay, self.lr_decay = form["alpha"], form["ema_decay"], form["lr_decay"]
+        self.augment, self.seed, self.device = form["augment"], form["seed"], form["device"]
+        self.checkpoint_every = form["checkpoint_every"]
         self.preview_every = SpinBox(label="Preview every", value=100, min=0, max=1_000_000)
         self.show_advanced = CheckBox(text="advanced settings", value=False)
-        self.alpha = LineEdit(label="α (γ smoothness)", value="1e-3")
-        self.ema_decay = LineEdit(label="EMA decay", value="0.999")
-        self.lr_decay = ComboBox(label="Rate decay", choices=["constant", "cosine"], value="constant")
-        self.augment = CheckBox(text="augment (flips, 90° rotations)", value=True)
-        self.seed = SpinBox(label="Seed", value=0, min=0, max=2**31 - 1)
-        self.device = ComboBox(label="Device", choices=DEVICES, value="auto")
-        self.checkpoint_every = SpinBox(label="Checkpoint every", value=250, min=1, max=1_000_000)
         self.resume = CheckBox(text="continue from checkpoint", value=False)
         advanced = [
             self.alpha,
@@ -138,12 +150,6 @@ class FineTuneWidget(Container):
             self.plot.widget if self.plot.available else Label(value="install matplotlib for the loss plot").native
         )
         self.preview_every.tooltip = "steps between previews of one validation patch (0: no preview)"
-        self.learning_rate.tooltip = "Adam learning rate; fine-tuning usually wants less than training (2e-4)"
-        self.val_fraction.tooltip = "fraction of the pairs held out (whole images) for the validation loss"
-        self.lr_decay.tooltip = (
-            "learning rate after the warm-up: constant, or a cosine decay to 0 at the last step (better final "
-            "weights for a fixed number of steps; a stopped cosine run resumes only with the same Steps)"
-        )
         self.resume.tooltip = "continue a stopped run of this name exactly where it stopped (same data and settings)"
         self.base.changed.connect(self._on_base_changed)
         self.source.changed.connect(self._on_source_changed)
@@ -246,28 +252,9 @@ class FineTuneWidget(Container):
     def settings(self) -> TrainSettings:
         """The run's settings from the controls (raises ``ValidationError`` or ``InputError`` for bad values).
 
-        Warm-up: a tenth of the steps, at most 100; a resumed run keeps its checkpoint's warm-up.
+        Warm-up and validation interval are the settings' own defaults for the chosen number of steps.
         """
-        warmup = min(100, max(1, self.steps.value // 10))
-        if self.resume.value:
-            stored = checkpoint_settings(checkpoint_path(output_path(self.model_name.value.strip()))) or {}
-            warmup = stored.get("warmup_steps", warmup)
-        return TrainSettings(
-            steps=self.steps.value,
-            batch_size=self.batch_size.value,
-            patch_size=self.patch_size.value,
-            learning_rate=field_number(self.learning_rate),
-            warmup_steps=warmup,
-            lr_decay=self.lr_decay.value,
-            alpha=field_number(self.alpha),
-            ema_decay=field_number(self.ema_decay),
-            val_fraction=self.val_fraction.value,
-            val_every=max(1, min(200, self.steps.value // 10)),
-            augment=self.augment.value,
-            device=self.device.value,
-            seed=self.seed.value,
-            checkpoint_every=self.checkpoint_every.value,
-        )
+        return TrainSettings(**self.form.values())
 
     def train(self) -> WorkerJob | None:
         """Check everything, then start fine-tuning; None (and one notification) if refused."""

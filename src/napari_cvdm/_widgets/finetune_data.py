@@ -60,14 +60,6 @@ def is_unset(path: Any) -> bool:
     return path is None or str(path) in ("", ".")
 
 
-def field_number(field: Any) -> float:
-    """The number typed into a text field (e.g. ``1e-4``); a clear :class:`InputError` otherwise."""
-    try:
-        return float(field.value)
-    except ValueError:
-        raise InputError(f"invalid setting: {field.label} must be a number like 1e-4, not {field.value!r}") from None
-
-
 def _planes(shape: Sequence[int], plane_ndim: int) -> list[tuple[int, ...]]:
     """The plane shapes of an image or a stack of images (leading axes flattened)."""
     shape = tuple(int(s) for s in shape)

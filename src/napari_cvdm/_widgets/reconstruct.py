@@ -13,7 +13,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from magicgui.widgets import CheckBox, ComboBox, Container, Label, ProgressBar, PushButton, SpinBox
+from magicgui.widgets import ComboBox, Container, Label, ProgressBar, PushButton
 from napari.utils import notifications
 from pydantic import ValidationError
 
@@ -26,6 +26,7 @@ from .catalog import ModelEntry, ModelPicker, get_model, model_entry, no_models_
 from .events import MODEL_EVENTS
 from .inputs import prepare_input
 from .job import DownloadJob, ReconstructionJob, WorkerJob
+from .settings_form import SettingsForm
 from .workers import refusal_message
 
 if TYPE_CHECKING:
@@ -56,14 +57,24 @@ class ReconstructWidget(Container):
         self.model_info = Label(label="")
         self.image = ComboBox(label="Image", choices=self._image_layers)
         self.plus = ComboBox(label="I(+d)", choices=self._image_layers, nullable=True, visible=False)
-        self.n_samples = SpinBox(label="Samples", value=8, min=1, max=1000)
-        self.steps = SpinBox(label="Steps", value=20, min=1, max=2000)
-        self.seed = SpinBox(label="Seed", value=0, min=0, max=2**31 - 1)
-        self.device = ComboBox(label="Device", choices=DEVICES, value="auto")
+        self.form = SettingsForm(
+            ReconstructSettings,
+            {
+                "n_samples": "Samples",
+                "steps": "Steps",
+                "seed": "Seed",
+                "device": "Device",
+                "tile_size": "Tile size (0 = auto)",
+                "batch_size": "Batch (0 = auto)",
+                "keep_samples": "keep individual samples",
+            },
+            choices={"device": DEVICES},
+            steps={"tile_size": TILE_STEP},
+        )
+        self.n_samples, self.steps, self.seed = self.form["n_samples"], self.form["steps"], self.form["seed"]
+        self.device, self.tile_size = self.form["device"], self.form["tile_size"]
+        self.batch_size, self.keep_samples = self.form["batch_size"], self.form["keep_samples"]
         self.device_info = Label(label="")
-        self.tile_size = SpinBox(label="Tile size (0 = auto)", value=0, min=0, max=16384, step=TILE_STEP)
-        self.batch_size = SpinBox(label="Batch (0 = auto)", value=0, min=0, max=1000)
-        self.keep_samples = CheckBox(text="keep individual samples", value=False)
         self.run_button = PushButton(text="Run")
         self.progress = ProgressBar(label="Progress", value=0, min=0, max=1)
         self.status = Label(label="")
@@ -203,16 +214,10 @@ class ReconstructWidget(Container):
 
     def settings(self, entry: ModelEntry) -> ReconstructSettings:
         """The run's settings from the controls (steps = None keeps the model's benchmarked time grid)."""
-        steps = None if self.steps.value == entry.info.sampler.steps else self.steps.value
-        return ReconstructSettings(
-            batch_size=self.batch_size.value or None,  # None: what the device does fastest
-            n_samples=self.n_samples.value,
-            steps=steps,
-            seed=self.seed.value,
-            device=self.device.value,
-            tile_size=self.tile_size.value or None,
-            keep_samples=self.keep_samples.value,
-        )
+        values = self.form.values()  # 0 = auto → None for batch, tile size and steps
+        if values["steps"] == entry.info.sampler.steps:
+            values["steps"] = None
+        return ReconstructSettings(**values)
 
     def reconstruct(self, layers: Sequence[Layer] | None = None) -> WorkerJob | None:
         """Check everything, then start a run on ``layers`` (default: the picked ones); None if refused.

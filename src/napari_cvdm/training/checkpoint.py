@@ -23,7 +23,7 @@ from safetensors import SafetensorError, safe_open
 
 from .._version import __version__
 from ..model.files import write_atomic
-from ..settings import TrainSettings
+from ..settings import TrainSettings, derived_warmup
 
 FORMAT = "napari-cvdm-checkpoint"
 FORMAT_VERSION = 1
@@ -174,9 +174,15 @@ def read_checkpoint(path: str | os.PathLike) -> TrainState:
 def settings_changes(stored: dict[str, Any], settings: dict[str, Any]) -> list[str]:
     """The setting changes between a checkpoint's ``stored`` settings and a resume's that would change training.
 
-    A setting missing from ``stored`` was added after the checkpoint was written, and had its default then.
+    A setting missing from ``stored`` was added after the checkpoint was written, and had its default then.  An
+    automatic warm-up (``warmup_steps=None``) in ``settings`` keeps the checkpoint's, as the trainer does.
     """
     stored = {**TrainSettings().model_dump(mode="json"), **stored}
+    if stored.get("warmup_steps") is None and isinstance(stored.get("steps"), int):
+        stored["warmup_steps"] = derived_warmup(stored["steps"])
+    settings = dict(settings)
+    if settings.get("warmup_steps") is None:
+        settings["warmup_steps"] = stored["warmup_steps"]
     problems = []
     for key in sorted(set(settings) | set(stored)):
         if key in RESUMABLE_CHANGES and not (key == "steps" and settings.get("lr_decay") == "cosine"):

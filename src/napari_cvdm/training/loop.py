@@ -65,7 +65,7 @@ def lr_factor(step: int, settings: TrainSettings) -> float:
     A linear warm-up over ``warmup_steps``, then constant, or (``lr_decay="cosine"``) half a cosine period that
     reaches 0 at the last step: averaging out the gradient noise at the end is what a constant rate cannot do.
     """
-    warm = max(settings.warmup_steps, 1)
+    warm = max(settings.warmup, 1)
     if step < warm or settings.lr_decay == "constant":
         return min(1.0, (step + 1) / warm)
     progress = min(1.0, (step + 1 - warm) / (settings.steps - warm + 1))
@@ -115,7 +115,8 @@ class _Trainer:
     """The state of one training run (network, EMA, optimiser, generators, history) and its step and save."""
 
     def __init__(self, network: CVDM, info: ModelMetadata, data: PairedDataset, settings: TrainSettings, output):
-        self.settings, self.info = settings, info
+        self.requested = settings  # as given: an automatic warm-up (None) on a resume keeps the checkpoint's
+        self.settings, self.info = settings.resolved(), info
         self.output = Path(output) if output is not None else None
         self.train_set, self.val_set = data.split(settings.val_fraction, settings.seed)
         for subset in (self.train_set, self.val_set):
@@ -148,7 +149,7 @@ class _Trainer:
         self.optim = torch.optim.Adam(
             [{"params": others, "lr": lr}, {"params": time_nets, "lr": lr * settings.time_lr_multiplier}]
         )
-        self.sched = torch.optim.lr_scheduler.LambdaLR(self.optim, lambda s: lr_factor(s, settings))
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.optim, lambda s: lr_factor(s, self.settings))
         self.step, self.seconds_before, self.t0 = 0, 0.0, time.perf_counter()
         self.history: list[list[float]] = []
         self.val_history: list[tuple[int, float]] = []
@@ -162,6 +163,8 @@ class _Trainer:
     def restore(self, path: Path) -> None:
         """Continue from the checkpoint at ``path`` (refused if the settings or data differ)."""
         state = read_checkpoint(path)
+        if self.requested.warmup_steps is None and state.settings.get("warmup_steps") is not None:
+            self.settings = self.settings.model_copy(update={"warmup_steps": state.settings["warmup_steps"]})
         check_compatible(state, self.settings.model_dump(mode="json"), self.fingerprint, path)
         self.network.load_state_dict(state.network)
         if self.ema.shadow is not None and state.ema is not None:
@@ -268,7 +271,8 @@ class _Trainer:
 
     def validate(self) -> float | None:
         s = self.settings
-        if self.val_set is None or not self.ctx.is_main or not (self.step % s.val_every == 0 or self.step == s.steps):
+        due = self.step % s.validation_interval == 0 or self.step == s.steps
+        if self.val_set is None or not self.ctx.is_main or not due:
             return None
         loss = _validation_loss(self.ema.model(self.network), self.val_set, s, self.device, s.seed + 1)
         self.val_history.append((self.step, loss))
