@@ -6,16 +6,45 @@ import warnings
 
 import numpy as np
 import pytest
+import torch
 
-from napari_cvdm.evaluation.quality import TEST_SEED_PHASE, phase_cases, real_cell_pair, spearman
+from napari_cvdm.evaluation.quality import TEST_SEED_SR, held_out_rngs, phase_cases, real_cell_pair, spearman
 from napari_cvdm.evaluation.speed import speed_benchmark
-from napari_cvdm.physics import PhaseSimulation
+from napari_cvdm.physics import STRUCTURES, PhaseSimulation, SRSimulation, simulate_phase_pair, simulate_sr_pair
+from napari_cvdm.training.presets import simulate_pairs
 
 
-def test_held_out_seeds_are_reserved():
-    assert TEST_SEED_PHASE >= 10_000
-    labels = [label for label, _, _ in phase_cases(1)]
-    assert labels == ["photos, noise-free", "cells, noise-free", "photos, noisy ξ~U(0,0.2)", "cells, noisy ξ~U(0,0.2)"]
+def _phases(cases, size=64):
+    return {label: [simulate_phase_pair(sim, size, rng)[1] for rng in rngs] for label, sim, rngs in cases}
+
+
+def test_the_held_out_phase_set_is_reproducible_and_each_image_independent_of_n():
+    """The same test images in every bench run, and image k the same whether the bench scores 1 or 3 per row."""
+    three, one, again = _phases(phase_cases(3)), _phases(phase_cases(1)), _phases(phase_cases(1))
+    noisy = "noisy ξ~U(0,0.2)"
+    assert list(three) == ["photos, noise-free", "cells, noise-free", f"photos, {noisy}", f"cells, {noisy}"]
+    for label, images in three.items():
+        assert np.array_equal(one[label][0], again[label][0]), label  # bit-identical on a re-run
+        assert np.array_equal(images[0], one[label][0]), label  # n only adds images
+        assert not np.array_equal(images[0], images[1]), label  # and they are different images
+    # the noisy rows hold the noise-free rows' objects: the two rows of a source differ only by the noise
+    for source in ("photos", "cells"):
+        assert np.array_equal(three[f"{source}, noise-free"][0], three[f"{source}, {noisy}"][0])
+    assert not np.array_equal(three["photos, noise-free"][0], three["cells, noise-free"][0])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])  # the default models trained on SeedSequence(0); its neighbours too
+def test_no_held_out_image_is_in_a_training_set_of_a_small_seed(seed):
+    """A test image that training also drew would flatter the bench: compare the same simulator, size and family."""
+    for label, sim, rngs in phase_cases(3)[:2]:
+        held_out = _phases([(label, sim, rngs)])[label]
+        _, train = simulate_pairs("phase", 3, 64, seed, physics=sim)
+        assert not any(np.array_equal(a, b) for a in train for b in held_out), label
+    for j, kind in enumerate(STRUCTURES):
+        sim = SRSimulation(structure=kind)
+        held_out = [simulate_sr_pair(sim, 32, rng)[1] for rng in held_out_rngs(TEST_SEED_SR + 10 * j, 2)]
+        _, train = simulate_pairs("sr", 2, 32, seed, physics=sim)
+        assert not any(np.array_equal(a, b) for a in train for b in held_out), kind
 
 
 def test_real_cell_pair_is_a_defocus_stack_of_the_reserved_image():
@@ -33,20 +62,59 @@ def test_spearman_of_monotone_maps_is_one_and_of_a_constant_map_nan():
         assert np.isnan(spearman(np.ones((8, 8)), a))
 
 
-def test_speed_table_reports_seconds_and_ratio(tiny_sr_model):
+@pytest.mark.parametrize(("task", "precision"), [("sr", "fp32"), ("phase", "bf16")])
+def test_the_speed_floor_repeats_exactly_the_denoiser_calls_of_the_timed_run(monkeypatch, task, precision):
+    """The ratio means 'sampler overhead' only if the floor makes the same calls: count, batch, shape, memory layout
+    and autocast of every denoiser evaluation, recorded inside the timed reconstruction and in the floor."""
+    import napari_cvdm.evaluation.speed as speed
+    from napari_cvdm._runtime import device
+    from tests.conftest import tiny_model
+
+    model = tiny_model(task)
+    scale = 2 if task == "sr" else 1
+    monkeypatch.setattr(device, "CPU_PIXELS_PER_CALL", 2 * (16 * scale) ** 2)  # batches of 2, then of 1 sample
+    calls: list[tuple] = []
+    phase: list = ["warm-up"]
+    real_predict, real_reconstruct = model.network.predict_noise, speed.reconstruct
+
+    def predict(z, x, g):
+        # per sample: the sampler passes the condition as a broadcast view of one image, the floor as a batch
+        layout = all(t[:1].is_contiguous(memory_format=torch.channels_last) for t in (z, x, g))
+        calls.append((phase[0], z.shape, x.shape, g.shape, layout, torch.is_autocast_enabled("cpu")))
+        return real_predict(z, x, g)
+
+    def reconstruct(model, image, **kwargs):
+        timed = kwargs["steps"] != 1  # not the warm-up
+        phase[0] = ("run", image.shape[-1], kwargs["n_samples"]) if timed else "warm-up"
+        try:
+            return real_reconstruct(model, image, **kwargs)
+        finally:
+            phase[0] = ("floor", *phase[0][1:]) if timed else "after the warm-up"
+
+    monkeypatch.setattr(model.network, "predict_noise", predict)
+    monkeypatch.setattr(speed, "reconstruct", reconstruct)
     table = speed_benchmark(
-        tiny_sr_model, sizes=(16, 24), n_samples=(1, 2), steps=2, device="cpu", precision="fp32", log=lambda m: None
+        model, sizes=(16, 24), n_samples=(1, 3), steps=2, device="cpu", precision=precision, log=lambda m: None
     )
+    out = [f"{16 * scale}²", f"{24 * scale}²"]
     assert [r[:4] for r in table.rows] == [
-        ["16²", "32²", "1", "2"],
-        ["16²", "32²", "2", "2"],
-        ["24²", "48²", "1", "2"],
-        ["24²", "48²", "2", "2"],
+        ["16²", out[0], "1", "2"],
+        ["16²", out[0], "3", "2"],
+        ["24²", out[1], "1", "2"],
+        ["24²", out[1], "3", "2"],
     ]
-    for row in table.rows:
-        seconds, floor, ratio = float(row[4]), float(row[6]), float(row[7])
-        assert floor > 0 and ratio == pytest.approx(seconds / floor, rel=0.02)
-    assert "| input | output |" in table.markdown() and "fp32" in table.title
+    assert table.title.endswith(precision)
+    assert "after the warm-up" not in [c[0] for c in calls]
+    for size, row in zip((16, 16, 24, 24), table.rows, strict=True):
+        n, nfe = int(row[2]), int(row[3])
+        run = [c[1:] for c in calls if c[0] == ("run", size, n)]
+        floor = [c[1:] for c in calls if c[0] == ("floor", size, n)]
+        assert run == floor and sum(c[0][0] for c in run) == n * nfe  # every sample's every evaluation, once
+        assert all(c[3] and c[4] == (precision == "bf16") for c in run)
+        seconds, per_mp, floor_s, ratio = (float(v) for v in row[4:8])
+        assert ratio == pytest.approx(seconds / floor_s, rel=0.02)
+        assert per_mp == pytest.approx(seconds / (n * nfe) / ((size * scale) ** 2 / 1e6), rel=0.02)
+    assert {c[1][0] for c in calls if c[0] != "warm-up"} == {1, 2}  # batches of 2 and of 1 were both timed
 
 
 def test_table_cells_with_pipes_do_not_split_columns():

@@ -104,6 +104,33 @@ def test_stop_token_saves_and_returns_and_a_crash_resumes_from_the_last_checkpoi
     _assert_identical(full, crash)
 
 
+def test_training_time_counts_every_session_and_a_resume_continues_the_clock(data, tmp_path, monkeypatch):
+    """On a clock that advances 2.5 s per step: progress, ETA, checkpoint and model file all count earlier sessions."""
+    from types import SimpleNamespace
+
+    import napari_cvdm.training.loop as loop
+
+    clock = [1000.0]
+    monkeypatch.setattr(loop, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
+    out, seconds = tmp_path / "m.cvdm", []
+    gen = iter_train(tiny_network(residual=True), SR, data, SETTINGS, out)
+    for event in gen:
+        seconds.append(event.seconds)
+        clock[0] += 2.5
+        if event.step == 7:
+            break
+    gen.close()  # 17.5 s into the run
+    assert seconds == [2.5 * k for k in range(7)]
+    assert read_checkpoint(checkpoint_path(out)).seconds == 17.5 and load_model(out).info.training["seconds"] == 17.5
+    clock[0] += 3600  # an hour between the sessions is not training time
+    resumed = []
+    for event in iter_train(tiny_network(residual=True), SR, data, SETTINGS, out, resume=True):
+        resumed.append((event.step, event.seconds, event.eta_seconds))
+        clock[0] += 2.5
+    assert resumed == [(k, 2.5 * (k - 1), 2.5 * (k - 1) / k * (12 - k)) for k in range(8, 13)]
+    assert read_checkpoint(checkpoint_path(out)).seconds == 30.0 and load_model(out).info.training["seconds"] == 30.0
+
+
 def test_resume_can_extend_a_finished_run_exactly(data, reference, tmp_path):
     full, _ = reference
     short = tmp_path / "short.cvdm"
@@ -195,14 +222,14 @@ def test_fine_tuning_records_base_model_data_and_run(tmp_path):
         except StopIteration as stop:
             model = stop.value
             break
-    assert [e.step for e in events] == [1, 2, 3] and events[-1].val_loss is not None
+    assert [(e.step, e.val_loss is not None) for e in events] == [(1, False), (2, False), (3, True)]  # val_every=3
     training = load_model(tmp_path / "tuned.cvdm").info.training
     assert model.info.name == "tuned" and training["fine_tuned_from"] == "tiny"
     assert training["base_model"]["sha256"] == load_model(base_path).sha256
     assert training["data"]["pairs"] == 4 and training["data"]["input_pixel_um"] == 0.0626
     assert training["data"]["normalization"]["input"] == "percentile" and len(training["data"]["fingerprint"]) == 64
     assert training["pairs"] == {"train": 3, "validation": 1}
-    assert training["steps"] == 3 and training["device"].startswith("cpu") and training["seconds"] >= 0
+    assert training["steps"] == 3 and training["device"].startswith("cpu")
     assert training["processes"] == 1 and "saved_at" in training
     # the base model's file is untouched, and a loaded base model is copied, never trained in place
     assert all(torch.equal(v, _tensors(base_path)[k]) for k, v in before.items())
