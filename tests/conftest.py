@@ -31,9 +31,13 @@ def _one_torch_thread():
     torch.set_num_threads(before)
 
 
-def tiny_network(cond_channels: int = 1, residual: bool = False, seed: int = 0) -> CVDM:
+def tiny_network(cond_channels: int = 1, residual: bool = False, seed: int = 0, time: str = "exact") -> CVDM:
+    """A tiny untrained CVDM; ``time`` is its τ parameterisation ("exact", or "separate" as in older files)."""
     torch.manual_seed(seed)
-    return CVDM(CVDMConfig(cond_channels=cond_channels, residual_channel=0 if residual else None, **TINY))
+    config = CVDMConfig(
+        cond_channels=cond_channels, residual_channel=0 if residual else None, time_parameterisation=time, **TINY
+    )
+    return CVDM(config)
 
 
 TINY_INFO: dict[str, dict[str, Any]] = {

@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ._runtime.device import resolve_device
-from .model.metadata import TieMethod
+from .model.metadata import SamplerMethod, TieMethod
 
 
 class ReconstructSettings(BaseModel):
@@ -20,11 +20,13 @@ class ReconstructSettings(BaseModel):
         None,
         ge=1,
         le=2000,
-        description="network evaluations per sample (None: the model's benchmarked default)",
+        description="network evaluations per sample, 1 to 2000 (None: the model's benchmarked default)",
     )
-    method: Literal["gamma", "ancestral"] | None = Field(
+    method: SamplerMethod | None = Field(
         None,
-        description="'gamma' (any number of steps) or 'ancestral' (the paper's Algorithm 2); None: model default",
+        description="'gamma' (any number of steps), 'ancestral' (Algorithm 2 with the exact per-step decay "
+        "γ(tᵢ)/γ(tᵢ₋₁)) or 'ancestral-euler' (Algorithm 2 as printed: Euler steps of β, from N(0, I)); None: the "
+        "model's default",
     )
     grid: Literal["auto", "learned", "snr", "uniform"] = Field(
         "auto",
@@ -42,7 +44,9 @@ class ReconstructSettings(BaseModel):
     tile_size: int | None = Field(
         None, ge=8, description="tile side on the output grid (None: the whole image if it fits in memory)"
     )
-    tile_overlap: int = Field(32, ge=0, description="overlap of neighbouring tiles (output pixels), blended")
+    tile_overlap: int = Field(
+        32, ge=0, description="overlap of neighbouring tiles (output pixels), blended; at most half the tile size"
+    )
     batch_size: int | None = Field(
         None, ge=1, description="samples per network call (None: what the device does fastest)"
     )
@@ -56,8 +60,23 @@ class ReconstructSettings(BaseModel):
             raise ValueError(f"unknown device {value!r}; use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
         return name
 
+    @model_validator(mode="after")
+    def _overlap_fits_the_tile(self) -> ReconstructSettings:
+        if self.tile_size is not None and self.tile_overlap > self.tile_size // 2:
+            raise ValueError(overlap_message(self.tile_overlap, self.tile_size, "tile_size"))
+        return self
+
     def torch_device(self):
         return resolve_device(self.device)
+
+
+def overlap_message(overlap: int, tile: int, which: str) -> str:
+    """Why ``overlap`` cannot be used with tiles of side ``tile`` (``which`` names where the tile size came from)."""
+    return (
+        f"tile_overlap {overlap} is more than half of the {which} {tile}: tiles would step by "
+        f"{max(tile - overlap, 0)} pixels and the run would evaluate most pixels many times over. Use a "
+        f"tile_overlap of at most {tile // 2}, or a tile size of at least {2 * overlap}."
+    )
 
 
 class TrainSettings(BaseModel):
@@ -79,6 +98,11 @@ class TrainSettings(BaseModel):
         10.0, gt=0, description="learning-rate factor of the small time networks τ(t), ρ(t) (a few hundred weights)"
     )
     alpha: float = Field(1e-3, ge=0, description="weight α of the ‖∂²γ/∂t²‖² regulariser")
+    loss_weights: tuple[float, float, float, float] = Field(
+        (1.0, 1.0, 1.0, 1.0),
+        description="weights of the loss terms (L_β, L_KL, L_ε, α·L_γ): the paper's 1 1 1 1; the authors' code "
+        "uses 2 2 1 2",
+    )
     ema_decay: float = Field(0.999, ge=0, lt=1, description="EMA of the weights that is saved (0: no EMA)")
     grad_clip: float = Field(1.0, gt=0, description="gradient-norm clip")
     val_fraction: float = Field(0.1, ge=0, lt=1, description="fraction of images held out for validation")
@@ -94,6 +118,13 @@ class TrainSettings(BaseModel):
         500, ge=1, description="write the model file and the resume checkpoint (<output>.ckpt) every this many steps"
     )
 
+
+    @field_validator("loss_weights")
+    @classmethod
+    def _non_negative_weights(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if any(w < 0 for w in value) or not any(w > 0 for w in value):
+            raise ValueError(f"loss weights must be ≥ 0 and not all 0; got {value} (the paper's: 1 1 1 1)")
+        return value
 
     def resolved(self) -> TrainSettings:
         """A copy with the automatic warm-up and validation interval replaced by their values for these steps."""

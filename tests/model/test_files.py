@@ -112,3 +112,32 @@ def test_interrupted_write_leaves_the_old_file_intact(tmp_path, info, monkeypatc
         save_model(path, tiny_network(residual=True, seed=2), info)
     assert sha256_of(path) == before
     assert [p.name for p in tmp_path.iterdir()] == ["m.cvdm"]
+
+
+def test_a_header_without_the_time_parameterisation_reads_as_a_separate_tau(tmp_path, info):
+    """Files written before the exact schedule have a τ network and no such field: they load as they were."""
+    net = tiny_network(residual=True, time="separate")
+    path = save_model(tmp_path / "old.cvdm", net, info)
+    with files_module.safe_open(str(path), framework="pt") as fh:
+        header, tensors = fh.metadata(), {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118
+    config = json.loads(header["config"])
+    del config["time_parameterisation"]
+    save_file(tensors, str(path), metadata={**header, "config": json.dumps(config)})
+    loaded = load_model_file(path)
+    assert loaded.network.config.time_parameterisation == "separate"
+    assert loaded.network.schedule.tau is not None
+    lam = torch.rand(1, 1, 4, 4) + 0.5
+    torch.testing.assert_close(loaded.network.schedule.integrated_beta(lam), lam * net.schedule.tau.integral())
+
+
+def test_new_files_use_the_exact_schedule_and_carry_no_tau_network(tmp_path, info):
+    loaded = load_model_file(save_model(tmp_path / "new.cvdm", tiny_network(residual=True), info))
+    assert loaded.network.config.time_parameterisation == "exact"
+    assert not any(key.startswith("schedule.tau.") for key in loaded.network.state_dict())
+
+
+@pytest.mark.parametrize("name", ["cvdm-sr-widefield", "cvdm-phase-twoshot"])
+def test_the_bundled_models_keep_their_separate_tau(name):
+    from napari_cvdm import load_model
+
+    assert load_model(name).network.config.time_parameterisation == "separate"

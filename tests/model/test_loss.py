@@ -10,12 +10,14 @@ from tests.conftest import tiny_network
 
 
 def parts(net: CVDM) -> dict[str, list[torch.nn.Parameter]]:
-    return {
+    found = {
         "lambda": list(net.schedule.lambda_net.parameters()),
-        "tau": list(net.schedule.tau.parameters()),
         "rho": list(net.schedule.rho.parameters()),
         "denoiser": list(net.denoiser.parameters()),
     }
+    if net.schedule.tau is not None:  # a separate τ network (model files written before the exact schedule)
+        found["tau"] = list(net.schedule.tau.parameters())
+    return found
 
 
 def grad_norms(net: CVDM, loss: torch.Tensor) -> dict[str, float]:
@@ -40,17 +42,21 @@ def test_all_terms_finite_and_total_is_their_sum(batch):
     assert values["total"] == pytest.approx(values["beta"] + values["kl"] + values["noise"] + values["gamma_reg"])
 
 
-def test_gradients_reach_lambda_tau_rho_and_denoiser(batch):
+@pytest.mark.parametrize("time", ["exact", "separate"])
+def test_gradients_reach_every_network(batch, time):
     y, x = batch
-    net = tiny_network()
+    net = tiny_network(time=time)
     # Give the denoiser a non-zero head so its gradients are not trivially zero at initialisation.
     torch.nn.init.normal_(net.denoiser.unet.head.weight, std=0.1)
     terms = net.loss(y, x)
     total = grad_norms(net, terms.total)
     assert all(v > 0 for v in total.values()), total
-    # which term drives which part (the paper's design: L_β ties τ to ρ; L_ε trains the denoiser)
+    # which term drives which part: L_β (its boundary term γ(1) → 0; with a separate τ also the PDE tying τ to ρ),
+    # L_ε trains the denoiser
     beta = grad_norms(net, terms.beta)
-    assert beta["tau"] > 0 and beta["rho"] > 0 and beta["lambda"] > 0
+    assert beta["rho"] > 0 and beta["lambda"] > 0
+    if time == "separate":
+        assert beta["tau"] > 0
     assert grad_norms(net, terms.noise)["denoiser"] > 0
     assert grad_norms(net, terms.kl)["rho"] > 0
     gamma_reg = grad_norms(net, terms.gamma_reg)
@@ -68,6 +74,25 @@ def test_regulariser_covers_every_sample_of_the_batch(batch):
     x2 = x.clone()
     x2[3] = x2[3] * 5 + 3
     assert net.loss(y, x2, t=t, noise=noise).gamma_reg != base
+
+
+def test_the_exact_schedule_leaves_only_the_boundary_term_in_l_beta(batch):
+    """With τ = ρ' the PDE residual vanishes identically: L_β is ‖γ(0) − 1‖² + ‖γ(1)‖² = mean γ(1)²."""
+    y, x = batch
+    net = tiny_network()
+    terms = net.loss(y, x)
+    lam = net.schedule.lam(x)
+    gamma_1 = net.schedule.gamma(lam, torch.ones(4))
+    torch.testing.assert_close(terms.beta, (gamma_1**2).mean())
+
+
+def test_weighted_total_follows_the_weights(batch):
+    y, x = batch
+    terms = tiny_network().loss(y, x)
+    v = terms.as_floats()
+    assert terms.weighted_total() == pytest.approx(v["total"])
+    authors = 2 * v["beta"] + 2 * v["kl"] + v["noise"] + 2 * v["gamma_reg"]
+    assert terms.weighted_total((2, 2, 1, 2)) == pytest.approx(authors)
 
 
 def test_loss_alpha_scales_only_the_regulariser(batch):

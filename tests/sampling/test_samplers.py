@@ -130,7 +130,8 @@ def test_bad_arguments_are_explained():
         sample(net, torch.randn(1, 1, 8, 8), method="euler")
 
 
-def test_gamma_sampler_starts_from_the_forward_marginal_at_t1(monkeypatch):
+@pytest.mark.parametrize("method", ["gamma", "ancestral"])
+def test_samplers_start_from_the_forward_marginal_at_t1(monkeypatch, method):
     """z₁ ~ N(0, 1 − γ(1, x)), not N(0, 1): with ε̂ ≡ 0 one step returns ŷ₀ = z₁/√γ₁, of variance (1 − γ₁)/γ₁.
 
     A learned schedule need not reach γ(1) = 0 (the default SR model stops at 0.15–0.22); starting from N(0, 1)
@@ -143,7 +144,10 @@ def test_gamma_sampler_starts_from_the_forward_marginal_at_t1(monkeypatch):
     with torch.no_grad():
         gamma_1 = float(net.schedule.gamma(net.schedule.lam(x), torch.ones(1)).mean())
     assert 0.1 < gamma_1 < 0.9  # far from 0, so the two starts differ clearly: 1/γ₁ vs (1 − γ₁)/γ₁
-    stats = sample(net, x, n_samples=4000, time_grid=torch.tensor([1.0, 0.0]), eta=0.0, seed=1)
+    if method == "gamma":
+        stats = sample(net, x, n_samples=4000, time_grid=torch.tensor([1.0, 0.0]), eta=0.0, seed=1)
+    else:  # one step of Algorithm 2: α₁ = γ(1)/γ(0) = γ₁, so z₀ = z₁/√γ₁ as well
+        stats = sample(net, x, n_samples=4000, steps=1, method="ancestral", seed=1)
     expected = (1 - gamma_1) / gamma_1
     assert float(stats.variance.mean()) == pytest.approx(expected, rel=0.1)
 
@@ -156,3 +160,26 @@ def test_deterministic_and_stochastic_gamma_samplers_agree_on_the_toy_law(toy_ne
     x0 = x[0, 0]
     assert float((stats.mean[0].abs() / x0).mean()) < 0.15
     assert 0.8 < float((stats.variance[0] / x0**2).mean()) < 1.2
+
+
+@pytest.mark.parametrize(("method", "steps"), [("ancestral", 100), ("ancestral-euler", 200)])
+def test_algorithm_2_agrees_with_the_gamma_sampler_at_many_steps(toy_network, method, steps):
+    """At large T both forms of Algorithm 2 sample the same law as the γ-sampler (y = ±x: mean 0, variance x²)."""
+    _, x = toy_batch(1, 8, torch.Generator().manual_seed(11))
+    reference = sample(toy_network, x, n_samples=128, steps=50, method="gamma", seed=0)
+    stats = sample(toy_network, x, n_samples=128, steps=steps, method=method, seed=0)
+    x0 = x[0, 0]
+    assert float((stats.mean[0].abs() / x0).mean()) < 0.15
+    ratio = float((stats.variance[0] / reference.variance[0]).mean())
+    assert 0.85 < ratio < 1.15, ratio
+
+
+def test_the_printed_algorithm_2_is_biased_at_few_steps_and_the_exact_one_is_not(toy_network):
+    """At T = 10 the Euler product ends far below the learned γ(1); the exact decays keep the variance right."""
+    _, x = toy_batch(1, 16, torch.Generator().manual_seed(12))
+    x0 = x[0, 0]
+    exact = sample(toy_network, x, n_samples=256, steps=10, method="ancestral", seed=0)
+    euler = sample(toy_network, x, n_samples=256, steps=10, method="ancestral-euler", seed=0)
+    exact_ratio = float((exact.variance[0] / x0**2).mean())
+    euler_error = float(((euler.variance[0] / x0**2).mean() - 1).abs() + (euler.mean[0].abs() / x0).mean())
+    assert abs(exact_ratio - 1) < euler_error, (exact_ratio, euler_error)

@@ -161,3 +161,23 @@ def test_a_phase_model_from_scratch_records_its_tie_condition(tmp_path):
     network, info, data = prepare_job(job)
     assert info.condition_on_tie and info.tie_method == "us-tie"
     assert data.pairs[0].condition.shape[0] == 3 == network.config.cond_channels
+
+
+def test_the_loss_weights_weight_the_reported_and_validated_totals(data):
+    """total = w_β L_β + w_KL L_KL + w_ε L_ε + w_γ L_γ, in the progress and in the validation loss."""
+    weights = (2.0, 2.0, 1.0, 2.0)  # the authors' weighting, in this package's term order
+    plain = TrainSettings(steps=1, val_fraction=0.25, **FAST)
+    weighted = plain.model_copy(update={"loss_weights": weights})
+    a = next(iter_train(tiny_network(residual=True), SR, data, plain))
+    b = next(iter_train(tiny_network(residual=True), SR, data, weighted))
+    terms = ("beta", "kl", "noise", "gamma_reg")
+    assert all(a.losses[k] == pytest.approx(b.losses[k]) for k in terms)  # same first step before the update
+    assert b.losses["total"] == pytest.approx(sum(w * b.losses[k] for w, k in zip(weights, terms, strict=True)))
+    assert a.losses["total"] == pytest.approx(sum(a.losses[k] for k in terms))
+    assert b.val_loss != pytest.approx(a.val_loss)
+
+
+@pytest.mark.parametrize("weights", [(0, 0, 0, 0), (1, -1, 1, 1)])
+def test_impossible_loss_weights_are_refused(weights):
+    with pytest.raises(ValueError, match="loss weights must be ≥ 0 and not all 0"):
+        TrainSettings(loss_weights=weights)

@@ -74,5 +74,11 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--repeats", type=int, default=1, help="--speed: time each case this often, keep the fastest")
     b.add_argument("--nfe", action="store_true", help="quality and calibration vs NFE for every sampler instead")
     b.add_argument("--results", default="runs/nfe_study.jsonl", help="--nfe: results file (resumes from it)")
+    b.add_argument(
+        "--samplers",
+        nargs="+",
+        choices=["ancestral", "ancestral-euler", "gamma", "gamma-eta0", "gamma-ld3"],
+        help="--nfe: run only these samplers (default: all)",
+    )
     b.add_argument("-q", "--quiet", action="store_true")
     b.set_defaults(func=cmd_bench)

@@ -80,7 +80,9 @@ def cmd_bench_nfe(args: argparse.Namespace) -> int:
     for task, name in (("sr", args.sr_model), ("phase", args.phase_model)):
         if args.task not in (task, "both"):
             continue
-        records = run_study(load_model(name), task, results, n_samples=args.n_samples, log=_log(args.quiet))
+        samplers = tuple(args.samplers) if args.samplers else None
+        model = load_model(name)
+        records = run_study(model, task, results, n_samples=args.n_samples, log=_log(args.quiet), samplers=samplers)
         table, picks = summarize(records, task)
         print(f"{table.markdown()}\n\nmodel: {name}; smallest NFE within 1 % MS-SSIM of 200 NFE: {picks}\n")
     return 0

@@ -1,8 +1,9 @@
 """``napari-cvdm bench --nfe``: quality and calibration of the default models against the number of network
 evaluations (NFE) per sample, for each sampler.
 
-Samplers: the paper's Algorithm 2 (``ancestral``), the γ-sampler with DDPM posterior steps (η = 1) and its
-deterministic form (η = 0), both on the log-SNR grid, and η = 0 on the model's LD3-learned grid where it has one.
+Samplers: Algorithm 2 with the exact per-step decay (``ancestral``) and as printed in the paper
+(``ancestral-euler``), the γ-sampler with DDPM posterior steps (η = 1) and its deterministic form (η = 0), both on
+the log-SNR grid, and η = 0 on the model's LD3-learned grid where it has one.
 Test images: 128² outputs from the held-out simulated set of :mod:`.quality` (one WF 64² → SIM 128² image
 per SR structure family; phase: photos noisy, cells noise-free, and a crop of the real ``skimage.data.cell()``),
 small so that 1 000+ NFE × 8 samples per image fit a CPU afternoon.  Per run: MS-SSIM and MAE of the mean
@@ -31,10 +32,19 @@ NFES = (5, 10, 20, 50, 100, 200)
 SIZE = 128  # output side of the test images (pixels)
 # name → (reconstruct options, NFE values it is run at)
 VARIANTS: dict[str, tuple[dict, tuple[int, ...]]] = {
-    "ancestral (Alg. 2)": ({"method": "ancestral"}, NFES),
+    "ancestral (Alg. 2, exact decay)": ({"method": "ancestral"}, NFES),
+    "ancestral (Alg. 2 as printed)": ({"method": "ancestral-euler"}, NFES),
     "γ, η=1, log-SNR grid": ({"method": "gamma", "grid": "snr", "eta": 1.0}, NFES),
     "γ, η=0, log-SNR grid": ({"method": "gamma", "grid": "snr", "eta": 0.0}, (5, 10, 20, 50, 200)),
     "γ, η=0, LD3 grid": ({"method": "gamma", "grid": "learned", "eta": 0.0}, NFES),
+}
+# `bench --nfe --samplers …`: short names of the variants (the fp32 check runs with "gamma")
+SAMPLER_KEYS = {
+    "ancestral": "ancestral (Alg. 2, exact decay)",
+    "ancestral-euler": "ancestral (Alg. 2 as printed)",
+    "gamma": "γ, η=1, log-SNR grid",
+    "gamma-eta0": "γ, η=0, log-SNR grid",
+    "gamma-ld3": "γ, η=0, LD3 grid",
 }
 PRECISION_CHECK_NFE = (10, 20)  # the η=1 sampler is also run in fp32 at these NFE
 
@@ -75,14 +85,16 @@ def score(task: str, mean: np.ndarray, variance: np.ndarray, truth: np.ndarray, 
     }
 
 
-def _runs(model: TrainedModel) -> list[tuple[str, dict, int]]:
+def _runs(model: TrainedModel, samplers: tuple[str, ...] | None = None) -> list[tuple[str, dict, int]]:
+    chosen = [SAMPLER_KEYS[key] for key in samplers] if samplers else list(VARIANTS)
     runs = []
-    for name, (options, nfes) in VARIANTS.items():
+    for name in chosen:
+        options, nfes = VARIANTS[name]
         for nfe in nfes:
             if options.get("grid") == "learned" and nfe not in model.info.sampler.learned_grids:
                 continue
             runs.append((name, options, nfe))
-    for nfe in PRECISION_CHECK_NFE:
+    for nfe in PRECISION_CHECK_NFE if samplers is None or "gamma" in samplers else ():
         runs.append(("γ, η=1, log-SNR grid, fp32", {**VARIANTS["γ, η=1, log-SNR grid"][0], "precision": "fp32"}, nfe))
     return runs
 
@@ -93,13 +105,20 @@ def run_study(
     results: Path,
     n_samples: int = 8,
     log: Callable[[str], None] = print,
+    samplers: tuple[str, ...] | None = None,
 ) -> list[dict]:
-    """Run every (image, sampler, NFE) not yet in ``results`` (JSON lines) and return all records of ``task``."""
+    """Run every (image, sampler, NFE) not yet in ``results`` (JSON lines) and return all records of ``task``.
+
+    ``samplers``: keys of :data:`SAMPLER_KEYS` to run (None: all).
+    """
+    unknown = sorted(set(samplers or ()) - SAMPLER_KEYS.keys())
+    if unknown:
+        raise ValueError(f"unknown sampler(s) {unknown}; choose from {sorted(SAMPLER_KEYS)}")
     done = load_records(results)
     keys = {(r["task"], r["image"], r["sampler"], r["nfe"], r["n_samples"]) for r in done}
     results.parent.mkdir(parents=True, exist_ok=True)
     for label, image, truth, data_range in test_images(task):
-        for name, options, nfe in _runs(model):
+        for name, options, nfe in _runs(model, samplers):
             if (task, label, name, nfe, n_samples) in keys:
                 continue
             start = time.perf_counter()

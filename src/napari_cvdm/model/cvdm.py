@@ -18,6 +18,7 @@ L_γ is needed (App. K).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -44,6 +45,12 @@ class CVDMConfig(BaseModel):
     denoiser: UNetConfig = Field(default_factory=UNetConfig)
     schedule: UNetConfig = Field(default_factory=lambda: UNetConfig(width=16, depth=3))
     time_hidden: int = Field(1024, ge=1, description="sigmoid units of the monotone time networks τ and ρ")
+    time_parameterisation: Literal["exact", "separate"] = Field(
+        "exact",
+        description="'exact': τ = ρ' in closed form, so the PDE ∂γ/∂t + βγ = 0 holds by construction (every new "
+        "model); 'separate': τ is its own network tied to ρ by the PDE loss (files written before; a header "
+        "without this field reads as 'separate')",
+    )
     gamma_embedding: int = Field(32, ge=0, description="channels of the per-pixel γ embedding (0: input only)")
     clip_denoised: float | None = Field(None, gt=0, description="clip ŷ₀ to ±this while sampling")
 
@@ -77,6 +84,11 @@ class LossTerms:
     @property
     def total(self) -> torch.Tensor:
         return self.beta + self.kl + self.noise + self.gamma_reg
+
+    def weighted_total(self, weights: tuple[float, float, float, float] = (1.0, 1.0, 1.0, 1.0)) -> float:
+        """w_β L_β + w_KL L_KL + w_ε L_ε + w_γ L_γ as a float (the training objective for those weights)."""
+        terms = (self.beta, self.kl, self.noise, self.gamma_reg)
+        return float(sum(w * float(v.detach()) for w, v in zip(weights, terms, strict=True)))
 
     def as_floats(self) -> dict[str, float]:
         """Each term and the total as plain floats (for logs and progress reports)."""
@@ -124,7 +136,13 @@ class CVDM(nn.Module):
     def __init__(self, config: CVDMConfig) -> None:
         super().__init__()
         self.config = config
-        self.schedule = Schedule(config.cond_channels, config.out_channels, config.schedule, config.time_hidden)
+        self.schedule = Schedule(
+            config.cond_channels,
+            config.out_channels,
+            config.schedule,
+            config.time_hidden,
+            exact=config.time_parameterisation == "exact",
+        )
         self.denoiser = Denoiser(config)
 
     @property

@@ -159,12 +159,19 @@ def read_header(path: str | os.PathLike) -> dict[str, str]:
     return header
 
 
+def config_from_header(text: str) -> dict:
+    """The architecture stored in a header; files written before the exact schedule existed use a separate τ."""
+    config = json.loads(text)
+    config.setdefault("time_parameterisation", "separate")
+    return config
+
+
 def load_model_file(path: str | os.PathLike, device: torch.device | str = "cpu") -> TrainedModel:
     """Load a ``.cvdm`` file; raises :class:`ModelFileError` saying what is wrong."""
     path = Path(path)
     header = read_header(path)
     try:
-        config = CVDMConfig.model_validate(json.loads(header["config"]))
+        config = CVDMConfig.model_validate(config_from_header(header["config"]))
         info = ModelMetadata.model_validate(json.loads(header["metadata"]))
     except (KeyError, json.JSONDecodeError, ValidationError) as err:
         raise ModelFileError(f"{path}: the model header is damaged or incomplete ({err}).") from err

@@ -13,6 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Task = Literal["super-resolution", "phase", "generic"]
 TieMethod = Literal["fft", "us-tie"]  # the classical estimate a phase model is conditioned on
+# the samplers: the γ-sampler, Algorithm 2 with exact per-step decays, and the paper's literal Euler form of it
+SamplerMethod = Literal["gamma", "ancestral", "ancestral-euler"]
 
 
 class Normalization(BaseModel):
@@ -46,7 +48,7 @@ class SamplerDefaults(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    method: Literal["gamma", "ancestral"] = "gamma"
+    method: SamplerMethod = "gamma"
     steps: int = Field(20, ge=1)
     grid: Literal["snr", "uniform"] = Field("snr", description="equal steps in median log-SNR, or in t")
     time_grid: list[float] | None = Field(None, description="an explicit grid 1 > … > 0 used at the default steps")

@@ -1,6 +1,6 @@
-"""CVDM's learned, per-pixel noise schedule (paper §3.2).
+"""CVDM's learned, per-pixel noise schedule (paper §3.2, eq. 5).
 
-    β(t, x) = τ_θ(t) · λ_φ(x)        γ(t, x) = exp(−λ_φ(x) · ρ_χ(t))
+    β(t, x) = τ(t) · λ_φ(x)        γ(t, x) = exp(−λ_φ(x) · ρ(t)),   ρ(t) = ∫₀ᵗ τ(s) ds
 
 λ_φ(x) > 0 is a U-Net with a softplus output, one value per output pixel and channel.  τ_θ and ρ_χ are *monotone*
 networks of the scalar time t ∈ [0, 1] (paper App. G: linear → 1024 sigmoid units → linear with a skip, weights
@@ -9,9 +9,18 @@ re-parameterisation and the output passes through a softplus before the factor t
 
     f(t) = t · softplus(s(t)),  s non-decreasing   ⇒   f(0) = 0,  f ≥ 0,  f non-decreasing.
 
-Hence τ ≥ 0 (β ≥ 0), ρ(0) = 0 (γ(0, x) = 1 exactly) and γ decreasing in t.  The derivatives ∂ρ/∂t and ∂²ρ/∂t² are
-computed in closed form, so ∂γ/∂t = −λ ρ' γ and ∂²γ/∂t² = γ (λ² ρ'² − λ ρ'') are exact *per pixel* (the authors'
-3×3 time convolution mixes neighbouring pixels; we do not copy that).
+Hence ρ(0) = 0 (γ(0, x) = 1 exactly) and γ decreasing in t.  The derivatives ∂ρ/∂t and ∂²ρ/∂t² are computed in
+closed form, so ∂γ/∂t = −λ ρ' γ and ∂²γ/∂t² = γ (λ² ρ'² − λ ρ'') are exact *per pixel* (the authors' 3×3 time
+convolution mixes neighbouring pixels; we do not copy that).
+
+Two parameterisations of τ (``CVDMConfig.time_parameterisation``):
+
+* ``"exact"`` (every new model): ρ_χ is the one learned time network and τ := ρ_χ' in closed form.  The PDE
+  ∂γ/∂t + βγ = 0 then holds at every t and x by construction, ∫₀¹β dt = λ ρ(1) = −log γ(1, x) exactly, and the
+  γ-sampler and Algorithm 2 run on one schedule.  τ(0) = ρ'(0) > 0 is free, as in the paper's eq. 5.
+* ``"separate"`` (model files written before): τ_θ is a second monotone network f(t) = t·softplus(s(t)), tied to ρ
+  only by the PDE loss.  Since τ_θ(0) = 0 while ρ'(0) > 0 for every parameter value, the PDE cannot hold near t = 0
+  and ∫τ differs from ρ(1) by a few per cent; such files are read and sampled as they were trained.
 """
 
 from __future__ import annotations
@@ -95,16 +104,34 @@ class ScheduleAt:
 
 
 class Schedule(nn.Module):
-    """λ_φ(x), τ_θ(t), ρ_χ(t) and the derived γ(t, x), β(t, x)."""
+    """λ_φ(x), ρ_χ(t) (and, in ``"separate"`` files, τ_θ(t)) and the derived γ(t, x), β(t, x)."""
 
-    def __init__(self, cond_channels: int, out_channels: int, config: UNetConfig, time_hidden: int = 1024) -> None:
+    def __init__(
+        self,
+        cond_channels: int,
+        out_channels: int,
+        config: UNetConfig,
+        time_hidden: int = 1024,
+        exact: bool = True,
+    ) -> None:
         super().__init__()
         self.lambda_net = UNet(cond_channels, out_channels, config)
         # softplus(head) starts near 1 everywhere: zero weights, bias = softplus⁻¹(1).
         nn.init.zeros_(self.lambda_net.head.weight)
         nn.init.constant_(self.lambda_net.head.bias, _inverse_softplus(1.0))
-        self.tau = MonotoneTimeNet(time_hidden)
+        self.exact = exact
+        self.tau = None if exact else MonotoneTimeNet(time_hidden)
         self.rho = MonotoneTimeNet(time_hidden)
+
+    def time_networks(self) -> list[nn.Module]:
+        """The networks of t (ρ, and τ in ``"separate"`` files): they train with their own learning rate."""
+        return [self.rho] if self.tau is None else [self.tau, self.rho]
+
+    def tau_of(self, t: torch.Tensor) -> torch.Tensor:
+        """τ(t) ≥ 0, shape (B,): ρ'(t) in closed form (exact), or the separate τ network."""
+        if self.tau is None:
+            return self.rho.with_derivatives(t)[1]
+        return self.tau(t)
 
     def lam(self, x: torch.Tensor) -> torch.Tensor:
         """λ_φ(x) > 0, shape (B, out_channels, H, W)."""
@@ -120,19 +147,32 @@ class Schedule(nn.Module):
 
     def beta(self, lam: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """β(t, x) = τ(t) λ(x) ≥ 0."""
-        return lam * self._b(self.tau(t))
+        return lam * self._b(self.tau_of(t))
 
     def at(self, lam: torch.Tensor, t: torch.Tensor) -> ScheduleAt:
         """γ, β and the exact time derivatives of γ at t."""
         rho, drho, d2rho = (self._b(v) for v in self.rho.with_derivatives(t))
         gamma = torch.exp(-lam * rho)
+        tau = drho if self.tau is None else self._b(self.tau(t))
         return ScheduleAt(
             gamma=gamma,
-            beta=lam * self._b(self.tau(t)),
+            beta=lam * tau,
             dgamma_dt=-lam * drho * gamma,
             d2gamma_dt2=gamma * (lam**2 * drho**2 - lam * d2rho),
         )
 
+    def log_decay(self, lam: torch.Tensor, t_from: torch.Tensor, t_to: torch.Tensor) -> torch.Tensor:
+        """log γ(t_to, x)/γ(t_from, x) = −λ(x) (ρ(t_to) − ρ(t_from)), per pixel (≤ 0 for t_to ≥ t_from).
+
+        The exact per-step decay of Algorithm 2; with the exact schedule it is also −λ ∫ τ over the step.  (For
+        ``"separate"`` files it follows γ, which the denoiser was trained on, not the separate τ.)
+        """
+        rho = self.rho(torch.stack([t_from, t_to]).to(lam.dtype))
+        return -lam * (rho[1] - rho[0])
+
     def integrated_beta(self, lam: torch.Tensor) -> torch.Tensor:
-        """∫₀¹ β(t, x) dt = λ(x) ∫₀¹ τ(t) dt (the paper's uncertainty map, App. M)."""
+        """∫₀¹ β(t, x) dt = λ(x) ∫₀¹ τ(t) dt (the paper's uncertainty map, App. M); = −log γ(1, x) when exact."""
+        if self.tau is None:
+            one = torch.ones(1, dtype=self.rho.b1.dtype, device=self.rho.b1.device)
+            return lam * self.rho(one)[0]
         return lam * self.tau.integral()

@@ -1,16 +1,18 @@
 """Sampling from a trained CVDM: N samples of p(y | x) → mean, pixel-wise variance and ∫₀¹β dt.
 
-Two samplers, both per pixel:
+Three samplers, all per pixel, all starting from z₁ ~ N(0, 1 − γ(1, x)) — the forward marginal of a zero-mean
+(residual) target, since γ(1, x) is learned and not exactly 0 — except the literal form of Algorithm 2:
 
-* ``"ancestral"`` — the paper's Algorithm 2.  β is discretised into T Euler steps,
-  β̂_i = β(i/T, x)/T, α_i = 1 − β̂_i, γ̄_i = ∏_{j≤i} α_j, and for i = T … 1
-  z_{i−1} = (z_i − β̂_i/√(1−γ̄_i) · ε̂(z_i, x, γ̄_i)) / √α_i + √β̂_i · ξ   (no noise at i = 1).
-  T network evaluations (NFE) per sample.
-* ``"gamma"`` — uses the learned γ(t, x) directly on any decreasing time grid 1 = t_0 > … > t_K = 0: predict
-  ŷ₀ = (z − √(1−γ_t) ε̂)/√γ_t, then draw z_s from the DDPM posterior q(z_s | z_t, ŷ₀) (η = 1) or move
-  deterministically (η = 0, DDIM).  K network evaluations per sample, K free.  It starts from
-  z₁ ~ N(0, 1 − γ(1, x)), the forward marginal of a zero-mean (residual) target, since γ(1, x) is learned and
-  not exactly 0.
+* ``"gamma"`` (the default) — uses the learned γ(t, x) directly on any decreasing time grid 1 = t_0 > … > t_K = 0:
+  predict ŷ₀ = (z − √(1−γ_t) ε̂)/√γ_t, then draw z_s from the DDPM posterior q(z_s | z_t, ŷ₀) (η = 1) or move
+  deterministically (η = 0, DDIM).  K network evaluations per sample, K free.
+* ``"ancestral"`` — the paper's Algorithm 2 on t_i = i/T with the *exact* per-step decay
+  α_i = γ(t_i, x)/γ(t_{i−1}, x) = exp(−λ ∫ τ over the step), γ̄_i = γ(t_i, x), and for i = T … 1
+  z_{i−1} = (z_i − β̂_i/√(1−γ̄_i) · ε̂(z_i, x, γ̄_i)) / √α_i + √β̂_i · ξ   (β̂_i = 1 − α_i; no noise at i = 1).
+  Its last step returns ŷ₀ exactly, and γ̄_T is the learned γ(1, x), so any T is consistent with the schedule.
+* ``"ancestral-euler"`` — Algorithm 2 as printed: β̂_i = β(i/T, x)/T, α_i = 1 − β̂_i, γ̄_i = ∏_{j≤i} α_j, from
+  N(0, I).  At small T the Euler product ends far below the learned γ(1, x) (the denoiser never saw such γ) and the
+  start ignores γ(1, x) > 0; it needs hundreds of steps.  Kept for comparison with the paper.
 
 Samples are drawn in batches (by default as many per network call as the device does fastest:
 :func:`~napari_cvdm._runtime.device.samples_per_call`);
@@ -33,9 +35,9 @@ import torch
 from .._runtime import drive
 from .._runtime.device import Precision, autocast, samples_per_call
 from ..model.cvdm import CVDM, GAMMA_MAX, GAMMA_MIN
+from ..model.metadata import SamplerMethod as Method
 from .grids import check_time_grid, snr_time_grid, uniform_time_grid
 
-Method = Literal["gamma", "ancestral"]
 GridKind = Literal["snr", "uniform"]
 
 
@@ -98,6 +100,7 @@ class NoiseRunner:
 def gamma_steps(
     run: NoiseRunner, z: torch.Tensor, grid: torch.Tensor, eta: float, gens: list[torch.Generator]
 ) -> Generator[Step, None, torch.Tensor]:
+    """The γ-sampler on ``grid`` (η = 1: DDPM posterior steps, 0: DDIM); ``z`` is standard normal noise."""
     # ρ at every grid time in one call: the loop then only does element-wise work and never reads the device.
     rho = run.model.schedule.rho(grid.to(device=z.device, dtype=z.dtype))
     times = [float(t) for t in grid.detach()]
@@ -131,9 +134,36 @@ def gamma_steps(
 def ancestral_steps(
     run: NoiseRunner, z: torch.Tensor, steps: int, gens: list[torch.Generator]
 ) -> Generator[Step, None, torch.Tensor]:
+    """Algorithm 2 with the exact per-step decay α_i = γ(t_i)/γ(t_{i−1}); ``z`` is standard normal noise."""
+    schedule = run.model.schedule
+    lam = run.lam[:1]
+    # log γ̄_i = log γ(i/T, x) for i = 0..T, as the schedule's own decays (exact: −λ ρ(t_i))
+    knots = torch.arange(0, steps + 1, device=z.device, dtype=lam.dtype) / steps
+    steps_log = [schedule.log_decay(lam, knots[i - 1], knots[i]) for i in range(1, steps + 1)]
+    log_gbar = [torch.zeros_like(lam)]
+    for step_log in steps_log:
+        log_gbar.append(log_gbar[-1] + step_log)
+    gbar_T = torch.exp(log_gbar[-1]).clamp(GAMMA_MIN, GAMMA_MAX)
+    z = z * torch.sqrt(1 - gbar_T)  # the forward marginal at t = 1 of a zero-mean target
+    for i in range(steps, 0, -1):
+        alpha = torch.exp(steps_log[i - 1]).clamp(GAMMA_MIN, 1.0)
+        beta_hat = 1 - alpha
+        gbar = torch.exp(log_gbar[i]).clamp(GAMMA_MIN, GAMMA_MAX)
+        eps = run.eps(z, gbar.expand_as(z))
+        z = (z - beta_hat / torch.sqrt(1 - gbar) * eps) / torch.sqrt(alpha)
+        if i > 1:
+            z = z + torch.sqrt(beta_hat) * _randn(tuple(z.shape[1:]), gens, z)
+        yield Step(run.done, run.total)
+    return run.clip(z)
+
+
+def ancestral_euler_steps(
+    run: NoiseRunner, z: torch.Tensor, steps: int, gens: list[torch.Generator]
+) -> Generator[Step, None, torch.Tensor]:
+    """Algorithm 2 as printed in the paper: Euler steps β̂_i = β(i/T, x)/T, from N(0, I)."""
     schedule = run.model.schedule
     t = torch.arange(1, steps + 1, device=z.device, dtype=z.dtype) / steps
-    tau = schedule.tau(t)  # (T,)
+    tau = schedule.tau_of(t)  # (T,)
     lam = run.lam[:1]
 
     def log_alpha(i: int) -> torch.Tensor:  # i = 1..T
@@ -184,12 +214,12 @@ def iter_sample(
         if time_grid is None and steps < 1:
             raise ValueError(f"steps must be at least 1; got {steps}")
         nfe = len(check_time_grid(time_grid)) - 1 if time_grid is not None else steps
-    elif method == "ancestral":
+    elif method in ("ancestral", "ancestral-euler"):
         if steps < 1:
             raise ValueError(f"steps must be at least 1; got {steps}")
         nfe = steps
     else:
-        raise ValueError(f"unknown sampler {method!r}; use 'gamma' or 'ancestral'")
+        raise ValueError(f"unknown sampler {method!r}; use 'gamma', 'ancestral' or 'ancestral-euler'")
     model.eval()
     device = cond.device
     if batch_size is None:
@@ -219,8 +249,10 @@ def iter_sample(
         z = _randn(shape, gens, cond)
         if method == "gamma":
             y0 = yield from gamma_steps(run, z, times, eta, gens)
-        else:
+        elif method == "ancestral":
             y0 = yield from ancestral_steps(run, z, nfe, gens)
+        else:
+            y0 = yield from ancestral_euler_steps(run, z, nfe, gens)
         y = model.from_diffused(y0, run.x)
         for k in range(b):  # Welford's update, one sample at a time
             n = start + k + 1

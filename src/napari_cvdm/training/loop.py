@@ -107,7 +107,8 @@ def _validation_loss(
         t = torch.rand(target.shape[0], generator=gen, device=device)
         noise = torch.randn(target.shape, generator=gen, device=device)
         with torch.no_grad():  # the schedule's time derivatives are closed-form: no graph needed
-            total += float(network.loss(target, cond, settings.alpha, t=t, noise=noise).total)
+            terms = network.loss(target, cond, settings.alpha, t=t, noise=noise)
+            total += terms.weighted_total(settings.loss_weights)
     return total / settings.val_batches
 
 
@@ -142,7 +143,7 @@ class _Trainer:
         self.network = network.to(self.device).train()
         self.runner = distributed.wrap(distributed.LossModule(network), self.ctx, self.device)  # syncs weights
         self.ema = _EMA(network, settings.ema_decay)
-        time_nets = [*network.schedule.tau.parameters(), *network.schedule.rho.parameters()]
+        time_nets = [p for net in network.schedule.time_networks() for p in net.parameters()]
         time_ids = {id(p) for p in time_nets}
         others = [p for p in network.parameters() if id(p) not in time_ids]
         lr = settings.learning_rate
@@ -253,14 +254,14 @@ class _Trainer:
         report = self.ctx.all_reduce_sum(report).cpu()
         values = (report[: len(TERMS)] / self.ctx.world_size).tolist()
         losses = dict(zip(TERMS, values, strict=True))
-        losses["total"] = sum(values)
+        losses["total"] = sum(w * v for w, v in zip(s.loss_weights, values, strict=True))
         if not np.isfinite(losses["total"]):
             raise FloatingPointError(
                 f"the loss became {losses['total']} at step {self.step + 1}; lower the learning rate "
                 f"(now {s.learning_rate:g}) or check the data for extreme values"
             )
         self.optim.zero_grad(set_to_none=True)
-        terms.sum().backward()
+        (terms * torch.tensor(s.loss_weights, device=terms.device, dtype=terms.dtype)).sum().backward()
         torch.nn.utils.clip_grad_norm_(self.network.parameters(), s.grad_clip)
         self.optim.step()
         self.sched.step()
