@@ -12,11 +12,14 @@ from napari_cvdm.evaluation.metrics import (
     calibration_ratio,
     decorrelation_analysis,
     decorrelation_resolution,
+    expected_normalized_calibration_error,
     frc_resolution,
+    interval_coverage,
     mae,
     ms_ssim,
     normalize_image,
     psnr,
+    reliability,
     ssim,
 )
 
@@ -137,3 +140,48 @@ def test_calibration_ratio_of_calibrated_samples_is_one_plus_one_over_n(n_sample
     assert ratio == pytest.approx(1 + 1 / n_samples, rel=0.05)
     overconfident = calibration_ratio(samples.mean(0) - truth, samples.var(0, ddof=1) / 4)
     assert overconfident == pytest.approx(4 * ratio)
+
+
+def _posterior_draws(n_samples: int, side: int = 256, seed: int = 1):
+    """N samples and the truth, all drawn from one per-pixel Gaussian law whose std varies over the image."""
+    rng = np.random.default_rng(seed)
+    sigma = rng.uniform(0.1, 2.0, (side, side))
+    return rng.normal(0, sigma, (n_samples, side, side)), rng.normal(0, sigma)
+
+
+@pytest.mark.parametrize("n_samples", [4, 8, 32])
+def test_central_intervals_of_calibrated_samples_cover_their_level(n_samples):
+    """Student-t intervals of the N-sample mean cover exactly their level for draws of the true law."""
+    samples, truth = _posterior_draws(n_samples)
+    coverage = interval_coverage(samples.mean(0) - truth, samples.var(0, ddof=1), n_samples)
+    for level, covered in coverage.items():
+        assert covered == pytest.approx(level, abs=0.01), (level, covered)
+    shrunk = interval_coverage(samples.mean(0) - truth, samples.var(0, ddof=1) / 4, n_samples)
+    assert shrunk[0.9] < 0.7  # samples half as wide as the truth's law: the 90 % interval covers far less
+
+
+def test_reliability_and_ence_know_calibrated_from_overconfident():
+    samples, truth = _posterior_draws(64)
+    error, variance = samples.mean(0) - truth, samples.var(0, ddof=1)
+    rows = reliability(error, variance, 64, bins=10)
+    assert len(rows) == 10 and sum(r[3] for r in rows) == truth.size
+    assert all(a[0] <= b[0] for a, b in itertools.pairwise(rows))  # bins ordered by predicted spread
+    for rmv, rmse, mean_abs, _ in rows:
+        assert rmse == pytest.approx(rmv, rel=0.1)
+        assert mean_abs == pytest.approx(math.sqrt(2 / math.pi) * rmse, rel=0.05)  # Gaussian errors
+    assert expected_normalized_calibration_error(error, variance, 64) < 0.05
+    # errors 2× the predicted spread in every bin: |RMV − 2·RMV| / RMV = 1
+    assert expected_normalized_calibration_error(error, variance / 4, 64) == pytest.approx(1.0, abs=0.1)
+
+
+def test_ence_of_few_calibrated_samples_has_a_floor():
+    """Bins of a *sample* variance regress to the mean: with 8 calibrated samples the low bins show RMSE > RMV,
+    so ENCE is ≈ 0.2, not 0 (what a calibration fitted on these bins corrects; docs say so)."""
+    samples, truth = _posterior_draws(8)
+    ence = expected_normalized_calibration_error(samples.mean(0) - truth, samples.var(0, ddof=1), 8)
+    assert 0.12 < ence < 0.32, ence
+
+
+def test_interval_coverage_needs_a_variance():
+    with pytest.raises(ValueError, match="at least 2 samples"):
+        interval_coverage(np.zeros(4), np.ones(4), 1)

@@ -138,6 +138,7 @@ def test_sr_table_has_both_resolutions_for_every_method(tiny_sr_model):
             assert 31.3 * 2 - 1 <= float(row[5]) < float("inf")  # nm: never finer than the SIM grid's Nyquist
         if row[1] == "CVDM":
             assert -1 <= float(row[6]) <= 1 and float(row[7]) > 0  # Spearman, err²/var
+            assert 0 <= float(row[8]) <= 1 and float(row[9]) >= 0  # 90 % coverage, ENCE
     assert table.notes[0].startswith("Over all 4 test images, Spearman(image's mean std, image's RMSE) = ")
     assert "err²/var ≈ 1.50" in table.notes[0] and table.notes[0] in table.markdown()
 

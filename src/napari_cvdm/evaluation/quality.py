@@ -9,8 +9,10 @@ data_range 3.5 rad; SR: per-image min–max normalisation as DL-SR, PSNR, MS-SSI
 and the FRC resolution against the SIM truth in nm, which amplified noise cannot improve).
 Uncertainty, in the metric's units: Spearman rank correlation between the pixel-wise standard deviation and the
 absolute error of the mean (does the std map point at the wrong pixels?), the calibration ratio mean(err²)/mean(var)
-(≈ 1 + 1/N for N calibrated samples; larger: overconfident), and, over all test images of a task, Spearman between
-each image's mean std and its RMSE (does the model know which images it gets wrong?).
+(≈ 1 + 1/N for N calibrated samples; larger: overconfident), the share of pixels whose truth lies in the central
+90 % interval of the N-sample mean (Student-t, 0.90 when calibrated), the ENCE over 10 bins of the predicted spread
+(the reliability diagram in one number), and, over all test images of a task, Spearman between each image's mean
+std and its RMSE (does the model know which images it gets wrong?).
 """
 
 from __future__ import annotations
@@ -35,9 +37,22 @@ from ..physics import (
     two_shot,
     us_tie,
 )
-from .metrics import calibration_ratio, decorrelation_resolution, frc_resolution, mae, ms_ssim, psnr
+from .metrics import (
+    calibration_ratio,
+    decorrelation_resolution,
+    expected_normalized_calibration_error,
+    frc_resolution,
+    interval_coverage,
+    mae,
+    ms_ssim,
+    psnr,
+)
 from .report import Example, Table
 
+# the CVDM rows' uncertainty columns: rank correlation, err²/var (≈ 1 + 1/N calibrated), share of pixels inside the
+# central 90 % interval (0.90 calibrated), and ENCE over 10 spread bins (its floor for calibrated N samples is in
+# metrics.expected_normalized_calibration_error)
+UNCERTAINTY_HEADER = ["Spearman(std, |err|) ↑", "err²/var", "90 % coverage", "ENCE"]
 TEST_SEED_PHASE = 10_000
 TEST_SEED_SR = 10_001
 
@@ -47,18 +62,24 @@ class Uncertainty:
     """Per-image uncertainty scores of one row of a benchmark, and the (mean std, RMSE) of every image for the
     task-wide image ranking."""
 
+    n_samples: int = 8
     spearman: list[float] = field(default_factory=list)
     calibration: list[float] = field(default_factory=list)
+    coverage_90: list[float] = field(default_factory=list)
+    ence: list[float] = field(default_factory=list)
     per_image: list[tuple[float, float]] = field(default_factory=list)
 
     def add(self, error: np.ndarray, variance: np.ndarray) -> None:
         std = np.sqrt(variance)
         self.spearman.append(spearman(std, np.abs(error)))
         self.calibration.append(calibration_ratio(error, variance))
+        if self.n_samples >= 2:
+            self.coverage_90.append(interval_coverage(error, variance, self.n_samples, (0.9,))[0.9])
+            self.ence.append(expected_normalized_calibration_error(error, variance, self.n_samples))
         self.per_image.append((float(std.mean()), float(np.sqrt(np.mean(np.square(error))))))
 
     def cells(self) -> list[str]:
-        return [_fmt(self.spearman), _fmt(self.calibration, 2)]
+        return [_fmt(self.spearman), _fmt(self.calibration, 2), _fmt(self.coverage_90, 2), _fmt(self.ence, 2)]
 
 
 def image_ranking_note(rows: list[Uncertainty], n_samples: int) -> list[str]:
@@ -114,14 +135,14 @@ def real_cell_pair(settings: PhaseSimulation, size: int = 256) -> tuple[np.ndarr
 def phase_benchmark(
     model: TrainedModel | None, n: int, n_samples: int, steps: int | None, log: Callable[[str], None] = print
 ) -> Table:
-    header = ["test images", "method", "MAE (rad) ↓", "MS-SSIM ↑", "Spearman(std, |err|) ↑", "err²/var"]
+    header = ["test images", "method", "MAE (rad) ↓", "MS-SSIM ↑", *UNCERTAINTY_HEADER]
     table = Table(f"Phase retrieval, 256², d = 2 µm (n = {n} per row)", header)
     cases = phase_cases(n)
     cases.append(("skimage cell() (real QPI), noise-free", PhaseSimulation(noise_max=0.0), [None]))
     uncertainty: list[Uncertainty] = []
     for label, settings, rngs in cases:
         scores: dict[str, list[tuple[float, float]]] = {"TIE": [], "US-TIE": [], "CVDM": []}
-        row = Uncertainty()
+        row = Uncertainty(n_samples)
         uncertainty.append(row)
         for k, rng in enumerate(rngs):
             stack, phase = real_cell_pair(settings) if rng is None else simulate_phase_pair(settings, 256, rng)[:2]
@@ -151,7 +172,7 @@ def phase_benchmark(
         for name, vals in scores.items():
             if vals:
                 m, s = np.mean(vals, axis=0)
-                cells = row.cells() if name == "CVDM" else ["", ""]
+                cells = row.cells() if name == "CVDM" else [""] * len(UNCERTAINTY_HEADER)
                 table.rows.append([label, name, f"{m:.3f}", f"{s:.3f}", *cells])
         log(f"phase: {label} done")
     if model is not None:
@@ -169,8 +190,7 @@ def sr_benchmark(
         "MS-SSIM ↑",
         "decorr. res. (nm) ↓",
         "FRC res. vs truth (nm) ↓",
-        "Spearman(std, |err|) ↑",
-        "err²/var",
+        *UNCERTAINTY_HEADER,
     ]
     table = Table(f"Super-resolution, WF 128² → SIM 256² (n = {n} per structure)", header)
     uncertainty: list[Uncertainty] = []
@@ -179,7 +199,7 @@ def sr_benchmark(
         px_nm = settings.sim_pixel_um * 1000
         scores: dict[str, list[tuple[float, ...]]] = {"bicubic": [], "Richardson–Lucy": [], "CVDM": []}
         res_gt: list[float] = []
-        row = Uncertainty()
+        row = Uncertainty(n_samples)
         uncertainty.append(row)
         for k, rng in enumerate(held_out_rngs(TEST_SEED_SR + 10 * j, n)):
             wf, sim, _ = simulate_sr_pair(settings, 128, rng)
@@ -223,9 +243,10 @@ def sr_benchmark(
                 with warnings.catch_warnings():  # a column that is all NaN (no decorrelation peak) stays NaN
                     warnings.simplefilter("ignore", RuntimeWarning)
                     p, m, r, f = np.nanmean(vals, axis=0)
-                cells = row.cells() if name == "CVDM" else ["", ""]
+                cells = row.cells() if name == "CVDM" else [""] * len(UNCERTAINTY_HEADER)
                 table.rows.append([kind, name, f"{p:.2f}", f"{m:.3f}", f"{r:.0f}", f"{f:.0f}", *cells])
-        table.rows.append([kind, "SIM truth", "∞", "1", f"{np.nanmean(res_gt):.0f}", "–", "", ""])
+        blank = [""] * len(UNCERTAINTY_HEADER)
+        table.rows.append([kind, "SIM truth", "∞", "1", f"{np.nanmean(res_gt):.0f}", "–", *blank])
         log(f"sr: {kind} done")
     if model is not None:
         table.notes = image_ranking_note(uncertainty, n_samples)
