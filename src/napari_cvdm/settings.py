@@ -9,6 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from ._runtime.device import resolve_device
 from .model.metadata import SamplerMethod, TieMethod
 
+DEFAULT_TILE_OVERLAP = 32  # output pixels shared by neighbouring tiles unless the tiles are smaller than twice this
+
 
 class ReconstructSettings(BaseModel):
     """How to reconstruct: sampler, number of samples, device, tiling."""
@@ -44,8 +46,11 @@ class ReconstructSettings(BaseModel):
     tile_size: int | None = Field(
         None, ge=8, description="tile side on the output grid (None: the whole image if it fits in memory)"
     )
-    tile_overlap: int = Field(
-        32, ge=0, description="overlap of neighbouring tiles (output pixels), blended; at most half the tile size"
+    tile_overlap: int | None = Field(
+        None,
+        ge=0,
+        description=f"overlap of neighbouring tiles (output pixels), blended; at most half the tile size (None: "
+        f"{DEFAULT_TILE_OVERLAP}, or half the tile when that is less)",
     )
     batch_size: int | None = Field(
         None, ge=1, description="samples per network call (None: what the device does fastest)"
@@ -62,9 +67,14 @@ class ReconstructSettings(BaseModel):
 
     @model_validator(mode="after")
     def _overlap_fits_the_tile(self) -> ReconstructSettings:
-        if self.tile_size is not None and self.tile_overlap > self.tile_size // 2:
-            raise ValueError(overlap_message(self.tile_overlap, self.tile_size, "tile_size"))
+        overlap, tile = self.tile_overlap, self.tile_size
+        if overlap is not None and tile is not None and overlap > tile // 2:
+            raise ValueError(overlap_message(overlap, tile, "tile_size"))
         return self
+
+    def overlap_for(self, tile: int) -> int:
+        """The overlap of tiles of side ``tile``: ``tile_overlap``, or the default capped at half the tile."""
+        return min(DEFAULT_TILE_OVERLAP, tile // 2) if self.tile_overlap is None else self.tile_overlap
 
     def torch_device(self):
         return resolve_device(self.device)
@@ -73,9 +83,8 @@ class ReconstructSettings(BaseModel):
 def overlap_message(overlap: int, tile: int, which: str) -> str:
     """Why ``overlap`` cannot be used with tiles of side ``tile`` (``which`` names where the tile size came from)."""
     return (
-        f"tile_overlap {overlap} is more than half of the {which} {tile}: tiles would step by "
-        f"{max(tile - overlap, 0)} pixels and the run would evaluate most pixels many times over. Use a "
-        f"tile_overlap of at most {tile // 2}, or a tile size of at least {2 * overlap}."
+        f"tile_overlap {overlap} is more than half of the {which} {tile}, so the tiles would cover most pixels "
+        f"many times over; use a tile_overlap of at most {tile // 2}, or a tile size of at least {2 * overlap}"
     )
 
 

@@ -61,6 +61,38 @@ def test_predict_errors_exit_with_a_message(tmp_path, capsys):
     assert "no model named 'no-such-model'" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("flags", "match"),
+    [
+        (["--tile-size", "64", "--tile-overlap", "64"], "--tile-overlap 64 is more than half of the --tile-size 64"),
+        (["--tile-size", "64", "--tile-overlap", "40"], "use a --tile-overlap of at most 32"),
+        (["--steps", "2001"], "--steps: Input should be less than or equal to 2000"),
+        (["--tile-size", "4"], "--tile-size: Input should be greater than or equal to 8"),
+    ],
+)
+def test_predict_refuses_impossible_settings_at_once(tmp_path, capsys, flags, match):
+    """Refused before the model is even looked up (this one does not exist) and before anything is written."""
+    out = tmp_path / "o.tif"
+    assert (
+        main(["predict", "--sample", "widefield", "--model", str(tmp_path / "none.cvdm"), "-o", str(out), *flags]) == 2
+    )
+    err = capsys.readouterr().err
+    assert match in err and "invalid setting" in err and "model file not found" not in err
+    assert not out.exists()
+
+
+def test_predict_refuses_a_tile_below_the_network_minimum(tmp_path, capsys):
+    from napari_cvdm.model import CVDM, CVDMConfig, ModelMetadata, UNetConfig
+    from napari_cvdm.model.files import save_model
+    from tests.conftest import TINY, TINY_INFO
+
+    deep = CVDM(CVDMConfig(cond_channels=1, residual_channel=0, **{**TINY, "denoiser": UNetConfig(width=4, depth=5)}))
+    path = save_model(tmp_path / "deep.cvdm", deep, ModelMetadata(**TINY_INFO["sr"], name="deep"))
+    args = ["predict", "--sample", "widefield", "--model", str(path), "-o", str(tmp_path / "o.tif"), "--tile-size", "8"]
+    assert main([*args, "-q"]) == 2
+    assert "tile_size 8 is below this model's minimum of 16" in capsys.readouterr().err
+
+
 def test_train_config_errors_are_explained(tmp_path, capsys):
     assert main(["train", "--task", "sr", "-o", str(tmp_path / "m.cvdm")]) == 2
     assert "either input_dir and target_dir" in capsys.readouterr().err

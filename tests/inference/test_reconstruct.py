@@ -73,7 +73,7 @@ def test_cancel_stops_within_one_evaluation(tiny_sr_model, widefield):
 
     with pytest.raises(nc.Cancelled, match="cancelled"):
         nc.reconstruct(tiny_sr_model, widefield, n_samples=1, steps=50, progress=progress, cancel=token)
-    assert calls == [1, 2]
+    assert calls == [0, 1, 2]  # the plane's condition event, then one per network evaluation
 
 
 def test_tile_starts_cover_the_image_with_the_overlap():
@@ -84,21 +84,35 @@ def test_tile_starts_cover_the_image_with_the_overlap():
 
 
 def test_tiled_reconstruction_matches_whole_image(toy_network):
-    """Blending is correct: tiles and the whole image estimate the same variance (x² for the toy law)."""
+    """Known answer (the toy law): mean 0 and variance x² per pixel, tiled or not; no seams; and every kept
+    sample of a tiled run is one draw — also in the overlaps, where blending two tiles' draws would shrink it."""
     info = ModelMetadata(task="generic", normalization={"low_percentile": 0.0, "high_percentile": 100.0})
     model = TrainedModel(network=toy_network, info=info)
     rng = np.random.default_rng(0)
     image = rng.uniform(0.45, 1.5, (40, 40)).astype(np.float32)
     image[0, 0], image[0, 1] = 0.0, 1.5  # min-max normalisation x/1.5 keeps the toy range; outputs scale back
-    whole = nc.reconstruct(model, image, n_samples=64, steps=20, seed=1)
-    tiled = nc.reconstruct(model, image, n_samples=64, steps=20, seed=1, tile_size=16, tile_overlap=6)
-    x2 = image**2
+    n = 64
+    whole = nc.reconstruct(model, image, n_samples=n, steps=20, seed=1)
+    tiled = nc.reconstruct(model, image, n_samples=n, steps=20, seed=1, tile_size=16, tile_overlap=6, keep_samples=True)
+    x2 = image[2:, 2:] ** 2
     for result in (whole, tiled):
-        assert 0.75 < float(np.mean(result.variance[2:, 2:] / x2[2:, 2:])) < 1.25
+        assert 0.75 < float(np.mean(result.variance[2:, 2:] / x2)) < 1.25
     # no seams: the variance/x² ratio along tile borders is like elsewhere
-    ratio = tiled.variance[2:, 2:] / x2[2:, 2:]
+    ratio = tiled.variance[2:, 2:] / x2
     seam_cols = [c - 2 for c in (10, 11, 20, 21, 30, 31)]
     assert abs(ratio[:, seam_cols].mean() - ratio.mean()) < 0.15
+    # the same mean: both estimate 0, and differ by no more than two independent n-sample means do
+    z2 = (tiled.mean - whole.mean)[2:, 2:] ** 2 / (2 * x2 / n)
+    assert float(z2.mean()) < 1.5
+    # kept samples: in the overlaps (pixels two or more tiles cover) each sample has the single-draw variance
+    cover = np.zeros((40, 40))
+    for r, c in itertools.product(tile_starts(40, 16, 6), repeat=2):
+        cover[r : r + 16, c : c + 16] += 1
+    overlap = cover[2:, 2:] > 1
+    assert overlap.mean() > 0.3
+    spread = tiled.samples.var(0, ddof=1)[2:, 2:]
+    assert 0.8 < float(np.mean((spread / tiled.variance[2:, 2:])[overlap])) < 1.2
+    assert 0.75 < float(np.mean((spread / x2)[overlap])) < 1.25
 
 
 @pytest.mark.parametrize(

@@ -112,3 +112,41 @@ def test_error_found_by_the_core_in_the_worker_changes_nothing(make_widget, mode
     assert job.outcome == "failed"
     assert len(notes["error"]) == 1 and "constant" in notes["error"][0]
     assert _snapshot(viewer) == before
+
+
+@pytest.mark.parametrize(
+    ("tile", "overlap", "match"),
+    [
+        (64, 64, "tile_overlap 64 is more than half of the tile_size 64"),
+        (32, 17, "use a tile_overlap of at most 16"),
+        (4, 0, "tile_size: Input should be greater than or equal to 8"),
+    ],
+)
+def test_impossible_tiles_are_refused(make_widget, model_files, notes, tile, overlap, match):
+    viewer, widget = make_widget()
+    viewer.add_image(noisy((32, 32)), name="wf")
+    widget.tile_size.value, widget.tile_overlap.value = tile, overlap
+    _refused(viewer, widget, notes, match)
+    assert "invalid setting: :" not in notes["error"][0]  # a check across fields reads as one sentence
+
+
+def test_a_tile_below_the_network_minimum_is_refused(make_widget, model_files, notes):
+    from napari_cvdm.model import CVDM, CVDMConfig, ModelMetadata, UNetConfig
+    from napari_cvdm.model.files import save_model
+    from tests.conftest import TINY, TINY_INFO
+
+    deep = CVDM(CVDMConfig(cond_channels=1, residual_channel=0, **{**TINY, "denoiser": UNetConfig(width=4, depth=5)}))
+    save_model(model_files["tiny-sr"].with_name("deep-sr.cvdm"), deep, ModelMetadata(**TINY_INFO["sr"], name="deep-sr"))
+    viewer, widget = make_widget()
+    widget.model.reset_choices()
+    widget.model.value = "deep-sr"
+    viewer.add_image(noisy((32, 32)), name="wf")
+    widget.tile_size.value = 8
+    _refused(viewer, widget, notes, "tile size 8 is below this model's minimum of 16")
+
+
+def test_steps_cannot_go_beyond_what_the_time_grids_support(make_widget, model_files):
+    from napari_cvdm.inference.plan import MAX_STEPS
+
+    _viewer, widget = make_widget()
+    assert widget.steps.max == MAX_STEPS

@@ -11,7 +11,6 @@ Afterwards the network is moved off the GPU and CUDA's cache is emptied, so napa
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,9 +54,9 @@ class PreviewSpec:
     n_samples: int = 2
 
     def run(self, network: CVDM, step: int) -> Preview:
-        """Reconstruct the patch with a copy of ``network``: inference may switch a network to eval mode, move it
-        or change its memory layout, and none of that may touch the network being trained."""
-        model = TrainedModel(network=copy.deepcopy(network), info=self.info)
+        """Reconstruct the patch with ``network``; ``reconstruct`` leaves the network being trained as it was
+        (device, memory layout, train/eval mode, weights)."""
+        model = TrainedModel(network=network, info=self.info)
         result = reconstruct(model, self.image, self.n_samples, seed=0, device=self.device)
         return Preview(step, result.mean, np.sqrt(result.variance))
 

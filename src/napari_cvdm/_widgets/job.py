@@ -172,10 +172,10 @@ class ReconstructionJob(WorkerJob):
         notifications.show_info("CVDM reconstruction cancelled; the layers are as they were before the run.")
 
     def _cleanup(self) -> None:
-        """Move the network back to the CPU so a cached model never pins GPU memory."""
-        param = next(self.model.network.parameters(), None)
-        if param is not None and param.device.type != "cpu":
-            release_device_memory(self.model.network)
+        """Hand the GPU memory of the run back (the run used its own copy of the network; the cached model never
+        leaves its device)."""
+        if self.settings.device != "cpu":
+            release_device_memory()
 
 
 class DownloadJob(WorkerJob):

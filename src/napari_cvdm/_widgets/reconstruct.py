@@ -65,14 +65,16 @@ class ReconstructWidget(Container):
                 "seed": "Seed",
                 "device": "Device",
                 "tile_size": "Tile size (0 = auto)",
+                "tile_overlap": "Tile overlap (0 = auto)",
                 "batch_size": "Batch (0 = auto)",
                 "keep_samples": "keep individual samples",
             },
             choices={"device": DEVICES},
-            steps={"tile_size": TILE_STEP},
+            steps={"tile_size": TILE_STEP, "tile_overlap": TILE_STEP},
         )
         self.n_samples, self.steps, self.seed = self.form["n_samples"], self.form["steps"], self.form["seed"]
         self.device, self.tile_size = self.form["device"], self.form["tile_size"]
+        self.tile_overlap = self.form["tile_overlap"]
         self.batch_size, self.keep_samples = self.form["batch_size"], self.form["keep_samples"]
         self.device_info = Label(label="")
         self.run_button = PushButton(text="Run")
@@ -92,6 +94,7 @@ class ReconstructWidget(Container):
                 self.device,
                 self.device_info,
                 self.tile_size,
+                self.tile_overlap,
                 self.batch_size,
                 self.keep_samples,
                 self.run_button,
@@ -107,6 +110,10 @@ class ReconstructWidget(Container):
         self.tile_size.tooltip = (
             "tile side on the output grid for large images or little memory; 0 = the whole image when it fits in "
             "memory, else the largest tile that does"
+        )
+        self.tile_overlap.tooltip = (
+            "output pixels shared by neighbouring tiles, where their means and variances are blended; at most half "
+            "the tile size. 0 = auto: 32, or half the tile when that is less. Unused when the image is one tile"
         )
         self.batch_size.tooltip = (
             "samples per network call; 0 = auto: all at once on a GPU, on a CPU as many as run fastest (one for "

@@ -128,6 +128,16 @@ def refusal_message(err: Exception) -> str:
     from pydantic import ValidationError
 
     if isinstance(err, ValidationError):
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
-        return f"invalid setting: {problems}"
+        return f"invalid setting: {validation_problems(err)}"
     return str(err)
+
+
+def validation_problems(err: Any) -> str:
+    """A pydantic ``ValidationError`` as one line: ``field: message`` per problem (a check across fields, such as
+    the overlap against the tile size, gives its own message, which names the fields)."""
+    parts = []
+    for e in err.errors():
+        where = ".".join(map(str, e["loc"]))
+        message = e["msg"].removeprefix("Value error, ")
+        parts.append(f"{where}: {message}" if where else message)
+    return "; ".join(parts)

@@ -53,13 +53,32 @@ def write_result(path: Path, result, keep_samples: bool) -> list[Path]:
     return written
 
 
+def checked_settings(args: argparse.Namespace):
+    """The run's :class:`ReconstructSettings` from the flags; an out-of-range value raises :class:`InputError`
+    naming the flag, its limit and the fix (e.g. ``--tile-overlap`` more than half of ``--tile-size``)."""
+    from pydantic import ValidationError
+
+    from ..settings import ReconstructSettings
+    from ..tasks import InputError
+
+    try:
+        return ReconstructSettings(**model_overrides(args, ReconstructSettings))
+    except ValidationError as err:
+        problems = []
+        for e in err.errors():
+            message = e["msg"].removeprefix("Value error, ").replace("tile_overlap", "--tile-overlap")
+            message = message.replace("tile_size", "--tile-size")
+            flag = "--" + "-".join(map(str, e["loc"])).replace("_", "-") if e["loc"] else ""
+            problems.append(f"{flag}: {message}" if flag else message)
+        raise InputError("invalid setting: " + "; ".join(problems)) from None
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from .._runtime import Progress, drive
     from ..inference.reconstruct import iter_reconstruct
     from ..registry import load_model
-    from ..settings import ReconstructSettings
 
-    settings = ReconstructSettings(**model_overrides(args, ReconstructSettings))
+    settings = checked_settings(args)  # refused here, before the model is loaded or the image read
     model = load_model(args.model)
     image, source = _read_input(args)
     start = time.perf_counter()

@@ -7,8 +7,12 @@ from dataclasses import dataclass
 import torch
 
 from ..model.metadata import SamplerDefaults
+from ..sampling.grids import check_time_grid
 from ..settings import ReconstructSettings
 from ..tasks import InputError
+
+# the most steps per sample a run may take: ReconstructSettings.steps' own limit (every grid supports it)
+MAX_STEPS: int = next(m.le for m in ReconstructSettings.model_fields["steps"].metadata if hasattr(m, "le"))
 
 
 @dataclass
@@ -30,10 +34,15 @@ def plan_sampler(defaults: SamplerDefaults, settings: ReconstructSettings) -> Sa
     default), ``grid="learned"`` always (with η = 0 unless ``eta`` says otherwise).  Otherwise ``"auto"`` takes the
     model's explicit default grid at its default steps, else its grid kind.  The stochastic sampler stays the
     default of the bundled models: it beats η = 0 on every grid (docs/performance.md).
+
+    Every grid this returns is valid (strictly decreasing from 1 to 0 in float32) and every step count is at most
+    :data:`MAX_STEPS`; anything else raises :class:`InputError` here, before a condition or network evaluation.
     """
     method = settings.method or defaults.method
     steps = settings.steps or defaults.steps
-    if method == "ancestral":
+    if not 1 <= steps <= MAX_STEPS:
+        raise InputError(f"{steps} steps per sample is outside 1 to {MAX_STEPS}; pick a step count in that range")
+    if method != "gamma":  # Algorithm 2 and its variants: one evaluation per step on i/T
         return SamplerPlan(method, steps, "–", 1.0, None)
     learned = defaults.learned_grids.get(steps)
     if settings.grid == "learned" and learned is None:
@@ -43,11 +52,26 @@ def plan_sampler(defaults: SamplerDefaults, settings: ReconstructSettings) -> Sa
             "counts, use grid 'snr', or learn one with `napari-cvdm learn-grid`."
         )
     if settings.grid == "learned":
-        return SamplerPlan(method, steps, "learned", settings.eta or 0.0, torch.tensor(learned))
+        return SamplerPlan(method, steps, "learned", settings.eta or 0.0, _model_grid(learned, "learned"))
     eta = defaults.eta if settings.eta is None else settings.eta
     if settings.grid == "auto" and eta == 0.0 and learned is not None:
-        return SamplerPlan(method, steps, "learned", eta, torch.tensor(learned))
+        return SamplerPlan(method, steps, "learned", eta, _model_grid(learned, "learned"))
     if settings.grid == "auto" and settings.steps is None and defaults.time_grid:
-        return SamplerPlan(method, steps, "explicit", eta, torch.tensor(defaults.time_grid))
+        return SamplerPlan(method, steps, "explicit", eta, _model_grid(defaults.time_grid, "default"))
     kind = defaults.grid if settings.grid == "auto" else settings.grid
     return SamplerPlan(method, steps, kind, eta, None)
+
+
+def _model_grid(values: list[float], kind: str) -> torch.Tensor:
+    """A time grid stored in the model file, checked (float32, strictly decreasing from 1 to 0, ≤ MAX_STEPS)."""
+    try:
+        grid = check_time_grid(torch.tensor(values, dtype=torch.float64))
+    except ValueError as err:
+        raise InputError(
+            f"this model file's {kind} time grid cannot be used ({err}); choose grid 'snr' or 'uniform'"
+        ) from None
+    if len(grid) - 1 > MAX_STEPS:
+        raise InputError(
+            f"this model file's {kind} time grid has {len(grid) - 1} steps, more than {MAX_STEPS}; choose grid 'snr'"
+        )
+    return grid

@@ -1,27 +1,34 @@
 """``reconstruct()``: images in physical units → N CVDM samples → mean, variance and ∫β maps.
 
-Handles what a user's data brings: stacks (leading T/Z axes, processed plane by plane), large images (overlapping
-tiles on the output grid, blended with linear ramps so no seams show), devices and precision, progress and
-cancellation.  :func:`iter_reconstruct` is a generator — the napari widget runs it in a worker thread and the CLI
-drives it with :func:`~napari_cvdm._runtime.drive`; closing it stops the run within one network evaluation.
+Handles what a user's data brings: stacks (leading T/Z axes, processed plane by plane, each plane's condition built
+when its turn comes), large images (overlapping tiles on the output grid: mean, variance and ∫β blended with linear
+ramps so no seams show; each pixel of a kept sample copied from the one tile that owns it, so every sample is a
+single draw), devices and precision, progress and cancellation.  :func:`iter_reconstruct` is a generator — the
+napari widget runs it in a worker thread and the CLI drives it with :func:`~napari_cvdm._runtime.drive`; closing it
+stops the run within one network evaluation.  The caller's model is never changed (:mod:`.placement`).
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import torch
 
 from .._runtime import CancelToken, Progress, drive, relay
-from .._runtime.device import auto_tile_size, default_precision, to_fast_layout
+from .._runtime.device import auto_tile_size, default_precision
+from ..model.cvdm import CVDM
 from ..model.files import TrainedModel
+from ..model.metadata import ModelMetadata
 from ..sampling.samplers import Partial, Step, iter_sample, sample_seed
-from ..settings import ReconstructSettings
-from ..tasks import InputError, check_image, make_condition, output_scale, output_units
-from .plan import plan_sampler
-from .tiling import ramp, tile_starts
+from ..settings import ReconstructSettings, overlap_message
+from ..tasks import InputError, IntensityScale, check_image, make_condition, output_scale, output_units
+from .placement import inference_copy
+from .plan import SamplerPlan, plan_sampler
+from .tiling import ramp, tile_owners, tile_starts
 
 MAX_STACK_AXES = 2  # leading T and/or Z axes processed plane by plane
 
@@ -39,9 +46,15 @@ class RunningMean:
 class Reconstruction:
     """Mean, pixel-wise variance, ∫₀¹β dt and (optionally) the samples, on the output grid.
 
-    Shapes: the input's leading axes + (H_out, W_out); ``samples`` has the sample axis first.  ``mean`` and
-    ``samples`` are in ``units``, ``variance`` in units², ``beta_map`` is dimensionless (−log γ(1) if the PDE
-    holds).  ``pixel_um`` is the output pixel size when the model knows it.
+    Shapes: the input's leading axes + (H_out, W_out) (+ a channel axis before them for multi-channel models);
+    ``samples`` has the sample axis first.  ``mean`` and ``samples`` are in ``units``, ``variance`` in units²,
+    ``beta_map`` is dimensionless (−log γ(1) if the PDE holds).  ``pixel_um`` is the output pixel size when the
+    model knows it.
+
+    With several tiles, ``mean``, ``variance`` and ``beta_map`` are ramp-weighted averages of the tiles covering a
+    pixel, while each pixel of a sample comes from one tile only (the one whose blending weight is largest there;
+    on ties the one with the nearest centre): every sample pixel is one draw with the reported variance, but
+    neighbouring tiles are independent draws, so a sample may change character where its owner tile changes.
     """
 
     mean: np.ndarray
@@ -82,96 +95,60 @@ def _planes(image: np.ndarray, model: TrainedModel) -> tuple[tuple[int, ...], np
 def iter_reconstruct(
     model: TrainedModel, image: np.ndarray, settings: ReconstructSettings | None = None
 ) -> Generator[Progress | RunningMean, None, Reconstruction]:
-    """Reconstruct ``image`` (one plane or a stack); yields progress and running means, returns the result."""
+    """Reconstruct ``image`` (one plane or a stack); yields progress and running means, returns the result.
+
+    Everything that can be checked is checked before the first event: the settings, the sampler plan and every
+    plane's input, so a bad run fails at once.  Each plane's condition (for phase, with its TIE estimate) is
+    built only when that plane's turn comes, after a ``"plane k/N: condition"`` progress event, so a run can be
+    cancelled from its first event and never holds more than one plane's condition.  ``model`` is left exactly
+    as it was (device, memory layout, train/eval mode, weights): the run uses :func:`.placement.inference_copy`.
+    """
     settings = settings or ReconstructSettings()
     device = settings.torch_device()
     precision = default_precision(device) if settings.precision == "auto" else settings.precision
     info, net = model.info, model.network
     plan = plan_sampler(info.sampler, settings)
-    method, steps, grid = plan.method, plan.steps, plan.time_grid
     lead, planes = _planes(image, model)
-    checked = [check_image(p, info, min_size=net.min_size) for p in planes]
+    for plane in planes:  # every plane's input, cheaply, before any work
+        check_image(plane, info, min_size=net.min_size)
     if settings.tile_size is not None and settings.tile_size < net.min_size:
-        raise InputError(f"tile_size {settings.tile_size} is below this model's minimum of {net.min_size} pixels")
-    to_fast_layout(net, device)
-
-    conds = [make_condition(p, info) for p in checked]
-    out_h, out_w = conds[0][0].shape[-2:]
+        raise InputError(
+            f"tile_size {settings.tile_size} is below this model's minimum of {net.min_size} pixels; use a tile "
+            f"size of at least {net.min_size}, or none (automatic)"
+        )
+    out_h, out_w = condition_shape(planes.shape[-2:], info)
     tile = settings.tile_size or auto_tile_size(device, out_h, out_w, net.config.widest)
-    rows, cols = (
-        tile_starts(out_h, tile, settings.tile_overlap),
-        tile_starts(out_w, tile, settings.tile_overlap),
-    )
-    n_tiles = len(rows) * len(cols)
-    nfe = (len(grid) - 1) if grid is not None else steps
-    total = len(planes) * n_tiles * nfe * settings.n_samples
-    n_out = net.config.out_channels
+    overlap = settings.overlap_for(tile)
+    if tile < max(out_h, out_w) and overlap > tile // 2:
+        raise InputError(overlap_message(overlap, tile, f"automatic tile size on {device}, which is"))
+    layout = TileLayout.plan(out_h, out_w, tile, overlap)
+    nfe = (len(plan.time_grid) - 1) if plan.time_grid is not None else plan.steps
+    total = len(planes) * layout.n_tiles * nfe * settings.n_samples
+    network = inference_copy(net, device)
     means, variances, betas, samples = [], [], [], []
     done = 0
-    for p_idx, (cond, in_scale) in enumerate(conds):
-        out = output_scale(info, in_scale)
-        shape = (n_out, out_h, out_w)
-        acc_mean, acc_var, acc_beta = np.zeros(shape), np.zeros(shape), np.zeros(shape)
-        acc_w = np.zeros((out_h, out_w))
-        acc_samples = np.zeros((settings.n_samples, *shape), np.float32) if settings.keep_samples else None
-        t_idx = 0
-        for r in rows:
-            for c in cols:
-                th, tw = min(tile, out_h), min(tile, out_w)
-                sub = cond[..., r : r + th, c : c + tw].to(device)
-                weight = np.outer(
-                    ramp(th, settings.tile_overlap if len(rows) > 1 else 0),
-                    ramp(tw, settings.tile_overlap if len(cols) > 1 else 0),
-                )
-                gen = iter_sample(
-                    net,
-                    sub,
-                    n_samples=settings.n_samples,
-                    steps=steps,
-                    method=method,
-                    seed=sample_seed(settings.seed, p_idx * 100_003 + t_idx),
-                    batch_size=settings.batch_size,
-                    keep_samples=settings.keep_samples,
-                    eta=plan.eta,
-                    time_grid=grid,
-                    grid=plan.grid if plan.grid in ("snr", "uniform") else "snr",
-                    precision=precision,
-                )
-                stage = f"plane {p_idx + 1}/{len(planes)}, tile {t_idx + 1}/{n_tiles}"
-
-                def translate(event: object, done=done, stage=stage, out=out, p_idx=p_idx) -> Iterator[object]:
-                    if isinstance(event, Step):
-                        yield Progress(done + event.done, total, stage)
-                    elif isinstance(event, Partial) and n_tiles == 1:
-                        mean_now = event.mean.float().cpu().numpy()
-                        yield RunningMean(p_idx, event.n_done, _squeeze(out.offset + out.scale * mean_now))
-
-                stats = yield from relay(gen, translate)
-                done += stats.nfe_per_sample * stats.n_samples
-                win = (slice(None), slice(r, r + th), slice(c, c + tw))
-                acc_mean[win] += weight * stats.mean.float().cpu().numpy()
-                acc_var[win] += weight * stats.variance.float().cpu().numpy()
-                acc_beta[win] += weight * stats.beta_map.float().cpu().numpy()
-                acc_w[r : r + th, c : c + tw] += weight
-                if acc_samples is not None:
-                    acc_samples[(slice(None), *win)] += weight * stats.samples.float().numpy()
-                t_idx += 1
-                if n_tiles > 1:
-                    partial = out.offset + out.scale * acc_mean / np.maximum(acc_w, 1e-12)
-                    yield RunningMean(p_idx, settings.n_samples, _squeeze(partial.astype(np.float32)))
-        means.append(_squeeze(out.offset + out.scale * acc_mean / acc_w))
-        variances.append(_squeeze(out.scale**2 * acc_var / acc_w))
-        betas.append(_squeeze(acc_beta / acc_w))
-        if acc_samples is not None:
-            samples.append(out.offset + out.scale * acc_samples[:, 0] / acc_w if n_out == 1 else acc_samples)
+    for p_idx, plane in enumerate(planes):
+        yield Progress(done, total, f"plane {p_idx + 1}/{len(planes)}: condition")
+        cond, in_scale = make_condition(check_image(plane, info, min_size=net.min_size), info)
+        if tuple(cond.shape[-2:]) != (out_h, out_w):
+            raise RuntimeError(f"the condition is {tuple(cond.shape[-2:])}, expected {(out_h, out_w)}")
+        run = _PlaneRun(network, settings, plan, precision, device, layout, output_scale(info, in_scale))
+        mean, variance, beta, kept = yield from run.tiles(cond, p_idx, len(planes), done, total)
+        done += layout.n_tiles * nfe * settings.n_samples
+        means.append(mean)
+        variances.append(variance)
+        betas.append(beta)
+        if kept is not None:
+            samples.append(kept)
+        del cond
 
     def stack(arrs: list[np.ndarray]) -> np.ndarray:
         return np.stack(arrs).reshape(*lead, *arrs[0].shape).astype(np.float32)
 
     sample_arr = None
-    if settings.keep_samples:
-        sample_arr = np.moveaxis(np.stack(samples), 1, 0).reshape(settings.n_samples, *lead, out_h, out_w)
-        sample_arr = sample_arr.astype(np.float32)
+    if settings.keep_samples:  # planes × (N, [C,] H, W) → (N, *lead, [C,] H, W)
+        sample_arr = np.moveaxis(np.stack(samples), 1, 0)
+        sample_arr = sample_arr.reshape(settings.n_samples, *lead, *samples[0].shape[1:]).astype(np.float32)
     return Reconstruction(
         mean=stack(means),
         variance=stack(variances),
@@ -183,7 +160,9 @@ def iter_reconstruct(
         pixel_um=info.output_pixel_um,
         settings={
             **settings.model_dump(),
-            "method": method,
+            "tile_size": tile,
+            "tile_overlap": overlap,
+            "method": plan.method,
             "steps": nfe,
             "grid": plan.grid,
             "eta": plan.eta,
@@ -192,6 +171,110 @@ def iter_reconstruct(
             "model": model.source,
         },
     )
+
+
+def condition_shape(plane_shape: tuple[int, ...], info: ModelMetadata) -> tuple[int, int]:
+    """(H_out, W_out) of a plane's condition, known without building it: SR up-samples by the model's scale
+    factor (``tasks.make_condition``: bicubic, ``scale_factor``), phase stays on the input grid."""
+    height, width = plane_shape[-2:]
+    factor = 1 if info.task == "phase" else info.scale_factor
+    return height * factor, width * factor
+
+
+@dataclass(frozen=True)
+class TileLayout:
+    """Where the tiles of one plane lie on the output grid, their blending weight and who owns each pixel."""
+
+    rows: list[int]
+    cols: list[int]
+    height: int  # of every tile
+    width: int
+    weight: np.ndarray  # (height, width) linear ramps
+    owner: np.ndarray  # (H_out, W_out) index of the tile each kept sample's pixel is taken from
+
+    @classmethod
+    def plan(cls, out_h: int, out_w: int, tile: int, overlap: int) -> TileLayout:
+        rows, cols = tile_starts(out_h, tile, overlap), tile_starts(out_w, tile, overlap)
+        th, tw = min(tile, out_h), min(tile, out_w)
+        weight = np.outer(ramp(th, overlap if len(rows) > 1 else 0), ramp(tw, overlap if len(cols) > 1 else 0))
+        return cls(rows, cols, th, tw, weight, tile_owners(rows, cols, weight, (out_h, out_w)))
+
+    @property
+    def n_tiles(self) -> int:
+        return len(self.rows) * len(self.cols)
+
+    def windows(self) -> Iterator[tuple[int, int, int]]:
+        """(tile index, first row, first column) of every tile, row-major."""
+        for index, (r, c) in enumerate(itertools.product(self.rows, self.cols)):
+            yield index, r, c
+
+
+@dataclass
+class _PlaneRun:
+    """One plane: sample every tile, blend mean, variance and ∫β with the ramps, copy kept samples from owners."""
+
+    network: CVDM
+    settings: ReconstructSettings
+    plan: SamplerPlan
+    precision: str
+    device: torch.device
+    layout: TileLayout
+    out: IntensityScale
+
+    def tiles(
+        self, cond: torch.Tensor, p_idx: int, n_planes: int, done: int, total: int
+    ) -> Generator[Progress | RunningMean, None, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]]:
+        settings, plan, layout, out = self.settings, self.plan, self.layout, self.out
+        n_out = self.network.config.out_channels
+        shape = (n_out, *cond.shape[-2:])
+        acc_mean, acc_var, acc_beta = np.zeros(shape), np.zeros(shape), np.zeros(shape)
+        acc_w = np.zeros(shape[-2:])
+        kept = np.zeros((settings.n_samples, *shape), np.float32) if settings.keep_samples else None
+        th, tw, weight, n_tiles = layout.height, layout.width, layout.weight, layout.n_tiles
+        for t_idx, r, c in layout.windows():
+            gen = iter_sample(
+                self.network,
+                cond[..., r : r + th, c : c + tw].to(self.device),
+                n_samples=settings.n_samples,
+                steps=plan.steps,
+                method=plan.method,
+                seed=sample_seed(settings.seed, p_idx * 100_003 + t_idx),
+                batch_size=settings.batch_size,
+                keep_samples=settings.keep_samples,
+                eta=plan.eta,
+                time_grid=plan.time_grid,
+                grid=plan.grid if plan.grid in ("snr", "uniform") else "snr",
+                precision=self.precision,
+            )
+            stage = f"plane {p_idx + 1}/{n_planes}, tile {t_idx + 1}/{n_tiles}"
+
+            def translate(event: object, done=done, stage=stage) -> Iterator[object]:
+                if isinstance(event, Step):
+                    yield Progress(done + event.done, total, stage)
+                elif isinstance(event, Partial) and n_tiles == 1:
+                    mean_now = event.mean.float().cpu().numpy()
+                    yield RunningMean(p_idx, event.n_done, _squeeze(out.offset + out.scale * mean_now))
+
+            stats = yield from relay(gen, translate)
+            done += stats.nfe_per_sample * stats.n_samples
+            win = (slice(None), slice(r, r + th), slice(c, c + tw))
+            acc_mean[win] += weight * stats.mean.float().cpu().numpy()
+            acc_var[win] += weight * stats.variance.float().cpu().numpy()
+            acc_beta[win] += weight * stats.beta_map.float().cpu().numpy()
+            acc_w[win[1:]] += weight
+            if kept is not None:
+                mine = layout.owner[win[1:]] == t_idx  # pixels this tile owns: copied, never averaged
+                kept[:, :, win[1], win[2]][:, :, mine] = stats.samples.float().cpu().numpy()[:, :, mine]
+            if n_tiles > 1:
+                partial = out.offset + out.scale * acc_mean / np.maximum(acc_w, 1e-12)
+                yield RunningMean(p_idx, settings.n_samples, _squeeze(partial.astype(np.float32)))
+        mean = _squeeze(out.offset + out.scale * acc_mean / acc_w)
+        variance = _squeeze(out.scale**2 * acc_var / acc_w)
+        beta = _squeeze(acc_beta / acc_w)
+        if kept is not None:  # (N, C, H, W) in network units → physical units, (N, H, W) for one channel
+            kept = out.offset + out.scale * kept
+            kept = kept[:, 0] if n_out == 1 else kept
+        return mean, variance, beta, kept
 
 
 def _squeeze(arr: np.ndarray) -> np.ndarray:
