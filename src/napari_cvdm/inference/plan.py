@@ -11,6 +11,11 @@ from ..sampling.grids import check_time_grid
 from ..settings import ReconstructSettings
 from ..tasks import InputError
 
+# Steps of Algorithm 2 when it is not the model's default method and no steps are given: the smallest NFE within 1 %
+# MS-SSIM of 200 NFE on both bundled models (`napari-cvdm bench --nfe --samplers ancestral ancestral-euler`:
+# SR 100, phase 50; docs/performance.md).  The model's own default steps belong to its default sampler.
+ALGORITHM_2_STEPS = 100
+
 # the most steps per sample a run may take: ReconstructSettings.steps' own limit (every grid supports it)
 MAX_STEPS: int = next(m.le for m in ReconstructSettings.model_fields["steps"].metadata if hasattr(m, "le"))
 
@@ -40,6 +45,8 @@ def plan_sampler(defaults: SamplerDefaults, settings: ReconstructSettings) -> Sa
     """
     method = settings.method or defaults.method
     steps = settings.steps or defaults.steps
+    if settings.steps is None and method != defaults.method and method != "gamma":
+        steps = ALGORITHM_2_STEPS  # the γ-sampler's few steps would bias Algorithm 2
     if not 1 <= steps <= MAX_STEPS:
         raise InputError(f"{steps} steps per sample is outside 1 to {MAX_STEPS}; pick a step count in that range")
     if method != "gamma":  # Algorithm 2 and its variants: one evaluation per step on i/T
