@@ -121,6 +121,23 @@ def test_reconstruct_leaves_the_model_as_it_was(tiny_sr_model, device):
     assert used and set(used) == {(device, False, device == "cpu")}
 
 
+def test_the_run_copy_has_the_layout_module_to_gives():
+    """Every 4-D tensor strided as Module.to(memory_format=channels_last) strides it, also the ambiguous ones
+    (1×1 kernels, one input channel) that .contiguous() would leave as they are and oneDNN runs slower."""
+    import copy
+
+    from napari_cvdm.inference.placement import inference_copy
+
+    net = tiny_network(residual=True)
+    reference = copy.deepcopy(net).to(memory_format=torch.channels_last)
+    twin = inference_copy(net, torch.device("cpu"))
+    want = {n: t.stride() for n, t in [*reference.named_parameters(), *reference.named_buffers()]}
+    got = {n: t.stride() for n, t in [*twin.named_parameters(), *twin.named_buffers()]}
+    assert got == want
+    assert any(t.ndim == 4 and t.shape[-1] == 1 for t in twin.parameters())  # the ambiguous case is present
+    assert not any(p.requires_grad for p in twin.parameters()) and not twin.training
+
+
 def test_a_run_stopped_half_way_leaves_the_model_as_it_was(tiny_sr_model):
     net = tiny_sr_model.network.train()
     net.denoiser.unet.stem.weight.grad = torch.zeros_like(net.denoiser.unet.stem.weight)
