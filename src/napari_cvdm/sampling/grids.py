@@ -27,9 +27,9 @@ def snr_time_grid(model: CVDM, lam: torch.Tensor, steps: int, max_logsnr: float 
     log-SNR(t) = log γ/(1 − γ) with γ = exp(−λ_med ρ(t)).  Network evaluations land where the learned schedule
     actually changes the signal-to-noise ratio (from log-SNR(1) up to ``max_logsnr``), instead of being spent where
     γ ≈ 0 or γ ≈ 1.  ρ is evaluated on :data:`FINE_POINTS` times and each grid time is interpolated between them
-    (log t linear in log-SNR), so the grid keeps equal log-SNR steps however many there are.  Where the schedule is flat (no
-    time has the target log-SNR) neighbouring times are kept :data:`MIN_GAP` apart, which keeps every grid strictly
-    decreasing in float32.
+    (log t linear in log-SNR), so the grid keeps equal log-SNR steps however many there are.  Where the schedule is
+    flat (no time has the target log-SNR) neighbouring times are kept :data:`MIN_GAP` apart, which keeps every grid
+    strictly decreasing in float32.
     """
     fine = torch.linspace(0.0, 1.0, FINE_POINTS, device=lam.device, dtype=torch.float64)
     rho = model.schedule.rho(fine).double()
