@@ -126,7 +126,7 @@ def test_the_run_copy_has_the_layout_module_to_gives():
     (1×1 kernels, one input channel) that .contiguous() would leave as they are and oneDNN runs slower."""
     import copy
 
-    from napari_cvdm.inference.placement import inference_copy
+    from napari_cvdm._runtime.device import inference_copy
 
     net = tiny_network(residual=True)
     reference = copy.deepcopy(net).to(memory_format=torch.channels_last)

@@ -235,7 +235,7 @@ def test_fine_tuning_records_base_model_data_and_run(tmp_path):
     assert all(torch.equal(v, _tensors(base_path)[k]) for k, v in before.items())
     base = load_model(base_path)
     base.info.sampler.learned_grids = {2: [1.0, 0.3, 0.0]}
-    base.network.to(memory_format=torch.channels_last)  # as after a reconstruction on the CPU
+    base.network.to(memory_format=torch.channels_last)  # a base model a caller laid out for fast CPU inference
     network, info = finetune_start(base, "copy")
     assert network.denoiser.unet.stem.weight.is_contiguous()
     assert network is not base.network and info.name == "copy" and base.info.name == "tiny"

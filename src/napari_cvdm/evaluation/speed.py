@@ -8,7 +8,14 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from .._runtime.device import autocast, default_precision, describe_device, resolve_device, samples_per_call
+from .._runtime.device import (
+    autocast,
+    default_precision,
+    describe_device,
+    inference_copy,
+    resolve_device,
+    samples_per_call,
+)
 from ..inference.reconstruct import reconstruct
 from ..model.files import TrainedModel
 from .report import Table
@@ -36,7 +43,7 @@ def speed_benchmark(
     """
     dev = resolve_device(device)
     prec = default_precision(dev) if precision == "auto" else precision
-    net = model.network.to(dev).eval()
+    net = inference_copy(model.network, dev)  # the layout reconstruct() runs in; the caller's model untouched
     header = ["input", "output", "samples", "NFE/sample", "seconds", "s per NFE per MP", "floor (s)", "ratio"]
     table = Table(f"Speed on {describe_device(dev)}, {prec}", header)
     rng = np.random.default_rng(0)

@@ -5,7 +5,8 @@ when its turn comes), large images (overlapping tiles on the output grid: mean, 
 ramps so no seams show; each pixel of a kept sample copied from the one tile that owns it, so every sample is a
 single draw), devices and precision, progress and cancellation.  :func:`iter_reconstruct` is a generator — the
 napari widget runs it in a worker thread and the CLI drives it with :func:`~napari_cvdm._runtime.drive`; closing it
-stops the run within one network evaluation.  The caller's model is never changed (:mod:`.placement`).
+stops the run within one network evaluation.  The caller's model is never changed
+(:func:`~napari_cvdm._runtime.device.inference_copy`).
 """
 
 from __future__ import annotations
@@ -19,14 +20,13 @@ import numpy as np
 import torch
 
 from .._runtime import CancelToken, Progress, drive, relay
-from .._runtime.device import auto_tile_size, default_precision
+from .._runtime.device import auto_tile_size, default_precision, inference_copy
 from ..model.cvdm import CVDM
 from ..model.files import TrainedModel
 from ..model.metadata import ModelMetadata
 from ..sampling.samplers import Partial, Step, iter_sample, sample_seed
 from ..settings import ReconstructSettings, overlap_message
 from ..tasks import InputError, IntensityScale, check_image, make_condition, output_scale, output_units
-from .placement import inference_copy
 from .plan import SamplerPlan, plan_sampler
 from .tiling import ramp, tile_owners, tile_starts
 
@@ -101,7 +101,8 @@ def iter_reconstruct(
     plane's input, so a bad run fails at once.  Each plane's condition (for phase, with its TIE estimate) is
     built only when that plane's turn comes, after a ``"plane k/N: condition"`` progress event, so a run can be
     cancelled from its first event and never holds more than one plane's condition.  ``model`` is left exactly
-    as it was (device, memory layout, train/eval mode, weights): the run uses :func:`.placement.inference_copy`.
+    as it was (device, memory layout, train/eval mode, weights): the run uses
+    :func:`~napari_cvdm._runtime.device.inference_copy`.
     """
     settings = settings or ReconstructSettings()
     device = settings.torch_device()

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-from .._runtime.device import to_fast_layout
+from .._runtime.device import inference_copy
 from ..model.files import TrainedModel
 from ..tasks import InputError, check_image, make_condition
 from .ld3 import GridFit, learn_time_grid
@@ -66,7 +66,7 @@ def learn_grids(
     stored, so the model records that LD3 was tried and the default was best).
     """
     conds = condition_patches(model, images, n_patches, patch, seed)
-    net = to_fast_layout(model.network, torch.device("cpu"))
+    net = inference_copy(model.network, torch.device("cpu"))  # the caller's model stays as it was
     fits = []
     for k in steps:
         fit = learn_time_grid(

@@ -226,7 +226,7 @@ def iter_sample(
         batch_size = samples_per_call(device, cond.shape[-2] * cond.shape[-1], n_samples, model.config.widest)
     batch_size = max(1, min(batch_size, n_samples))
     if model.denoiser.unet.stem.weight.is_contiguous(memory_format=torch.channels_last):
-        cond = cond.contiguous(memory_format=torch.channels_last)  # match a model prepared by to_fast_layout
+        cond = cond.contiguous(memory_format=torch.channels_last)  # match a network laid out by inference_copy
     lam = model.schedule.lam(cond)
     beta_map = model.schedule.integrated_beta(lam)[0]
     if method == "gamma":

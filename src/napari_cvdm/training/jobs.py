@@ -21,7 +21,7 @@ from .loop import TrainProgress, iter_train
 def finetune_start(base: TrainedModel, name: str) -> tuple[CVDM, ModelMetadata]:
     """A copy of ``base``'s network to train further, and metadata that records the base model."""
     network = copy.deepcopy(base.network)  # never train a (possibly cached) base model in place
-    # a cached model may have been laid out channels_last for inference: train in the layout a resume rebuilds
+    # train on the CPU in the default layout, whatever device or layout the base model was given: what a resume rebuilds
     network.to("cpu", memory_format=torch.contiguous_format)
     info = base.info.model_copy(update={"name": name}, deep=True)
     # LD3 grids fit the base weights only; `napari-cvdm learn-grid` learns new ones for the fine-tuned model
