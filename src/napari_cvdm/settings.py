@@ -127,7 +127,6 @@ class TrainSettings(BaseModel):
         500, ge=1, description="write the model file and the resume checkpoint (<output>.ckpt) every this many steps"
     )
 
-
     @field_validator("loss_weights")
     @classmethod
     def _non_negative_weights(cls, value: tuple[float, ...]) -> tuple[float, ...]:
