@@ -106,17 +106,27 @@ def test_a_config_without_the_field_is_the_full_grid():
     assert UNetConfig.model_validate(stored).pixel_unshuffle == 1
 
 
-@pytest.mark.parametrize("f", [1, 2, 3])
+@pytest.mark.parametrize(("f", "fine"), [(1, 0), (2, 0), (3, 0), (2, 4)])
 @pytest.mark.parametrize("size", [(16, 16), (37, 50), (5, 7)])
-def test_output_is_on_the_input_grid(f, size):
+def test_output_is_on_the_input_grid(f, fine, size):
     torch.manual_seed(0)
-    net = UNet(3, 2, UNetConfig(width=8, depth=3, pixel_unshuffle=f), emb_channels=4)
+    net = UNet(3, 2, UNetConfig(width=8, depth=3, pixel_unshuffle=f, fine_head=fine), emb_channels=4)
     _randomise_head(net)
     out = net(torch.randn(2, 3, *size), torch.randn(2, 4, *size))
     assert out.shape == (2, 2, *size)
     assert torch.isfinite(out).all()
     assert net.multiple == f * 4
-    assert net.stem.in_channels == 3 * f * f and net.head.out_channels == 2 * f * f
+    assert net.stem.in_channels == 3 * f * f
+    if fine:  # the coarse head feeds k channels per output pixel, which meet the input itself
+        assert net.to_fine.out_channels == fine * f * f and net.fine.in_channels == fine + 3
+        assert net.head.out_channels == 2
+    else:
+        assert net.head.out_channels == 2 * f * f
+
+
+def test_a_fine_head_needs_a_coarser_grid():
+    with pytest.raises(ValueError, match="pixel_unshuffle"):
+        UNetConfig(fine_head=8)
 
 
 def test_every_pixel_of_the_embedding_reaches_the_network():
@@ -139,9 +149,10 @@ def test_every_pixel_of_the_embedding_reaches_the_network():
 
 
 @pytest.mark.parametrize("task", ["sr", "phase"])
-def test_min_size_counts_the_coarser_grid(task):
+@pytest.mark.parametrize("fine", [0, 8])
+def test_min_size_counts_the_coarser_grid(task, fine):
     full = CVDM(presets.default_architecture(task))
-    coarse = CVDM(presets.default_architecture(task, pixel_unshuffle=2))
+    coarse = CVDM(presets.default_architecture(task, pixel_unshuffle=2, fine_head=fine))
     assert full.min_size == 8
     assert coarse.min_size == 16  # 2 (grid) × 2³ (four levels)
     assert coarse.denoiser.unet.multiple == 16 and coarse.schedule.lambda_net.multiple == 8
@@ -154,10 +165,10 @@ def test_min_size_counts_the_coarser_grid(task):
     assert torch.allclose(lam, torch.full_like(lam, 1 + 1e-4))
 
 
-def _flops(task: str, pixel_unshuffle: int, side: int = 256) -> tuple[int, int]:
+def _flops(task: str, side: int = 256, **grid: int) -> tuple[int, int]:
     """FLOPs of one denoiser call and of one λ-network call on a ``side``² output, counted on the meta device."""
     with torch.device("meta"):
-        net = CVDM(presets.default_architecture(task, pixel_unshuffle=pixel_unshuffle))
+        net = CVDM(presets.default_architecture(task, **grid))
         c = net.config
         z = torch.randn(1, c.out_channels, side, side)
         x = torch.randn(1, c.cond_channels, side, side)
@@ -172,9 +183,10 @@ def _flops(task: str, pixel_unshuffle: int, side: int = 256) -> tuple[int, int]:
 
 
 @pytest.mark.parametrize("task", ["sr", "phase"])
-def test_the_coarser_grid_costs_at_least_3_5_times_fewer_flops(task):
-    full_denoiser, full_lambda = _flops(task, 1)
-    coarse_denoiser, coarse_lambda = _flops(task, 2)
+@pytest.mark.parametrize("fine", [0, 8])
+def test_the_coarser_grid_costs_at_least_3_5_times_fewer_flops(task, fine):
+    full_denoiser, full_lambda = _flops(task)
+    coarse_denoiser, coarse_lambda = _flops(task, pixel_unshuffle=2, fine_head=fine)
     assert 355e9 < full_denoiser / 0.065536 < 365e9  # the 360 GFLOP per output megapixel of the full grid
     assert full_denoiser / coarse_denoiser >= 3.5
     assert full_lambda / coarse_lambda >= 3.5

@@ -10,7 +10,10 @@ per-pixel *embedding map* that is injected into every block.  The denoiser uses 
 (and of the embedding map) becomes f² channels at the stem (:class:`torch.nn.PixelUnshuffle`), and the head
 predicts ``out_channels``·f² channels that :class:`torch.nn.PixelShuffle` puts back on the input grid.  With the
 same widths that is about f² times fewer FLOPs per pixel; for super-resolution with f = 2 the network works on the
-widefield grid.  f = 1 (the default) is the original full-grid network, parameter for parameter.
+widefield grid.  f = 1 (the default) is the original full-grid network, parameter for parameter.  ``fine_head`` = k > 0
+adds a thin stage on the input grid after the shuffle: the head then predicts k·f² channels (1×1), shuffled to k
+channels on the input grid, joined with the input itself and passed through two 3×3 convolutions (k + in → k → out),
+a per-pixel non-linear path from every input pixel to its output pixel for a few kFLOP per pixel.
 
 Any input size works: inputs are padded (replicate) up to a multiple of ``f·2**(depth-1)`` and cropped back.
 """
@@ -22,7 +25,7 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
 Norm = Literal["group", "instance", "none"]
@@ -41,6 +44,15 @@ class UNetConfig(BaseModel):
     pixel_unshuffle: int = Field(
         1, ge=1, le=4, description="work on a grid this many times coarser (f×f pixels → f² channels; 1: full grid)"
     )
+    fine_head: int = Field(
+        0, ge=0, le=64, description="channels of a thin head on the input grid after the pixel shuffle (0: none)"
+    )
+
+    @model_validator(mode="after")
+    def _fine_head_needs_a_coarser_grid(self) -> UNetConfig:
+        if self.fine_head and self.pixel_unshuffle == 1:
+            raise ValueError("fine_head > 0 needs pixel_unshuffle > 1 (on the full grid the head already is fine)")
+        return self
 
     def channels(self) -> list[int]:
         """Channels at each level, finest first."""
@@ -104,7 +116,13 @@ class UNet(nn.Module):
                 c_prev = c
             self.up.append(blocks)
         self.head_norm = _norm(config.norm, chans[0])
-        self.head = nn.Conv2d(chans[0], out_channels * f * f, 3, padding=1)
+        k = config.fine_head
+        if k:  # ``head`` stays the last layer: the denoiser zeroes it and the schedule sets its bias
+            self.to_fine = nn.Conv2d(chans[0], k * f * f, 1)
+            self.fine = nn.Conv2d(k + in_channels, k, 3, padding=1)
+            self.head = nn.Conv2d(k, out_channels, 3, padding=1)
+        else:
+            self.head = nn.Conv2d(chans[0], out_channels * f * f, 3, padding=1)
         self.shuffle = nn.PixelShuffle(f) if f > 1 else nn.Identity()
 
     @property
@@ -120,7 +138,7 @@ class UNet(nn.Module):
             x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
             if emb is not None:
                 emb = F.pad(emb, (0, pad_w, 0, pad_h), mode="replicate")
-        x = self.unshuffle(x)
+        x_in, x = x, self.unshuffle(x)
         if emb is not None:
             emb = self.unshuffle(emb)
         embs = [emb]
@@ -143,5 +161,10 @@ class UNet(nn.Module):
             h = torch.cat([h, skips[level]], dim=1)
             for block in blocks:
                 h = block(h, embs[level])
-        out = self.shuffle(self.head(F.silu(self.head_norm(h))))
+        h = F.silu(self.head_norm(h))
+        if self.config.fine_head:
+            h = self.fine(torch.cat([self.shuffle(self.to_fine(h)), x_in], dim=1))
+            out = self.head(F.silu(h))
+        else:
+            out = self.shuffle(self.head(h))
         return out[..., :height, :width]

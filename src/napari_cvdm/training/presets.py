@@ -20,13 +20,15 @@ TASKS: dict[str, str] = {"sr": "super-resolution", "phase": "phase"}
 PHASE_TARGET_SCALE = 1.75  # rad per network unit: the simulators' phases (≤ 3.5 rad, zero-mean) map to about ±1
 
 
-def default_architecture(task: TaskName, width: int = 32, depth: int = 4, pixel_unshuffle: int = 1) -> CVDMConfig:
+def default_architecture(
+    task: TaskName, width: int = 32, depth: int = 4, pixel_unshuffle: int = 1, fine_head: int = 0
+) -> CVDMConfig:
     """A CPU-trainable CVDM (≈2 M parameters at width 32).
 
     ``pixel_unshuffle`` = 2 runs both U-Nets on a grid 2× coarser than the output (SR: the widefield grid), with
     the same widths: 3.6× fewer FLOPs per output pixel (docs/performance.md, *A cheaper network*).
     """
-    grid = dict(blocks=1, max_multiplier=4, norm="group", pixel_unshuffle=pixel_unshuffle)
+    grid = dict(blocks=1, max_multiplier=4, norm="group", pixel_unshuffle=pixel_unshuffle, fine_head=fine_head)
     denoiser = UNetConfig(width=width, depth=depth, **grid)
     schedule = UNetConfig(width=max(width // 2, 8), depth=3, **grid)
     if task == "sr":
