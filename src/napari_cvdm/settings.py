@@ -56,6 +56,13 @@ class ReconstructSettings(BaseModel):
         None, ge=1, description="samples per network call (None: what the device does fastest)"
     )
     keep_samples: bool = Field(False, description="also return every individual sample")
+    interval_level: float = Field(
+        0.9,
+        ge=0.5,
+        le=0.99,
+        description="central interval of the calibrated uncertainty: this fraction of pixels is expected to hold "
+        "the truth between its lower and upper bound (0.5 to 0.99)",
+    )
 
     @field_validator("device")
     @classmethod

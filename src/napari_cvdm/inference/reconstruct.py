@@ -49,7 +49,10 @@ class Reconstruction:
     Shapes: the input's leading axes + (H_out, W_out) (+ a channel axis before them for multi-channel models);
     ``samples`` has the sample axis first.  ``mean`` and ``samples`` are in ``units``, ``variance`` in units²,
     ``beta_map`` is dimensionless (−log γ(1) if the PDE holds).  ``pixel_um`` is the output pixel size when the
-    model knows it.
+    model knows it.  ``variance`` is the raw (unbiased) sample variance; when the model file holds a calibration
+    for the sampler used (:class:`~napari_cvdm.model.metadata.Calibration`), ``calibrated_std`` is the expected
+    RMS error of ``mean`` and ``lower`` / ``upper`` bound the central ``interval_level`` interval, all in
+    ``units``; ``calibration`` says in words what they rest on (or why they are missing).
 
     With several tiles, ``mean``, ``variance`` and ``beta_map`` are ramp-weighted averages of the tiles covering a
     pixel, while each pixel of a sample comes from one tile only (the one whose blending weight is largest there;
@@ -66,10 +69,34 @@ class Reconstruction:
     units: str
     pixel_um: float | None
     settings: dict[str, Any] = field(default_factory=dict)
+    calibrated_std: np.ndarray | None = None
+    lower: np.ndarray | None = None
+    upper: np.ndarray | None = None
+    interval_level: float = 0.9
+    calibration: str = ""
 
     @property
     def std(self) -> np.ndarray:
+        """The raw sample std (√variance), in ``units``: the spread of the samples, not yet an error bar."""
         return np.sqrt(self.variance)
+
+    def channels(self) -> list[tuple[str, np.ndarray, str]]:
+        """(name, array, unit) of every output map, in the order files and layers show them.
+
+        mean; when the model is calibrated for this sampler, the calibrated std (the expected RMS error of the
+        mean, ``units``) and the lower and upper bounds of the central ``interval_level`` interval; then the raw
+        sample variance (units²) and the ∫β map.
+        """
+        out = [("mean", self.mean, self.units)]
+        if self.calibrated_std is not None and self.lower is not None and self.upper is not None:
+            level = f"{round(100 * self.interval_level):d} %"
+            out += [
+                ("calibrated std", self.calibrated_std, self.units),
+                (f"{level} interval lower bound", self.lower, self.units),
+                (f"{level} interval upper bound", self.upper, self.units),
+            ]
+        out += [("sample variance", self.variance, f"({self.units})²"), ("beta map", self.beta_map, "1")]
+        return out
 
 
 def _planes(image: np.ndarray, model: TrainedModel) -> tuple[tuple[int, ...], np.ndarray]:

@@ -75,6 +75,44 @@ class SamplerDefaults(BaseModel):
         return self
 
 
+class Calibration(BaseModel):
+    """How far off the mean of N samples is, learned on held-out pairs the model never trained on.
+
+    For one sampler setting (method, η, steps): a monotone map from the raw sample std (network units, optionally
+    Gaussian-smoothed over ``smoothing_px`` output pixels) to the calibrated *posterior* std σ (knots, linear
+    between them, constant below the first, proportional above the last).  The error of the mean of N samples then
+    has the std σ·√(1 + 1/N), and the central interval at level q is mean ± z_q·σ·√(1 + 1/N) with z_q the
+    split-conformal quantile of |error| / (σ·√(1 + 1/N)) on the calibration pairs (``interval_z``, by level).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: int = Field(1, ge=1, description="calibration format version")
+    method: SamplerMethod
+    eta: float = Field(ge=0, le=1)
+    steps: int = Field(ge=1)
+    n_samples: int = Field(ge=2, description="samples per image of the calibration run")
+    smoothing_px: float = Field(0.0, ge=0, description="σ of the Gaussian applied to the raw variance, pixels")
+    raw_std: list[float] = Field(min_length=1, description="knots: raw sample std, network units, increasing")
+    calibrated_std: list[float] = Field(min_length=1, description="posterior std at the knots, non-decreasing")
+    interval_z: dict[str, float] = Field(description="level ('0.9') → multiplier of the calibrated error std")
+    n_images: int = Field(ge=1)
+    n_pixels: int = Field(ge=1)
+    data: str = Field("", description="what the calibration pairs were (simulator, seeds, the user's files)")
+
+    @model_validator(mode="after")
+    def _monotone(self) -> Calibration:
+        if len(self.raw_std) != len(self.calibrated_std):
+            raise ValueError("raw_std and calibrated_std must have the same number of knots")
+        if any(b <= a for a, b in itertools.pairwise(self.raw_std)):
+            raise ValueError("raw_std knots must increase strictly")
+        if any(b < a for a, b in itertools.pairwise(self.calibrated_std)) or min(self.calibrated_std) <= 0:
+            raise ValueError("calibrated_std must be positive and non-decreasing")
+        if not self.interval_z:
+            raise ValueError("interval_z needs at least one level")
+        return self
+
+
 class ModelMetadata(BaseModel):
     """The physical and procedural facts stored in a model file's header."""
 
@@ -103,6 +141,9 @@ class ModelMetadata(BaseModel):
     normalization: Normalization = Field(default_factory=Normalization)
     sampler: SamplerDefaults = Field(default_factory=SamplerDefaults)
     training: dict[str, Any] = Field(default_factory=dict, description="how it was trained: data, steps, time")
+    calibrations: list[Calibration] = Field(
+        default_factory=list, description="uncertainty calibrations, one per sampler setting (method, η, steps)"
+    )
 
     @property
     def output_pixel_um(self) -> float | None:
