@@ -24,6 +24,7 @@ from .._runtime.device import auto_tile_size, default_precision, inference_copy
 from ..model.cvdm import CVDM
 from ..model.files import TrainedModel
 from ..model.metadata import ModelMetadata
+from ..sampling.calibration import error_std_factor, interval_multiplier, posterior_std, select_calibration
 from ..sampling.samplers import Partial, Step, iter_sample, sample_seed
 from ..settings import ReconstructSettings, overlap_message
 from ..tasks import InputError, IntensityScale, check_image, make_condition, output_scale, output_units
@@ -152,8 +153,11 @@ def iter_reconstruct(
     layout = TileLayout.plan(out_h, out_w, tile, overlap)
     nfe = (len(plan.time_grid) - 1) if plan.time_grid is not None else plan.steps
     total = len(planes) * layout.n_tiles * nfe * settings.n_samples
+    calibration, calibration_note = select_calibration(info.calibrations, plan.method, plan.eta, nfe)
+    if settings.n_samples < 2:
+        calibration, calibration_note = None, "not calibrated: one sample has no spread; draw at least 2 samples"
     network = inference_copy(net, device)
-    means, variances, betas, samples = [], [], [], []
+    means, variances, betas, samples, error_stds = [], [], [], [], []
     done = 0
     for p_idx, plane in enumerate(planes):
         yield Progress(done, total, f"plane {p_idx + 1}/{len(planes)}: condition")
@@ -165,6 +169,10 @@ def iter_reconstruct(
         done += layout.n_tiles * nfe * settings.n_samples
         means.append(mean)
         variances.append(variance)
+        if calibration is not None:  # the map works in network units: variance / scale², std × scale
+            out = output_scale(info, in_scale)
+            sigma = posterior_std(calibration, variance / out.scale**2)
+            error_stds.append((out.scale * error_std_factor(settings.n_samples) * sigma).astype(np.float32))
         betas.append(beta)
         if kept is not None:
             samples.append(kept)
@@ -177,8 +185,14 @@ def iter_reconstruct(
     if settings.keep_samples:  # planes × (N, [C,] H, W) → (N, *lead, [C,] H, W)
         sample_arr = np.moveaxis(np.stack(samples), 1, 0)
         sample_arr = sample_arr.reshape(settings.n_samples, *lead, *samples[0].shape[1:]).astype(np.float32)
+    mean = stack(means)
+    calibrated = lower = upper = None
+    if calibration is not None:
+        calibrated = stack(error_stds)
+        z = interval_multiplier(calibration, settings.interval_level)
+        lower, upper = mean - z * calibrated, mean + z * calibrated
     return Reconstruction(
-        mean=stack(means),
+        mean=mean,
         variance=stack(variances),
         beta_map=stack(betas),
         samples=sample_arr,
@@ -198,6 +212,11 @@ def iter_reconstruct(
             "device": str(device),
             "model": model.source,
         },
+        calibrated_std=calibrated,
+        lower=lower,
+        upper=upper,
+        interval_level=settings.interval_level,
+        calibration=calibration_note,
     )
 
 

@@ -1,0 +1,219 @@
+"""Calibrating the spread of the samples: raw sample std → the expected error of the mean, and central intervals.
+
+The sample variance of N CVDM samples understates the error of their mean several-fold (the bundled models'
+err²/var is 2–5 where 1 + 1/N is calibrated).  A :class:`~napari_cvdm.model.metadata.Calibration` fixes that per
+sampler setting with what held-out pairs say:
+
+1. the raw variance is optionally smoothed (a Gaussian of ``smoothing_px`` output pixels: N = 8 samples give a noisy
+   estimate of each pixel's spread, and neighbouring pixels share most of it);
+2. a monotone map g turns the raw std s into the posterior std σ = g(s): pixels are put in equal-count bins by s,
+   each bin's σ² is mean(err²) / (1 + 1/N_cal) (the error of an N-sample mean of a calibrated posterior has
+   variance σ²(1 + 1/N)), and pool-adjacent-violators makes σ non-decreasing in s.  Between the knots g is linear
+   in log s; below the first it is constant, above the last proportional to s;
+3. the error std of the mean of N samples is σ·√(1 + 1/N); the central interval at level q is mean ± z_q times it,
+   with z_q the split-conformal quantile of |err| / (σ·√(1 + 1/N)) on the other half of the calibration images than
+   the one g was fitted on, so the interval covers a fraction ≥ q of pixels on data like the calibration set.
+
+All values are in network units (the normalised target), where the network learned its spread; the caller maps
+them to physical units with the same linear scale as the mean.  NumPy and SciPy only.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from ..model.metadata import Calibration, SamplerMethod
+
+INTERVAL_LEVELS = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.975, 0.99)  # stored z_q; others are interpolated
+SMOOTHING_CANDIDATES_PX = (0.0, 1.0, 2.0, 4.0)  # chosen by the Gaussian log-likelihood on the held-out half
+DEFAULT_BINS = 24
+MIN_PIXELS = 10_000  # fewer pixels (per half) than this give no calibration
+MIN_IMAGES = 2  # one half fits the map, the other the interval quantiles
+
+
+class CalibrationError(ValueError):
+    """The calibration data cannot support a calibration (too few images or pixels, shapes that disagree)."""
+
+
+def smooth_variance(variance: np.ndarray, sigma_px: float) -> np.ndarray:
+    """``variance`` blurred over its last two axes by a Gaussian of ``sigma_px`` pixels (0: unchanged)."""
+    variance = np.asarray(variance, dtype=np.float64)
+    if sigma_px <= 0:
+        return variance
+    from scipy.ndimage import gaussian_filter
+
+    sigma = (0,) * (variance.ndim - 2) + (sigma_px, sigma_px)
+    return gaussian_filter(variance, sigma=sigma, mode="reflect")
+
+
+def error_std_factor(n_samples: int) -> float:
+    """√(1 + 1/N): the error std of an N-sample mean over the posterior std, for a calibrated posterior."""
+    return math.sqrt(1.0 + 1.0 / max(n_samples, 1))
+
+
+def posterior_std(calibration: Calibration, raw_variance: np.ndarray) -> np.ndarray:
+    """σ = g(raw std) of every pixel, network units; ``raw_variance`` is smoothed as the calibration says."""
+    raw_std = np.sqrt(np.maximum(smooth_variance(raw_variance, calibration.smoothing_px), 0.0))
+    knots = np.asarray(calibration.raw_std, dtype=np.float64)
+    values = np.asarray(calibration.calibrated_std, dtype=np.float64)
+    if knots.size == 1:
+        return np.maximum(values[0], values[0] / knots[0] * raw_std)
+    tiny = knots[0] * 1e-6
+    log_s = np.log(np.maximum(raw_std, tiny))
+    sigma = np.interp(log_s, np.log(knots), values)  # constant below the first knot
+    above = raw_std > knots[-1]
+    sigma[above] = values[-1] * raw_std[above] / knots[-1]  # proportional above the last
+    return sigma
+
+
+def interval_multiplier(calibration: Calibration, level: float) -> float:
+    """z_q of the central interval at ``level``, interpolated between the stored levels."""
+    levels = sorted((float(k), v) for k, v in calibration.interval_z.items())
+    qs, zs = np.array([q for q, _ in levels]), np.array([z for _, z in levels])
+    if not qs[0] - 1e-9 <= level <= qs[-1] + 1e-9:
+        raise ValueError(
+            f"interval level {level:g} is outside the calibrated levels {qs[0]:g}–{qs[-1]:g}; pick one in that range"
+        )
+    return float(np.interp(level, qs, zs))
+
+
+def select_calibration(
+    calibrations: Sequence[Calibration], method: str, eta: float, steps: int
+) -> tuple[Calibration | None, str]:
+    """The calibration for a sampler setting and one sentence saying what it rests on.
+
+    Exact match of (method, η, steps) first; otherwise the same method and η at the nearest number of steps (said
+    so: the spread changes with the steps, so that calibration is not measured for this run); otherwise none.
+    """
+    same = [c for c in calibrations if c.method == method and abs(c.eta - eta) < 1e-9]
+    if not same:
+        return None, (
+            f"not calibrated: the model holds no calibration for the {method!r} sampler with η = {eta:g}; the layers "
+            "show the raw sample spread, which understates the error (run `napari-cvdm calibrate`)"
+        )
+    best = min(same, key=lambda c: (abs(math.log(c.steps) - math.log(steps)), -c.steps))
+    about = f"{best.n_images} held-out images ({best.n_pixels:,} pixels): {best.data}" if best.data else ""
+    if best.steps == steps:
+        return best, f"calibrated on {about or f'{best.n_images} held-out images'}"
+    return best, (
+        f"calibrated at {best.steps} steps, applied to {steps} steps (not measured at {steps}; calibrate the model "
+        f"at these steps with `napari-cvdm calibrate --steps {steps}`); {about}"
+    )
+
+
+def _pool_adjacent_violators(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """The non-decreasing sequence closest to ``values`` in weighted least squares."""
+    blocks: list[list[float]] = []  # [mean, weight, count]
+    for v, w in zip(values.tolist(), weights.tolist(), strict=True):
+        blocks.append([v, w, 1])
+        while len(blocks) > 1 and blocks[-2][0] > blocks[-1][0]:
+            v2, w2, n2 = blocks.pop()
+            v1, w1, n1 = blocks.pop()
+            blocks.append([(v1 * w1 + v2 * w2) / (w1 + w2), w1 + w2, n1 + n2])
+    return np.concatenate([np.full(int(n), v) for v, _, n in blocks])
+
+
+def _fit_map(raw_std: np.ndarray, err: np.ndarray, n_samples: int, n_bins: int) -> tuple[np.ndarray, np.ndarray]:
+    """Knots (raw std, posterior std) of the binned isotonic map, strictly increasing raw std."""
+    order = np.argsort(raw_std, kind="stable")
+    s, e2 = raw_std[order], np.square(err[order])
+    edges = np.linspace(0, s.size, n_bins + 1).round().astype(int)
+    knots, var, counts = [], [], []
+    for a, b in itertools.pairwise(edges):
+        if b > a:
+            knots.append(float(np.median(s[a:b])))
+            var.append(float(e2[a:b].mean()) / error_std_factor(n_samples) ** 2)
+            counts.append(b - a)
+    knots_arr, var_arr, w = np.array(knots), np.array(var), np.array(counts, dtype=np.float64)
+    var_arr = _pool_adjacent_violators(var_arr, w)
+    keep_k, keep_v, keep_w = [knots_arr[0]], [var_arr[0]], [w[0]]
+    for k, v, c in zip(knots_arr[1:], var_arr[1:], w[1:], strict=True):  # merge knots with equal raw std
+        if k <= keep_k[-1] * (1 + 1e-9):
+            keep_v[-1] = (keep_v[-1] * keep_w[-1] + v * c) / (keep_w[-1] + c)
+            keep_w[-1] += c
+        else:
+            keep_k.append(k)
+            keep_v.append(v)
+            keep_w.append(c)
+    floor = max(float(np.max(keep_v)) * 1e-12, 1e-24)
+    return np.array(keep_k), np.sqrt(np.maximum(np.maximum.accumulate(keep_v), floor))
+
+
+def conformal_quantile(scores: np.ndarray, level: float) -> float:
+    """The ⌈(n + 1)q⌉-th smallest of n scores: an interval with it covers ≥ q of exchangeable new scores."""
+    n = scores.size
+    rank = min(math.ceil((n + 1) * level), n)
+    return float(np.partition(scores, rank - 1)[rank - 1])
+
+
+def fit_calibration(
+    raw_variances: Sequence[np.ndarray],
+    errors: Sequence[np.ndarray],
+    n_samples: int,
+    method: SamplerMethod,
+    eta: float,
+    steps: int,
+    data: str = "",
+    n_bins: int = DEFAULT_BINS,
+    smoothing_candidates: Sequence[float] = SMOOTHING_CANDIDATES_PX,
+) -> Calibration:
+    """Fit a :class:`Calibration` from held-out images: per image, the raw sample variance of ``n_samples``
+    samples and the error of their mean (network units, same shape).
+
+    Even-numbered images fit the map, odd-numbered ones choose the smoothing (Gaussian log-likelihood of their
+    errors) and give the conformal interval quantiles, so the stored intervals are measured on images the map
+    never saw.  Raises :class:`CalibrationError` with too few images or pixels.
+    """
+    if len(raw_variances) != len(errors):
+        raise CalibrationError(f"{len(raw_variances)} variance maps but {len(errors)} error maps")
+    if len(errors) < MIN_IMAGES:
+        raise CalibrationError(
+            f"calibration needs at least {MIN_IMAGES} held-out images (one half fits the map, the other measures "
+            f"the intervals); got {len(errors)}"
+        )
+    if n_samples < 2:
+        raise CalibrationError("calibration needs at least 2 samples per image (a spread to calibrate)")
+    for k, (v, e) in enumerate(zip(raw_variances, errors, strict=True)):
+        if np.shape(v) != np.shape(e):
+            raise CalibrationError(f"image {k}: variance {np.shape(v)} and error {np.shape(e)} differ in shape")
+    fit_idx, test_idx = range(0, len(errors), 2), range(1, len(errors), 2)
+    n_fit = sum(np.size(errors[i]) for i in fit_idx)
+    n_test = sum(np.size(errors[i]) for i in test_idx)
+    if min(n_fit, n_test) < MIN_PIXELS:
+        raise CalibrationError(
+            f"calibration needs at least {MIN_PIXELS:,} pixels in each half of the images; got {n_fit:,} and "
+            f"{n_test:,}: give more or larger held-out images"
+        )
+    best: tuple[float, Calibration] | None = None
+    for smoothing in smoothing_candidates:
+        raw = [np.sqrt(np.maximum(smooth_variance(raw_variances[i], smoothing), 0.0)).ravel() for i in fit_idx]
+        err = [np.asarray(errors[i], dtype=np.float64).ravel() for i in fit_idx]
+        knots, sigma = _fit_map(np.concatenate(raw), np.concatenate(err), n_samples, n_bins)
+        provisional = Calibration(
+            method=method,
+            eta=eta,
+            steps=steps,
+            n_samples=n_samples,
+            smoothing_px=float(smoothing),
+            raw_std=knots.tolist(),
+            calibrated_std=sigma.tolist(),
+            interval_z={"0.9": 1.645},
+            n_images=len(errors),
+            n_pixels=n_fit + n_test,
+            data=data,
+        )
+        test_std = np.concatenate(
+            [(posterior_std(provisional, raw_variances[i]) * error_std_factor(n_samples)).ravel() for i in test_idx]
+        )
+        test_err = np.concatenate([np.asarray(errors[i], dtype=np.float64).ravel() for i in test_idx])
+        nll = float(np.mean(np.log(test_std) + 0.5 * np.square(test_err / test_std)))
+        scores = np.abs(test_err) / test_std
+        provisional.interval_z = {f"{q:g}": conformal_quantile(scores, q) for q in INTERVAL_LEVELS}
+        if best is None or nll < best[0]:
+            best = (nll, provisional)
+    assert best is not None
+    return best[1]

@@ -1,0 +1,135 @@
+"""Calibration of the sample spread: known answers, monotone maps, conformal coverage, selection, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_cvdm.model.metadata import Calibration
+from napari_cvdm.sampling.calibration import (
+    CalibrationError,
+    _pool_adjacent_violators,
+    conformal_quantile,
+    error_std_factor,
+    fit_calibration,
+    interval_multiplier,
+    posterior_std,
+    select_calibration,
+)
+
+N = 8
+
+
+def synthetic(
+    rng: np.random.Generator, n_images: int, factor: float, size: int = 128, noisy: bool = False, rough: bool = False
+):
+    """Images whose true posterior std is ``factor`` × a raw std field (smooth, or independent per pixel when
+    ``rough``), and the errors of their N-sample means; ``noisy``: the raw variance is itself an N-sample estimate."""
+    raws, errs = [], []
+    for _ in range(n_images):
+        yy, xx = np.mgrid[:size, :size] / size
+        true_raw = 0.01 + 0.05 * (1 + np.sin(6 * xx + rng.uniform(0, 6))) * (1 + np.cos(5 * yy))
+        if rough:
+            true_raw = 0.01 + 0.2 * rng.random((size, size))
+        raw_var = true_raw**2
+        if noisy:  # an N-sample variance estimate: scaled χ² with N − 1 degrees of freedom
+            raw_var = raw_var * rng.chisquare(N - 1, raw_var.shape) / (N - 1)
+        errs.append(rng.normal(size=true_raw.shape) * factor * true_raw * error_std_factor(N))
+        raws.append(raw_var)
+    return raws, errs
+
+
+def _fit(raws, errs, **kw) -> Calibration:
+    return fit_calibration(raws, errs, N, "gamma", 1.0, 10, data="synthetic", **kw)
+
+
+def test_a_threefold_overconfident_spread_is_scaled_by_three_and_intervals_cover_their_level() -> None:
+    rng = np.random.default_rng(0)
+    cal = _fit(*synthetic(rng, 8, factor=3.0), smoothing_candidates=(0.0,))
+    raws, errs = synthetic(np.random.default_rng(1), 8, factor=3.0)  # fresh images
+    raw, err = np.concatenate([r.ravel() for r in raws]), np.concatenate([e.ravel() for e in errs])
+    sigma = posterior_std(cal, raw)
+    ratio = np.median(sigma / np.sqrt(raw))
+    assert ratio == pytest.approx(3.0, rel=0.05)
+    err_std = sigma * error_std_factor(N)
+    assert np.mean(err**2) / np.mean(err_std**2) == pytest.approx(1.0, abs=0.08)
+    for level in (0.5, 0.9, 0.95):
+        covered = np.mean(np.abs(err) <= interval_multiplier(cal, level) * err_std)
+        assert covered == pytest.approx(level, abs=0.02)
+
+
+def test_smoothing_is_chosen_when_the_raw_variance_is_a_noisy_estimate_of_a_smooth_spread() -> None:
+    rng = np.random.default_rng(2)
+    noisy = _fit(*synthetic(rng, 6, factor=2.0, noisy=True))
+    clean = _fit(*synthetic(rng, 6, factor=2.0, rough=True))
+    assert noisy.smoothing_px > 0
+    assert clean.smoothing_px == 0
+
+
+def test_the_map_is_monotone_and_extends_flat_below_and_proportional_above() -> None:
+    cal = _fit(*synthetic(np.random.default_rng(3), 4, factor=2.0, noisy=True), smoothing_candidates=(0.0,))
+    assert np.all(np.diff(cal.raw_std) > 0) and np.all(np.diff(cal.calibrated_std) >= 0)
+    low, high = cal.raw_std[0], cal.raw_std[-1]
+    below = posterior_std(cal, np.array([[(low / 10) ** 2, (low / 100) ** 2]]))
+    assert below == pytest.approx(cal.calibrated_std[0])
+    above = posterior_std(cal, np.array([[(2 * high) ** 2, (4 * high) ** 2]]))
+    assert above[0, 1] == pytest.approx(2 * above[0, 0]) and above[0, 0] == pytest.approx(2 * cal.calibrated_std[-1])
+
+
+def test_pool_adjacent_violators_gives_the_least_squares_monotone_fit() -> None:
+    out = _pool_adjacent_violators(np.array([1.0, 3.0, 2.0, 4.0, 0.0]), np.array([1.0, 1.0, 1.0, 1.0, 3.0]))
+    # (3, 2) pool to 2.5, (4, 0·3) to 1.0, then both to (3 + 2 + 4 + 0)/6 = 1.5; the first value stays
+    np.testing.assert_allclose(out, [1.0, 1.5, 1.5, 1.5, 1.5])
+
+
+def test_conformal_quantile_covers_at_least_its_level() -> None:
+    rng = np.random.default_rng(4)
+    hits = []
+    for _ in range(200):
+        scores = rng.exponential(size=50)
+        hits.append(rng.exponential() <= conformal_quantile(scores, 0.9))
+    assert np.mean(hits) >= 0.86  # ≥ 0.9 in expectation; 200 trials
+
+
+def test_too_little_data_is_refused_with_the_reason() -> None:
+    raws, errs = synthetic(np.random.default_rng(5), 1, 2.0)
+    with pytest.raises(CalibrationError, match="at least 2 held-out images"):
+        _fit(raws, errs)
+    raws, errs = synthetic(np.random.default_rng(5), 2, 2.0, size=64)
+    with pytest.raises(CalibrationError, match="pixels in each half"):
+        _fit(raws, errs)
+    with pytest.raises(CalibrationError, match="differ in shape"):
+        _fit([np.ones((4, 4)), np.ones((4, 4))], [np.ones((4, 4)), np.ones((5, 4))])
+
+
+def test_a_level_outside_the_calibrated_range_is_refused() -> None:
+    cal = _fit(*synthetic(np.random.default_rng(6), 2, 2.0), smoothing_candidates=(0.0,))
+    assert interval_multiplier(cal, 0.9) > interval_multiplier(cal, 0.5)
+    with pytest.raises(ValueError, match="outside the calibrated levels"):
+        interval_multiplier(cal, 0.999)
+
+
+def test_selection_prefers_the_exact_setting_then_the_nearest_steps_and_says_so() -> None:
+    base = _fit(*synthetic(np.random.default_rng(7), 2, 2.0), smoothing_candidates=(0.0,))
+    cals = [base.model_copy(update={"steps": s}) for s in (10, 50)]
+    chosen, note = select_calibration(cals, "gamma", 1.0, 10)
+    assert chosen.steps == 10 and note.startswith("calibrated on")
+    chosen, note = select_calibration(cals, "gamma", 1.0, 40)
+    assert chosen.steps == 50 and "applied to 40 steps" in note and "--steps 40" in note
+    chosen, note = select_calibration(cals, "ancestral", 1.0, 100)
+    assert chosen is None and "napari-cvdm calibrate" in note
+
+
+def test_the_header_refuses_a_map_that_is_not_monotone() -> None:
+    with pytest.raises(ValueError, match="non-decreasing"):
+        Calibration(
+            method="gamma",
+            eta=1.0,
+            steps=10,
+            n_samples=8,
+            raw_std=[0.1, 0.2],
+            calibrated_std=[0.3, 0.2],
+            interval_z={"0.9": 1.7},
+            n_images=2,
+            n_pixels=20_000,
+        )
