@@ -180,6 +180,12 @@ class TrainJob(BaseModel):
     simulate_n: int | None = Field(None, ge=2, description="train on this many simulated pairs instead of folders")
     simulate_size: int = Field(128, ge=16, description="input side of each simulated pair (pixels)")
     simulate_seed: int = Field(0, ge=0, description="seed of the simulated training set")
+    simulate_optics: Literal["nominal", "random"] = Field(
+        "nominal",
+        description="simulated SR pairs: 'nominal' (the model header's optics), or 'random': each pair draws its NA, "
+        "emission, camera pixel, photons, background and read noise from physics.SROpticsRange (recorded in the "
+        "model header's training['optics_range'])",
+    )
     resume: bool = Field(
         False, description="continue exactly from the checkpoint next to output (<output stem>.ckpt) of a stopped run"
     )
@@ -201,4 +207,11 @@ class TrainJob(BaseModel):
             )
         if folders and (self.input_dir is None or self.target_dir is None):
             raise ValueError("give both input_dir and target_dir")
+        if self.simulate_optics == "random" and self.simulate_n is None:
+            raise ValueError("simulate_optics='random' applies to simulated pairs only: give simulate_n as well")
+        if self.simulate_optics == "random" and self.task == "phase":
+            raise ValueError(
+                "simulate_optics='random' is available for task 'sr' only: a phase model is conditioned on a TIE "
+                "estimate that would need each pair's own optics (physics.PhaseOpticsRange simulates such pairs)"
+            )
         return self

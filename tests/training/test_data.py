@@ -144,3 +144,57 @@ def test_model_headers_without_a_tie_method_read_as_fft_tie():
     """Files written before US-TIE conditioning existed keep meaning what they meant."""
     header = {"task": "phase", "input_planes": 2, "input_pixel_um": 0.21, "wavelength_um": 0.521, "defocus_um": 2.0}
     assert ModelMetadata.model_validate({**header, "condition_on_tie": True}).tie_method == "fft"
+
+
+def test_simulate_optics_nominal_is_the_default_and_unchanged(tmp_path):
+    from napari_cvdm.settings import TrainJob
+    from napari_cvdm.training import presets
+    from napari_cvdm.training.jobs import prepare_job
+
+    job = TrainJob(task="sr", output=str(tmp_path / "m.cvdm"), simulate_n=2, simulate_size=16, width=8, depth=2)
+    assert job.simulate_optics == "nominal"
+    _, info, data = prepare_job(job)
+    inputs, targets = presets.simulate_pairs("sr", 2, 16, 0)
+    expected = PairedDataset.from_arrays(inputs, targets, info)
+    assert data.fingerprint() == expected.fingerprint()  # bit for bit the pairs of before
+    assert "optics_range" not in info.training
+
+
+def test_simulate_optics_random_draws_each_pair_and_records_the_range(tmp_path):
+    from napari_cvdm.physics import SROpticsRange
+    from napari_cvdm.settings import TrainJob
+    from napari_cvdm.training.jobs import prepare_job, simulate_random_optics_pairs
+
+    job = TrainJob(
+        task="sr",
+        output=str(tmp_path / "m.cvdm"),
+        simulate_n=2,
+        simulate_size=16,
+        simulate_optics="random",
+        width=8,
+        depth=2,
+    )
+    _, info, data = prepare_job(job)
+    assert info.training["optics_range"]["na"] == [1.2, 1.49]
+    assert info.training["optics_range"]["model"] == "SROpticsRange"
+    assert info.input_pixel_um == 0.0626  # the header keeps the nominal optics the model is run with
+    assert data.input_pixel_um is None and "randomised optics" in data.description
+    inputs, targets = simulate_random_optics_pairs(SROpticsRange(), 2, 16, 0)
+    assert data.fingerprint() == PairedDataset.from_arrays(inputs, targets, info).fingerprint()
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"task": "phase", "simulate_n": 4, "simulate_optics": "random"}, "available for task 'sr' only"),
+        ({"task": "sr", "input_dir": "a", "target_dir": "b", "simulate_optics": "random"}, "simulated pairs only"),
+        ({"task": "sr", "simulate_n": 4, "simulate_optics": "wild"}, "nominal"),
+    ],
+)
+def test_random_optics_is_refused_where_it_cannot_apply(kwargs, message):
+    from pydantic import ValidationError
+
+    from napari_cvdm.settings import TrainJob
+
+    with pytest.raises(ValidationError, match=message):
+        TrainJob(output="m.cvdm", **kwargs)

@@ -8,6 +8,14 @@ from .baselines import bicubic_upsample, richardson_lucy, tie_fft, us_tie
 from .optics import camera_noise, incoherent_otf, otf_to_psf, sim_cutoff, sum_bin, widefield_cutoff
 from .phase_objects import PHOTO_NAMES, cell_phase, load_photo, photo_phase
 from .propagation import angular_spectrum, transfer_function, two_shot
+from .ranges import (
+    PhaseOpticsRange,
+    SROpticsRange,
+    draw_phase_settings,
+    draw_sr_settings,
+    simulate_phase_pair_random,
+    simulate_sr_pair_random,
+)
 from .settings import PhaseSimulation, SRSimulation
 from .simulate import read_manifest, simulate_phase_pair, simulate_sr_pair, write_dataset
 from .structures import STRUCTURES, render_structure
@@ -15,12 +23,16 @@ from .structures import STRUCTURES, render_structure
 __all__ = [
     "PHOTO_NAMES",
     "STRUCTURES",
+    "PhaseOpticsRange",
     "PhaseSimulation",
+    "SROpticsRange",
     "SRSimulation",
     "angular_spectrum",
     "bicubic_upsample",
     "camera_noise",
     "cell_phase",
+    "draw_phase_settings",
+    "draw_sr_settings",
     "incoherent_otf",
     "load_photo",
     "otf_to_psf",
@@ -30,7 +42,9 @@ __all__ = [
     "richardson_lucy",
     "sim_cutoff",
     "simulate_phase_pair",
+    "simulate_phase_pair_random",
     "simulate_sr_pair",
+    "simulate_sr_pair_random",
     "sum_bin",
     "tie_fft",
     "transfer_function",

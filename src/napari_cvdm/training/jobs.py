@@ -6,12 +6,14 @@ import copy
 from collections.abc import Generator
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from .._runtime import CancelToken
 from ..model.cvdm import CVDM
 from ..model.files import TrainedModel
 from ..model.metadata import ModelMetadata
+from ..physics.ranges import SROpticsRange, simulate_sr_pair_random
 from ..settings import TrainJob
 from . import presets
 from .data import PairedDataset
@@ -58,7 +60,17 @@ def prepare_job(job: TrainJob) -> tuple[CVDM, ModelMetadata, PairedDataset]:
         torch.manual_seed(job.train.seed)  # the same seed gives the same initial weights (and run)
         network = CVDM(presets.default_architecture(job.task, width=job.width, depth=job.depth))
         info = presets.default_metadata(job.task, name, tie_method=job.tie_method or "fft")
-    if job.simulate_n is not None:
+    if job.simulate_n is not None and job.simulate_optics == "random":
+        optics = SROpticsRange()
+        inputs, targets = simulate_random_optics_pairs(optics, job.simulate_n, job.simulate_size, job.simulate_seed)
+        about = (
+            f"{job.simulate_n} simulated pairs with randomised optics and noise (physics.SROpticsRange), "
+            f"size {job.simulate_size}, seed {job.simulate_seed}"
+        )
+        # the header keeps the nominal optics (what the model is run with); the range says which optics it covers
+        info.training = {**info.training, "optics_range": {"model": "SROpticsRange", **optics.model_dump(mode="json")}}
+        data = PairedDataset.from_arrays(inputs, targets, info, description=about, input_pixel_um=None)
+    elif job.simulate_n is not None:
         inputs, targets = presets.simulate_pairs(job.task, job.simulate_n, job.simulate_size, job.simulate_seed)
         about = f"{job.simulate_n} simulated pairs, size {job.simulate_size}, seed {job.simulate_seed}"
         pixel = info.input_pixel_um  # the simulator's optics are the model's
@@ -66,6 +78,18 @@ def prepare_job(job: TrainJob) -> tuple[CVDM, ModelMetadata, PairedDataset]:
     else:
         data = PairedDataset.from_folders(job.input_dir, job.target_dir, info)
     return network, info, data
+
+
+def simulate_random_optics_pairs(
+    optics: SROpticsRange, n: int, size: int, seed: int
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """``n`` SR pairs, item k drawing its optics and noise from ``optics`` with ``SeedSequence(seed).spawn(n)[k]``."""
+    inputs, targets = [], []
+    for child in np.random.SeedSequence(seed).spawn(n):
+        x, y, _ = simulate_sr_pair_random(optics, size, np.random.default_rng(child))
+        inputs.append(x)
+        targets.append(y)
+    return inputs, targets
 
 
 def run_job(job: TrainJob, stop: CancelToken | None = None) -> Generator[TrainProgress, None, TrainedModel]:
