@@ -12,20 +12,21 @@ import sys
 from pydantic import ValidationError
 
 from .._version import __version__
-from . import bench, models, predict, sampling, simulate, train
+from . import bench, calibrate, models, predict, sampling, simulate, train
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="napari-cvdm", description="CVDM restoration for microscopy")
     parser.add_argument("--version", action="version", version=f"napari-cvdm {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    for command in (predict, train, simulate, bench, sampling, models):
+    for command in (predict, train, calibrate, simulate, bench, sampling, models):
         command.add_command(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     from ..model.files import ModelFileError
+    from ..sampling.calibration import CalibrationError
     from ..tasks import InputError
     from ..training.checkpoint import CheckpointError
     from ..training.data import DataError
@@ -38,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         ModelFileError,
         DataError,
         CheckpointError,
+        CalibrationError,
         ValidationError,
         FileExistsError,
         FileNotFoundError,

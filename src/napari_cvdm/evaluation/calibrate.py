@@ -1,0 +1,137 @@
+"""``napari-cvdm calibrate``: reconstruct held-out pairs, measure the error of the mean, store a calibration.
+
+The pairs are either simulated from a seed range that neither training (small seeds) nor ``napari-cvdm bench``
+(10 000 + …) uses, with the same physics and structure mix as the bundled models' training data, or the user's own
+validation pairs.  For every sampler setting asked for, each pair is reconstructed with N samples, and the raw
+sample variance and the error of the mean go to :func:`~napari_cvdm.sampling.calibration.fit_calibration`, in
+network units (SR: the target normalised by its own percentiles, as in training; phase: radians over the model's
+target scale, mean removed because two defocused intensities do not determine a constant phase offset).
+:func:`iter_calibrate` is a generator like every long job (progress, cancel); it never changes the model passed in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .._runtime import Progress, relay
+from ..inference.plan import plan_sampler
+from ..inference.reconstruct import Reconstruction, iter_reconstruct
+from ..model.files import TrainedModel
+from ..model.metadata import Calibration, ModelMetadata
+from ..physics import STRUCTURES, PhaseSimulation, SRSimulation, simulate_phase_pair, simulate_sr_pair
+from ..sampling.calibration import fit_calibration
+from ..settings import ReconstructSettings
+from ..tasks import input_scale, normalize_target
+
+CALIBRATION_SEED_SR = 20_001  # + 10·structure index; training uses small seeds, the bench 10 000 + …
+CALIBRATION_SEED_PHASE = 20_000  # + source index
+
+
+@dataclass(frozen=True)
+class SamplerSetting:
+    """One setting to calibrate: the sampler method, η and steps (None: the model's defaults)."""
+
+    steps: int | None = None
+    method: str | None = None
+    eta: float | None = None
+
+
+def simulated_calibration_pairs(task: str, n: int, seed_offset: int = 0) -> tuple[list[tuple], str]:
+    """``n`` held-out (input, truth) pairs like the bundled models' training data, and a sentence saying what
+    they are.  SR: WF 128² → SIM 256², structure families in turn; phase: 256², photos and cells in turn, noise
+    ξ ~ U(0, 0.2) as in training.  Never ``skimage.data.cell()``, which is reserved for evaluation."""
+    pairs = []
+    if task == "super-resolution":
+        streams = {
+            kind: np.random.SeedSequence(CALIBRATION_SEED_SR + 10 * j + seed_offset).spawn(n)
+            for j, kind in enumerate(STRUCTURES)
+        }
+        for k in range(n):
+            kind = STRUCTURES[k % len(STRUCTURES)]
+            wf, sim, _ = simulate_sr_pair(SRSimulation(structure=kind), 128, np.random.default_rng(streams[kind][k]))
+            pairs.append((wf, sim))
+        about = f"simulated WF 128² → SIM 256², {', '.join(STRUCTURES)} in turn, seeds {CALIBRATION_SEED_SR}+"
+        return pairs, about
+    sources = ("photos", "cells")
+    streams = {
+        s: np.random.SeedSequence(CALIBRATION_SEED_PHASE + j + seed_offset).spawn(n) for j, s in enumerate(sources)
+    }
+    for k in range(n):
+        source = sources[k % 2]
+        settings = PhaseSimulation(source=source)
+        stack, phase, _ = simulate_phase_pair(settings, 256, np.random.default_rng(streams[source][k]))
+        pairs.append((stack, phase))
+    about = (
+        "simulated two-shot pairs 256², d = 2 µm, photos (other crops of the training photos) and cells in turn, "
+        f"noise ξ ~ U(0, 0.2), seeds {CALIBRATION_SEED_PHASE}+"
+    )
+    return pairs, about
+
+
+def network_units_error(
+    result: Reconstruction, image: np.ndarray, truth: np.ndarray, info: ModelMetadata
+) -> tuple[np.ndarray, np.ndarray]:
+    """(raw variance, error of the mean) of one reconstruction in the network's units (see the module text)."""
+    truth = np.asarray(truth, dtype=np.float64)
+    if truth.shape != result.mean.shape:
+        raise ValueError(
+            f"the truth has shape {truth.shape} but the reconstruction {result.mean.shape}: each target must lie on "
+            "the model's output grid"
+        )
+    if info.task == "phase":
+        scale = info.normalization.target_scale
+        err = (result.mean - result.mean.mean()) - (truth - truth.mean())
+    else:
+        out = input_scale(np.asarray(image), info)
+        scale = out.scale
+        err = (result.mean - out.offset) - scale * normalize_target(truth, info)
+    return result.variance / scale**2, err / scale
+
+
+def iter_calibrate(
+    model: TrainedModel,
+    pairs: Sequence[tuple[np.ndarray, np.ndarray]],
+    settings_to_fit: Sequence[SamplerSetting],
+    n_samples: int = 8,
+    seed: int = 0,
+    data: str = "",
+    device: str = "auto",
+) -> Generator[Progress, None, list[Calibration]]:
+    """Fit one :class:`Calibration` per sampler setting on ``pairs`` (input, truth on the output grid)."""
+    calibrations = []
+    total = len(pairs) * len(settings_to_fit)
+    for s_idx, wanted in enumerate(settings_to_fit):
+        run = ReconstructSettings(
+            n_samples=n_samples, steps=wanted.steps, method=wanted.method, eta=wanted.eta, seed=seed, device=device
+        )
+        plan = plan_sampler(model.info.sampler, run)  # refuses a bad setting before any work
+        variances, errors = [], []
+        for k, (image, truth) in enumerate(pairs):
+            stage = f"calibrating {plan.method}, η = {plan.eta:g}, {plan.steps} steps: image {k + 1}/{len(pairs)}"
+            done = s_idx * len(pairs) + k
+            yield Progress(done, total, stage)
+            job = iter_reconstruct(model, image, run.model_copy(update={"seed": seed + k}))
+
+            def translate(event: object, done: int = done, stage: str = stage) -> list[Progress]:
+                # every network evaluation is a point where the run can be cancelled
+                return [Progress(done, total, stage)] if isinstance(event, Progress) else []
+
+            result = yield from relay(job, translate)
+            variance, err = network_units_error(result, image, truth, model.info)
+            variances.append(variance)
+            errors.append(err)
+        steps = result.nfe_per_sample
+        calibrations.append(fit_calibration(variances, errors, n_samples, plan.method, plan.eta, steps, data=data))
+    yield Progress(total, total, "calibrated")
+    return calibrations
+
+
+def with_calibrations(info: ModelMetadata, calibrations: Sequence[Calibration]) -> ModelMetadata:
+    """``info`` with ``calibrations`` replacing any earlier one of the same (method, η, steps)."""
+    new = {(c.method, round(c.eta, 9), c.steps) for c in calibrations}
+    kept = [c for c in info.calibrations if (c.method, round(c.eta, 9), c.steps) not in new]
+    merged = sorted([*kept, *calibrations], key=lambda c: (c.method, c.eta, c.steps))
+    return info.model_copy(update={"calibrations": merged}, deep=True)

@@ -1,0 +1,138 @@
+"""The calibration job: held-out pairs, errors in network units, one calibration per setting, the CLI."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+
+import napari_cvdm as nc
+from napari_cvdm._runtime import Cancelled, CancelToken, drive
+from napari_cvdm.cli import main
+from napari_cvdm.evaluation.calibrate import (
+    SamplerSetting,
+    iter_calibrate,
+    network_units_error,
+    simulated_calibration_pairs,
+    with_calibrations,
+)
+from napari_cvdm.evaluation.quality import TEST_SEED_SR, held_out_rngs
+from napari_cvdm.inference.reconstruct import Reconstruction
+from napari_cvdm.model.files import load_model_file
+from napari_cvdm.physics import SRSimulation, simulate_sr_pair
+from napari_cvdm.tasks import input_scale, normalize_target
+from napari_cvdm.training.presets import simulate_pairs
+from tests.conftest import save_tiny_models, tiny_model
+
+
+def _result(mean: np.ndarray, variance: np.ndarray) -> Reconstruction:
+    return Reconstruction(mean, variance, np.ones_like(mean), None, 4, 2, "u", None)
+
+
+def test_simulated_calibration_pairs_are_neither_training_nor_bench_pairs():
+    pairs, about = simulated_calibration_pairs("super-resolution", 1)
+    wf = pairs[0][0]
+    bench_wf = simulate_sr_pair(SRSimulation(structure="microtubules"), 128, held_out_rngs(TEST_SEED_SR, 1)[0])[0]
+    train_wf = simulate_pairs("sr", 1, 128, 0)[0][0]
+    assert wf.shape == (128, 128) and pairs[0][1].shape == (256, 256)
+    assert not np.allclose(wf, bench_wf) and not np.allclose(wf, train_wf)
+    assert "seeds 20001+" in about
+    phase_pairs, about = simulated_calibration_pairs("phase", 2)
+    assert phase_pairs[0][0].shape == (2, 256, 256) and "cell()" not in about
+
+
+def test_errors_are_in_network_units():
+    model = tiny_model("sr")
+    image = np.random.default_rng(0).uniform(100, 200, (8, 8))
+    truth = np.random.default_rng(1).uniform(0, 5, (16, 16))
+    out = input_scale(image, model.info)
+    perfect = out.offset + out.scale * normalize_target(truth, model.info)  # what a perfect model returns
+    variance, err = network_units_error(
+        _result(perfect + out.scale * 0.1, np.full_like(truth, 4.0)), image, truth, model.info
+    )
+    np.testing.assert_allclose(err, 0.1, atol=1e-5)  # normalize_target is float32
+    np.testing.assert_allclose(variance, 4.0 / out.scale**2)
+
+
+def test_phase_errors_ignore_the_undetermined_constant_offset():
+    model = tiny_model("phase")
+    truth = np.random.default_rng(2).normal(size=(16, 16))
+    _, err = network_units_error(_result(truth + 5.0, np.ones_like(truth)), np.ones((2, 16, 16)), truth, model.info)
+    np.testing.assert_allclose(err, 0.0, atol=1e-9)
+    with pytest.raises(ValueError, match="output grid"):
+        network_units_error(_result(truth, np.ones_like(truth)), np.ones((2, 16, 16)), truth[:8], model.info)
+
+
+def _tiny_pairs(n: int = 2, size: int = 64) -> list[tuple[np.ndarray, np.ndarray]]:
+    rng = np.random.default_rng(3)
+    return [(rng.uniform(100, 200, (size, size)), rng.uniform(0, 1, (2 * size, 2 * size))) for _ in range(n)]
+
+
+def test_one_calibration_per_setting_and_the_model_is_left_alone():
+    model = tiny_model("sr")
+    before = {k: v.clone() for k, v in model.network.state_dict().items()}
+    job = iter_calibrate(model, _tiny_pairs(), [SamplerSetting(steps=1), SamplerSetting(steps=2)], n_samples=2)
+    calibrations = drive(job)
+    assert [(c.method, c.steps, c.n_samples, c.n_images) for c in calibrations] == [
+        ("gamma", 1, 2, 2),
+        ("gamma", 2, 2, 2),
+    ]
+    assert all(torch.equal(before[k], v) for k, v in model.network.state_dict().items())
+    assert model.info.calibrations == []
+    calibrated = with_calibrations(model.info, calibrations)
+    again = with_calibrations(calibrated, calibrations[:1])
+    assert [c.steps for c in again.calibrations] == [1, 2]  # replaced, not duplicated
+    result = nc.reconstruct(model.__class__(model.network, calibrated, "t"), _tiny_pairs(1)[0][0], 2, steps=2)
+    assert result.calibrated_std is not None
+
+
+def test_calibration_can_be_cancelled():
+    token = CancelToken()
+    calls = []
+
+    def on_event(event):
+        calls.append(event)
+        if len(calls) == 3:
+            token.cancel()
+
+    job = iter_calibrate(tiny_model("sr"), _tiny_pairs(), [SamplerSetting(steps=2)], n_samples=2)
+    with pytest.raises(Cancelled):
+        drive(job, on_event, cancel=token)
+    assert len(calls) == 3
+
+
+def test_cli_calibrates_on_the_users_validation_pairs(tmp_path, capsys):
+    paths = save_tiny_models(tmp_path)
+    inputs, targets = tmp_path / "in", tmp_path / "tg"
+    inputs.mkdir()
+    targets.mkdir()
+    for k, (image, truth) in enumerate(_tiny_pairs()):
+        tifffile.imwrite(inputs / f"p{k}.tif", image.astype(np.float32))
+        tifffile.imwrite(targets / f"p{k}.tif", truth.astype(np.float32))
+    out = tmp_path / "cal.cvdm"
+    args = ["calibrate", "--model", str(paths["tiny-sr"]), "-o", str(out), "--steps", "2", "--n-samples", "2"]
+    assert main([*args, "--inputs", str(inputs), "--targets", str(targets), "-q"]) == 0
+    printed = capsys.readouterr().out
+    assert "2 steps, 2 samples" in printed and "90 % interval = mean ±" in printed
+    calibration = load_model_file(out).info.calibrations[0]
+    assert calibration.steps == 2 and calibration.data.startswith("2 validation pairs from")
+    assert main([*args, "--inputs", str(inputs), "--targets", str(targets), "-q"]) == 2
+    assert "exists; pass --overwrite" in capsys.readouterr().err
+    assert main([*args, "--inputs", str(inputs), "--overwrite"]) == 2
+    assert "give both --inputs and --targets" in capsys.readouterr().err
+
+
+def test_cli_refuses_too_few_pairs_with_the_reason(tmp_path, capsys):
+    paths = save_tiny_models(tmp_path)
+    inputs, targets = tmp_path / "in", tmp_path / "tg"
+    inputs.mkdir()
+    targets.mkdir()
+    image, truth = _tiny_pairs(1)[0]
+    tifffile.imwrite(inputs / "a.tif", image.astype(np.float32))
+    tifffile.imwrite(targets / "a.tif", truth.astype(np.float32))
+    code = main(
+        ["calibrate", "--model", str(paths["tiny-sr"]), "-o", str(tmp_path / "c.cvdm"), "--steps", "1",
+         "--n-samples", "2", "--inputs", str(inputs), "--targets", str(targets), "-q"]
+    )  # fmt: skip
+    assert code == 2 and "at least 2 held-out images" in capsys.readouterr().err
