@@ -135,8 +135,10 @@ class ReconstructionJob(WorkerJob):
         settings: ReconstructSettings,
         on_progress: Callable[[Progress], None] | None = None,
         on_finished: Callable[[str], None] | None = None,
+        interval_layers: bool = False,
     ) -> None:
         self.model, self.settings = model, settings
+        self.calibration = ""  # what the calibrated std rests on, once the run is done
         self.layers: dict[str, Image] = {}
         meta: dict[str, Any] = {
             "model": model.source,
@@ -144,7 +146,7 @@ class ReconstructionJob(WorkerJob):
             "input": prepared.base_name,
             "settings": settings.model_dump(mode="json"),
         }
-        self._outputs = ResultLayers(viewer, prepared, meta)
+        self._outputs = ResultLayers(viewer, prepared, meta, interval_layers=interval_layers)
         super().__init__(reconstruction_worker(model, prepared.image, settings), on_progress, on_finished)
 
     @property
@@ -160,6 +162,7 @@ class ReconstructionJob(WorkerJob):
 
     def _on_returned(self, result: Reconstruction) -> None:
         self.layers = self._outputs.finish(result)
+        self.calibration = result.calibration
         self.outcome = "done"
 
     def _on_errored(self, exc: BaseException) -> None:

@@ -1,8 +1,12 @@
 """The output layers of one reconstruction: created or updated in place, and undone on cancel or error.
 
-Names are ``"<input> CVDM mean"``, ``"… CVDM variance"``, ``"… CVDM β map"`` and (on request) ``"… CVDM
-samples"``.  A re-run finds these layers by name and replaces their data instead of adding new ones.  The mean
-layer appears with the first running mean and fills in as samples arrive.  :meth:`ResultLayers.rollback` puts
+Names are ``"<input> CVDM mean"``, ``"… CVDM ± calibrated std"`` (when the model is calibrated for the sampler
+used: the expected error of the mean, shown instead of the raw spread), ``"… CVDM variance"`` (the raw sample
+variance; hidden when a calibrated std is shown), ``"… CVDM β map"`` and on request ``"… CVDM interval lower /
+upper bound"`` and ``"… CVDM samples"``.  A re-run finds these layers by name and replaces their data instead of
+adding new ones; calibrated layers of an earlier run that this run cannot give are removed, so a stale error bar
+never stays next to a new mean.  The mean layer appears with the first running mean and fills in as samples
+arrive.  :meth:`ResultLayers.rollback` puts
 the viewer back as it was before the run: layers this run added are removed, layers it updated get their
 previous data, scale, translate and metadata back.
 """
@@ -23,13 +27,20 @@ if TYPE_CHECKING:
 
 SUFFIXES = {
     "mean": "CVDM mean",
+    "std": "CVDM ± calibrated std",
     "variance": "CVDM variance",
     "beta": "CVDM β map",
+    "lower": "CVDM interval lower bound",
+    "upper": "CVDM interval upper bound",
     "samples": "CVDM samples",
 }
+CALIBRATED = ("std", "lower", "upper")
 STYLES: dict[str, dict[str, Any]] = {
     "mean": {"colormap": "gray", "blending": "translucent"},
+    "std": {"colormap": "magma", "blending": "additive", "opacity": 0.8},
     "variance": {"colormap": "magma", "blending": "additive", "opacity": 0.8},
+    "lower": {"colormap": "gray", "blending": "translucent", "visible": False},
+    "upper": {"colormap": "gray", "blending": "translucent", "visible": False},
     "beta": {"colormap": "magma", "blending": "additive", "opacity": 0.8, "visible": False},
     "samples": {"colormap": "gray", "blending": "translucent", "visible": False},
 }
@@ -55,8 +66,11 @@ def output_names(base_name: str) -> dict[str, str]:
 class ResultLayers:
     """Writes one run's results into the viewer; remembers enough to undo it."""
 
-    def __init__(self, viewer: napari.Viewer, prepared: PreparedInput, metadata: dict[str, Any]) -> None:
+    def __init__(
+        self, viewer: napari.Viewer, prepared: PreparedInput, metadata: dict[str, Any], interval_layers: bool = False
+    ) -> None:
         self._viewer = viewer
+        self._interval_layers = interval_layers
         self._names = output_names(prepared.base_name)
         self._geometry = prepared.geometry
         self._lead = prepared.lead_shape
@@ -77,7 +91,9 @@ class ResultLayers:
         matches = [layer for layer in self._viewer.layers if layer.name == name and isinstance(layer, Image)]
         return matches[0] if matches else None
 
-    def _put(self, key: str, data: np.ndarray, extra: dict[str, Any] | None = None) -> Image:
+    def _put(
+        self, key: str, data: np.ndarray, extra: dict[str, Any] | None = None, style: dict[str, Any] | None = None
+    ) -> Image:
         geometry: OutputGeometry = self._geometry.with_sample_axis() if key == "samples" else self._geometry
         metadata = {"napari_cvdm": {**self._metadata, "output": key, **(extra or {})}}
         layer = self.find(key)
@@ -89,7 +105,7 @@ class ResultLayers:
                 translate=geometry.translate,
                 metadata=metadata,
                 contrast_limits=robust_limits(data),
-                **STYLES[key],
+                **{**STYLES[key], **(style or {})},
             )
             self._created.append(layer)
             return layer
@@ -115,13 +131,37 @@ class ResultLayers:
             layer.refresh()
 
     def finish(self, result: Reconstruction) -> dict[str, Image]:
-        """Write the final mean, variance, β map and (if kept) the samples; returns the layers by key."""
-        units = result.units
-        layers = {
-            "mean": self._put("mean", result.mean, {"units": units}),
-            "variance": self._put("variance", result.variance, {"units": f"({units})²"}),
-            "beta": self._put("beta", result.beta_map, {"units": "dimensionless (∫β dt)"}),
-        }
+        """Write the final mean, calibrated std (and interval bounds on request), variance, β map and (if kept)
+        the samples; returns the layers by key."""
+        units, calibrated = result.units, result.calibrated_std is not None
+        about = {"units": units, "calibration": result.calibration}
+        layers = {"mean": self._put("mean", result.mean, about)}
+        had_std = self.find("std") is not None
+        if calibrated:
+            level = f"{round(100 * result.interval_level)} %"
+            layers["std"] = self._put(
+                "std",
+                result.calibrated_std,
+                {
+                    **about,
+                    "meaning": f"± calibrated std: the expected RMS error of the mean, in {units}; the {level} "
+                    f"interval is the interval bounds' range",
+                    "interval_level": result.interval_level,
+                },
+            )
+        raw = {"units": f"({units})²", "meaning": "raw sample variance: the spread of the samples, not an error bar"}
+        layers["variance"] = self._put("variance", result.variance, raw, {"visible": not calibrated})
+        if calibrated != had_std:  # the error bar appeared or went: show the raw spread only without it
+            layers["variance"].visible = not calibrated
+        layers["beta"] = self._put("beta", result.beta_map, {"units": "dimensionless (∫β dt)"})
+        if calibrated and self._interval_layers:
+            for key, bound in (("lower", result.lower), ("upper", result.upper)):
+                extra = {**about, "interval_level": result.interval_level}
+                layers[key] = self._put(key, bound, extra)
+        for key in CALIBRATED:  # an earlier run's error bars must not outlive its mean
+            stale = self.find(key)
+            if key not in layers and stale is not None:
+                self._viewer.layers.remove(stale)
         if result.samples is not None:
             layers["samples"] = self._put("samples", result.samples, {"units": units})
         self._mean = None

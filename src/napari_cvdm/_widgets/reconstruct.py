@@ -13,7 +13,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from magicgui.widgets import ComboBox, Container, Label, ProgressBar, PushButton
+from magicgui.widgets import CheckBox, ComboBox, Container, Label, ProgressBar, PushButton
 from napari.utils import notifications
 from pydantic import ValidationError
 
@@ -68,9 +68,17 @@ class ReconstructWidget(Container):
                 "tile_overlap": "Tile overlap (0 = auto)",
                 "batch_size": "Batch (0 = auto)",
                 "keep_samples": "keep individual samples",
+                "interval_level": "Interval level",
             },
             choices={"device": DEVICES},
             steps={"tile_size": TILE_STEP, "tile_overlap": TILE_STEP},
+            spin_fractions=("interval_level",),
+        )
+        self.interval_level = self.form["interval_level"]
+        self.interval_layers = CheckBox(text="add interval bounds layers", value=False)
+        self.interval_layers.tooltip = (
+            "also add the lower and upper bounds of the central interval (at the level above) as layers; only for "
+            "models calibrated for the sampler used"
         )
         self.n_samples, self.steps, self.seed = self.form["n_samples"], self.form["steps"], self.form["seed"]
         self.device, self.tile_size = self.form["device"], self.form["tile_size"]
@@ -97,6 +105,8 @@ class ReconstructWidget(Container):
                 self.tile_overlap,
                 self.batch_size,
                 self.keep_samples,
+                self.interval_level,
+                self.interval_layers,
                 self.run_button,
                 self.progress,
                 self.status,
@@ -170,6 +180,10 @@ class ReconstructWidget(Container):
         if info.input_pixel_um is not None:
             parts.append(f"trained at {info.input_pixel_um * 1000:.1f} nm px")
         parts.append(f"{info.sampler.steps} steps by default")
+        steps = sorted({c.steps for c in info.calibrations})
+        parts.append(
+            f"uncertainty calibrated at {', '.join(map(str, steps))} steps" if steps else "uncertainty not calibrated"
+        )
         self.model_info.value = ", ".join(parts)
 
     def _on_task_changed(self, task: str) -> None:
@@ -276,6 +290,7 @@ class ReconstructWidget(Container):
             settings,
             on_progress=self._show_progress,
             on_finished=lambda outcome: self._finished(outcome, time.perf_counter() - started),
+            interval_layers=self.interval_layers.value,
         )
 
     def _show_progress(self, event: Progress) -> None:
@@ -295,3 +310,6 @@ class ReconstructWidget(Container):
         if outcome != "done":
             self.progress.value = 0
         self.status.value = outcome if seconds is None else f"{outcome} ({seconds:.1f} s)"
+        calibration = getattr(self._job, "calibration", "")
+        if outcome == "done" and calibration:  # what the uncertainty layer means, in words
+            self.status.value += f"; uncertainty {calibration}"
