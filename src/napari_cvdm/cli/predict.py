@@ -1,4 +1,5 @@
-"""``napari-cvdm predict``: a TIFF (or bundled sample) → mean, variance and β map as one ImageJ TIFF."""
+"""``napari-cvdm predict``: a TIFF (or bundled sample) → mean, variance and β map as one ImageJ TIFF; several
+inputs, folders, globs, OME-Zarr / OME-TIFF outputs and dask clusters go through :mod:`.batch`."""
 
 from __future__ import annotations
 
@@ -25,10 +26,11 @@ def _read_input(args: argparse.Namespace) -> tuple[np.ndarray, str]:
 
     from ..tasks import InputError
 
+    path = args.input[0]
     try:
-        return tifffile.imread(args.input), str(args.input)
+        return tifffile.imread(path), str(path)
     except (OSError, ValueError, tifffile.TiffFileError) as err:
-        raise InputError(f"could not read {args.input} as a TIFF image ({err}); give a .tif/.tiff file") from err
+        raise InputError(f"could not read {path} as a TIFF image ({err}); give a .tif/.tiff file") from err
 
 
 def write_result(path: Path, result, keep_samples: bool) -> list[Path]:
@@ -73,12 +75,26 @@ def checked_settings(args: argparse.Namespace):
         raise InputError("invalid setting: " + "; ".join(problems)) from None
 
 
+def is_single_tiff_job(args: argparse.Namespace) -> bool:
+    """The original form, kept as it was: one TIFF (or a sample) in memory → one ImageJ TIFF ``-o out.tif``."""
+    out = str(args.output).lower()
+    one_file = args.sample or not args.input or (len(args.input) == 1 and Path(args.input[0]).is_file())
+    plain_tiff = out.endswith((".tif", ".tiff")) and not out.endswith((".ome.tif", ".ome.tiff"))
+    return bool(one_file and plain_tiff and "{stem}" not in out and not (args.scheduler or args.workers))
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from .._runtime import Progress, drive
     from ..inference.reconstruct import iter_reconstruct
     from ..registry import load_model
 
+    if args.input and args.sample:
+        raise SystemExit("give input files or --sample NAME, not both")
     settings = checked_settings(args)  # refused here, before the model is loaded or the image read
+    if not is_single_tiff_job(args):
+        from .batch import run_batch
+
+        return run_batch(args, settings)
     model = load_model(args.model)
     image, source = _read_input(args)
     start = time.perf_counter()
@@ -103,11 +119,36 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def add_command(sub: argparse._SubParsersAction) -> None:
     from ..settings import ReconstructSettings
 
-    p = sub.add_parser("predict", help="reconstruct an image: mean, variance and β map")
-    p.add_argument("input", nargs="?", help="input TIFF: SR (H, W) or stack; phase (2, H, W) = (I(−d), I(+d))")
+    p = sub.add_parser("predict", help="reconstruct images: mean, variance, β map (and calibrated error bars)")
+    p.add_argument(
+        "input",
+        nargs="*",
+        help="input TIFF, OME-TIFF or zarr store(s), folders of them, or a quoted glob: SR planes (H, W), phase "
+        "planes (2, H, W) = (I(−d), I(+d)), each optionally a T/Z stack",
+    )
     p.add_argument("--sample", help="use bundled sample data instead: 'widefield' or 'defocus-pair'")
     p.add_argument("--model", default="cvdm-sr-widefield", help="registered model name or .cvdm path")
-    p.add_argument("-o", "--output", required=True, help="output TIFF (channels: mean, variance, β map)")
+    p.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        help="out.tif: one ImageJ TIFF (mean, variance, β map; one input, held in memory); out.zarr (OME-Zarr) "
+        "or out.ome.tif (OME-TIFF): every channel, written plane by plane, resumable; with several inputs a "
+        "folder (one <name>.zarr each) or a pattern with {stem}",
+    )
+    p.add_argument(
+        "--format",
+        choices=["zarr", "ome-tif"],
+        default="zarr",
+        help="format of the outputs when -o is a folder (default zarr)",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace outputs of another run (default: resume the same run, refuse a different one)",
+    )
+    p.add_argument("--scheduler", help="run the planes on the dask.distributed cluster at this address")
+    p.add_argument("--workers", type=int, help="run the planes on a local dask cluster of N worker processes")
     p.add_argument("-q", "--quiet", action="store_true")
     add_model_flags(p, ReconstructSettings)
     p.set_defaults(func=cmd_predict)

@@ -1,0 +1,244 @@
+"""The plane-by-plane job: a lazy input → one reconstruction per plane → an output store, resumable.
+
+:func:`prepare` checks everything that can be checked before any work (the output's kind, the planes' shape
+against the model, an existing output's fingerprint) and says which planes are still to do; :func:`iter_stack`
+is the job itself, a generator (the CLI drives it, the napari widget can run it in a worker, dask runs its
+:func:`compute_plane` per task) that yields :class:`~napari_cvdm._runtime.Progress` within a plane and
+:class:`PlaneDone` after each, and returns a :class:`StackSummary`.  Closing it stops the job within one network
+evaluation; every plane written so far stays, marked, and a rerun continues from there.
+
+Plane ``k`` is sampled with seed ``sample_seed(settings.seed, k)``, so its result does not depend on which
+process computes it or in what order: a resumed, a single-process and a dask run give the same numbers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .._runtime import Progress, relay
+from .._version import __version__
+from ..inference.reconstruct import Reconstruction, condition_shape, iter_reconstruct
+from ..model.files import TrainedModel
+from ..sampling.samplers import sample_seed
+from ..settings import ReconstructSettings
+from ..tasks import InputError
+from .ometiff import is_ome_tiff, read_info, work_store, write_ome_tiff
+from .omezarr import OutputMismatch, PlaneStore, fingerprint_changes, lead_axes_for, remove
+from .readers import PlaneSource
+
+# settings that never change the numbers, so a job may resume with other values (another device, for example)
+NOT_IN_FINGERPRINT = ("device",)
+
+
+@dataclass
+class PlaneDone:
+    """Plane ``index`` of ``n_planes`` is in the output: ``computed`` now, or found finished (``False``)."""
+
+    index: int
+    n_planes: int
+    computed: bool
+    seconds: float = 0.0
+
+
+@dataclass
+class StackSummary:
+    output: Path
+    n_planes: int
+    computed: list[int]
+    skipped: int
+    seconds: float
+
+
+def output_kind(path: str | Path) -> str:
+    """``"zarr"`` for ``*.zarr``, ``"ome-tiff"`` for ``*.ome.tif(f)``; anything else is refused."""
+    path = Path(path)
+    if path.name.lower().endswith(".zarr"):
+        return "zarr"
+    if is_ome_tiff(path):
+        return "ome-tiff"
+    raise InputError(
+        f"cannot write {path}: the output's extension decides its format; use .zarr (OME-Zarr) or .ome.tif (OME-TIFF)"
+    )
+
+
+def plane_seed(seed: int, k: int) -> int:
+    """The seed plane ``k`` is sampled with (independent of the process and the order)."""
+    return sample_seed(seed, k)
+
+
+def model_digest(model: TrainedModel) -> str:
+    """The model file's SHA-256, or (for a model made in memory) a SHA-256 of its weights."""
+    if model.sha256:
+        return model.sha256
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.network.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def fingerprint(model: TrainedModel, settings: ReconstructSettings, shape: tuple[int, ...]) -> dict[str, Any]:
+    """What a run's numbers depend on: the model (name and digest), the settings, the input's shape."""
+    kept = {k: v for k, v in settings.model_dump(mode="json").items() if k not in NOT_IN_FINGERPRINT}
+    return {
+        "model": {"name": model.info.name, "sha256": model_digest(model)},
+        "settings": kept,
+        "input_shape": list(shape),
+        "seed_rule": "plane k: sample_seed(seed, k)",
+    }
+
+
+@dataclass
+class StackJob:
+    """A checked job: ``model`` on every plane of ``source``, into ``output`` (``.zarr`` or ``.ome.tif``)."""
+
+    model: TrainedModel
+    source: PlaneSource
+    output: Path
+    settings: ReconstructSettings
+    kind: str
+    fingerprint: dict[str, Any]
+    lead_axes: str
+    out_hw: tuple[int, int]
+    finished: bool = False  # an OME-TIFF output already written by the same run
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def store_path(self) -> Path:
+        return self.output if self.kind == "zarr" else work_store(self.output)
+
+    @property
+    def n_planes(self) -> int:
+        return self.source.n_planes
+
+    def store(self) -> PlaneStore | None:
+        return PlaneStore.open(self.store_path) if self.store_path.exists() else None
+
+    def pending(self) -> list[int]:
+        """The planes still to compute (all but the finished and verified ones)."""
+        if self.finished:
+            return []
+        store = self.store()
+        return list(range(self.n_planes)) if store is None else store.pending()
+
+
+def prepare(
+    model: TrainedModel,
+    source: PlaneSource,
+    output: str | Path,
+    settings: ReconstructSettings | None = None,
+    overwrite: bool = False,
+) -> StackJob:
+    """Check the job before any work: the output's kind, every plane's shape for ``model``, and an existing
+    output (same run: it resumes; another model or other settings: :class:`OutputMismatch`)."""
+    settings = settings or ReconstructSettings()
+    output = Path(output)
+    kind = output_kind(output)
+    info, min_size = model.info, model.network.min_size
+    plane = source.plane_shape
+    if model.task == "phase" and (len(plane) != 3 or plane[0] != 2):
+        raise InputError(f"{source.name}: phase needs planes (2, H, W) = (I(−d), I(+d)); got shape {source.shape}")
+    if model.task != "phase" and len(plane) != 2:
+        raise InputError(f"{source.name}: super-resolution needs planes (H, W); got shape {source.shape}")
+    if min(plane[-2:]) < min_size:
+        raise InputError(
+            f"{source.name}: planes of {plane[-2]}×{plane[-1]} px are smaller than this model's minimum of "
+            f"{min_size} px"
+        )
+    fp = fingerprint(model, settings, source.shape)
+    job = StackJob(
+        model, source, output, settings, kind, fp, lead_axes_for(source.axes, len(source.lead)),
+        condition_shape(plane, info),
+        meta={
+            "name": output.name.split(".")[0],
+            "input": source.name,
+            "model": {"name": info.name, "source": model.source, "sha256": fp["model"]["sha256"]},
+            "napari_cvdm_version": __version__,
+            "settings": settings.model_dump(mode="json"),
+        },
+    )  # fmt: skip
+    if kind == "ome-tiff" and output.exists():
+        if overwrite:
+            remove(output)
+        else:
+            written = read_info(output)
+            if written is None:
+                raise OutputMismatch(f"{output} exists and is not a napari-cvdm output; choose another output")
+            changes = fingerprint_changes(written.get("fingerprint", {}), fp)
+            if changes:
+                raise OutputMismatch(
+                    f"{output} holds results of another run ({'; '.join(changes)}); choose a new output, or add "
+                    "--overwrite to replace it"
+                )
+            job.finished = True
+    PlaneStore.existing(job.store_path, fp, overwrite=overwrite)
+    return job
+
+
+def plane_settings(job: StackJob, k: int) -> ReconstructSettings:
+    return job.settings.model_copy(update={"seed": plane_seed(job.settings.seed, k)})
+
+
+def compute_plane(job: StackJob, k: int) -> Generator[Progress, None, Reconstruction]:
+    """Reconstruct plane ``k`` (read now, and only it); yields the core's progress with the plane in its stage."""
+    image = job.source.plane(k)
+    n = job.n_planes
+
+    def translate(event: object) -> Iterator[object]:
+        if isinstance(event, Progress):
+            inner = event.stage.split(",", 1)[1].strip() if "," in event.stage else event.stage.split(":")[-1].strip()
+            yield Progress(event.done, event.total, f"plane {k + 1}/{n}: {inner}")
+
+    return (yield from relay(iter_reconstruct(job.model, image, plane_settings(job, k)), translate))
+
+
+def store_result(job: StackJob, k: int, result: Reconstruction) -> PlaneStore:
+    """Write plane ``k``'s channels (creating the store with this result's channels if it is the first)."""
+    channels = result.channels()
+    store = job.store()
+    if store is None:
+        resolved = {key: result.settings.get(key) for key in ("tile_size", "tile_overlap", "method", "steps", "grid")}
+        store = PlaneStore.create(
+            job.store_path,
+            lead=job.source.lead,
+            lead_axes=job.lead_axes,
+            plane_hw=job.out_hw,
+            channels=[(name, unit) for name, _, unit in channels],
+            pixel_um=result.pixel_um,
+            fingerprint=job.fingerprint,
+            meta={**job.meta, "resolved": resolved, "interval_level": result.interval_level},
+        )
+    store.write_plane(k, [array for _, array, _ in channels])
+    return store
+
+
+def finish(job: StackJob) -> None:
+    """Once every plane is in: an OME-TIFF output is streamed out of its plane store."""
+    if job.kind == "ome-tiff" and not job.finished:
+        store = job.store()
+        if store is not None and not store.pending():
+            write_ome_tiff(store, job.output)
+            job.finished = True
+
+
+def iter_stack(job: StackJob) -> Generator[Progress | PlaneDone, None, StackSummary]:
+    """Compute every plane not yet in ``job``'s output, writing each as soon as it is done."""
+    start = time.perf_counter()
+    pending = job.pending()
+    n = job.n_planes
+    for k in sorted(set(range(n)) - set(pending)):
+        yield PlaneDone(k, n, computed=False)
+    computed = []
+    for k in pending:
+        t0 = time.perf_counter()
+        result = yield from compute_plane(job, k)
+        store_result(job, k, result)
+        computed.append(k)
+        yield PlaneDone(k, n, computed=True, seconds=time.perf_counter() - t0)
+    finish(job)
+    return StackSummary(job.output, n, computed, n - len(pending), time.perf_counter() - start)
