@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import warnings
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -126,21 +128,25 @@ def test_table_cells_with_pipes_do_not_split_columns():
 
 
 def test_sr_table_has_both_resolutions_for_every_method(tiny_sr_model):
-    from napari_cvdm.evaluation.quality import sr_benchmark
+    from napari_cvdm.evaluation.quality import CALIBRATED_HEADER, NOT_CALIBRATED, sr_benchmark
 
     table = sr_benchmark(tiny_sr_model, n=1, n_samples=2, steps=2, log=lambda _: None)
-    assert len(table.rows) == 4 * 4  # bicubic, RL, CVDM, truth per family
+    assert len(table.rows) == 6 * 4  # bicubic, RL, CVDM, truth per family and per held-out microscope
+    assert [r[0] for r in table.rows[::4]][:4] == list(STRUCTURES)
     for row in table.rows:
         assert len(row) == len(table.header)
         if row[1] == "SIM truth":
             assert row[5] == "–"
         else:
-            assert 31.3 * 2 - 1 <= float(row[5]) < float("inf")  # nm: never finer than the SIM grid's Nyquist
+            assert 2 * 31.3 - 1 <= float(row[5]) < float("inf")  # nm: never finer than the SIM grid's Nyquist
         if row[1] == "CVDM":
             assert -1 <= float(row[6]) <= 1 and float(row[7]) > 0  # Spearman, err²/var
             assert 0 <= float(row[8]) <= 1 and float(row[9]) >= 0  # 90 % coverage, ENCE
+            assert row[10:] == [NOT_CALIBRATED] * len(CALIBRATED_HEADER)  # the tiny model holds no calibration
     assert table.notes[0].startswith("Over all 4 test images, Spearman(image's mean std, image's RMSE) = ")
     assert "err²/var ≈ 1.50" in table.notes[0] and table.notes[0] in table.markdown()
+    assert len(table.reliability) == 6 and table.reliability[0]["calibrated"] is None
+    assert sum(b["pixels"] for b in table.reliability[0]["raw"]) == 256 * 256
 
 
 def test_phase_table_scores_uncertainty_in_radians(tiny_phase_model, monkeypatch):
@@ -149,20 +155,21 @@ def test_phase_table_scores_uncertainty_in_radians(tiny_phase_model, monkeypatch
     calls = []
     real_add = bench.Uncertainty.add
 
-    def spy(self, error, variance):
+    def spy(self, error, variance, *calibrated):
         calls.append((error, variance))
-        real_add(self, error, variance)
+        real_add(self, error, variance, *calibrated)
 
     monkeypatch.setattr(bench.Uncertainty, "add", spy)
     table = bench.phase_benchmark(tiny_phase_model, n=1, n_samples=2, steps=2, log=lambda _: None)
-    assert [r[1] for r in table.rows] == ["TIE", "US-TIE", "CVDM"] * 5
-    assert len(calls) == 5 and all(e.shape == v.shape == (256, 256) for e, v in calls)
+    assert [r[1] for r in table.rows] == ["TIE", "US-TIE", "CVDM"] * 7  # 5 nominal rows, 2 held-out set-ups
+    assert len(calls) == 7 and all(e.shape == v.shape == (256, 256) for e, v in calls)
     for (error, variance), row in zip(calls, [r for r in table.rows if r[1] == "CVDM"], strict=True):
+        assert len(row) == len(table.header)
         assert abs(float(error.mean())) < 1e-4  # the unknowable constant phase is removed before scoring
         assert float(row[2]) == pytest.approx(np.abs(error).mean(), abs=6e-4)  # MAE (rad) of the same error
         assert float(row[5]) == pytest.approx(np.mean(error**2) / np.mean(variance), abs=0.0051)  # 2 digits
-    assert "Over all 5 test images" in table.notes[0]
-    assert bench.phase_benchmark(None, n=1, n_samples=2, steps=2, log=lambda _: None).notes == []
+    assert "Over all 5 test images" in table.notes[0]  # the ranking over the nominal rows only, as before
+    assert bench.phase_benchmark(None, n=1, n_samples=2, steps=2, log=lambda _: None).notes == [bench.HELD_OUT_NOTE]
 
 
 def test_bench_command_prints_the_table_and_the_steps_each_model_ran(tmp_path, capsys):
@@ -172,11 +179,114 @@ def test_bench_command_prints_the_table_and_the_steps_each_model_ran(tmp_path, c
 
     model = save_tiny_models(tmp_path)["tiny-sr"]
     args = ["bench", "--task", "sr", "--sr-model", str(model), "--n", "1", "--n-samples", "2", "-q"]
-    assert main([*args, "--figures", str(tmp_path / "fig")]) == 0
+    diagrams = tmp_path / "reliability.json"
+    assert main([*args, "--figures", str(tmp_path / "fig"), "--reliability-out", str(diagrams)]) == 0
     out = capsys.readouterr().out
+    data = json.loads(diagrams.read_text())
+    assert data["sr"]["model"] == str(model) and len(data["sr"]["rows"]) == 6
+    assert {"predicted_std", "rmse", "mean_abs_error", "pixels"} <= set(data["sr"]["rows"][0]["raw"][0])
     assert "### Super-resolution" in out and "| CVDM |" in out
     steps = load_model(model).info.sampler.steps
     figure = tmp_path / "fig" / "bench_sr.png"
-    assert f"CVDM: 2 samples per image, {model} ({steps} steps); figures: ['{figure}']" in out and figure.exists()
+    assert f"CVDM: 2 samples per image, {model} ({steps} steps); figures: ['{figure}', '{diagrams}']" in out
+    assert figure.exists()
     assert main([*args, "--steps", "3", "--figures", ""]) == 0
     assert f"{model} (3 steps); figures: none" in capsys.readouterr().out
+
+
+def test_held_out_rows_keep_the_old_rows_and_add_new_microscopes_from_unused_seeds():
+    from napari_cvdm.evaluation.quality import (
+        TEST_SEED_PHASE,
+        TEST_SEED_PHASE_OPTICS,
+        TEST_SEED_SR_OPTICS,
+        phase_optics_cases,
+        sr_cases,
+    )
+    from napari_cvdm.physics.ranges import fresnel_factor, psf_width_factor
+
+    cases = sr_cases(2)
+    assert [c[0] for c in cases[:4]] == list(STRUCTURES)
+    for j, (kind, settings, rngs) in enumerate(cases[:4]):  # the old rows: same simulator, seeds and order
+        assert settings == SRSimulation(structure=kind)
+        old = held_out_rngs(TEST_SEED_SR + 10 * j, 2)
+        assert [r.bit_generator.state for r in rngs] == [r.bit_generator.state for r in old]
+    (_, pixels, _), (_, colour, _) = cases[4:]
+    assert pixels.wf_pixel_um == 0.108 and pixels.sim_pixel_um == 0.054 and pixels.na == 1.3
+    assert colour.wavelength_um == 0.67 and colour.na == 1.4 and colour.wf_pixel_um == 0.0626
+    assert psf_width_factor(pixels.na, pixels.wavelength_um, pixels.wf_pixel_um) == pytest.approx(0.58, abs=0.005)
+    phase = phase_optics_cases(1)
+    assert [s.defocus_um for _, s, _ in phase] == [1.2, 3.6]
+    assert [fresnel_factor(s.defocus_um, s.wavelength_um, s.pixel_um) for _, s, _ in phase] == pytest.approx([0.6, 1.8])
+    assert all("header's d = 2" in label for label, _, _ in phase)
+    seeds = [TEST_SEED_SR_OPTICS, TEST_SEED_SR_OPTICS + 10, TEST_SEED_PHASE_OPTICS, TEST_SEED_PHASE_OPTICS + 10]
+    used = [TEST_SEED_PHASE, TEST_SEED_PHASE + 1, *(TEST_SEED_SR + 10 * j for j in range(4))]
+    assert min(seeds) >= 10_000 and not set(seeds) & set(used) and len(set(seeds)) == 4
+
+
+def test_no_held_out_microscope_image_is_in_a_random_optics_training_set():
+    from napari_cvdm.evaluation.quality import sr_cases
+    from napari_cvdm.physics import SROpticsRange
+    from napari_cvdm.training.jobs import simulate_random_optics_pairs
+
+    _, train = simulate_random_optics_pairs(SROpticsRange(), 2, 32, 0)
+    for label, settings, rngs in sr_cases(2)[4:]:
+        held_out = [simulate_sr_pair(settings, 32, rng)[1] for rng in rngs]
+        assert not any(a.shape == b.shape and np.array_equal(a, b) for a in train for b in held_out), label
+
+
+def _calibration(**z):
+    from napari_cvdm.model.metadata import Calibration
+
+    return Calibration(
+        method="gamma",
+        eta=1.0,
+        steps=10,
+        n_samples=8,
+        raw_std=[0.1],
+        calibrated_std=[0.2],
+        interval_z=z or {"0.5": 0.7, "0.9": 1.6, "0.95": 2.0},
+        n_images=1,
+        n_pixels=100,
+    )
+
+
+def test_calibrated_columns_are_computed_from_the_calibrated_std_and_intervals():
+    from napari_cvdm.evaluation.quality import CALIBRATED_HEADER, NOT_CALIBRATED, Uncertainty, calibrated_interval
+
+    rng = np.random.default_rng(0)
+    sigma = rng.uniform(0.5, 2.0, (64, 64))
+    mean = rng.normal(size=(64, 64))
+    error = 1.3 * sigma * rng.standard_normal((64, 64))  # errors 1.3× the calibrated std
+    model = SimpleNamespace(info=SimpleNamespace(calibrations=[_calibration(), _calibration()]))
+    model.info.calibrations[1] = _calibration(**{"0.5": 9.0, "0.9": 9.0, "0.95": 9.0}).model_copy(update={"steps": 40})
+    result = SimpleNamespace(
+        calibrated_std=sigma,
+        lower=mean - 1.6 * sigma,
+        upper=mean + 1.6 * sigma,
+        interval_level=0.9,
+        settings={"method": "gamma", "eta": 1.0, "steps": 12},  # nearest calibrated steps: 10
+    )
+    std, halves = calibrated_interval(model, result)
+    assert std is sigma and set(halves) == {0.5, 0.9, 0.95}
+    np.testing.assert_allclose(halves[0.5], 0.7 * sigma)
+    np.testing.assert_allclose(halves[0.9], 1.6 * sigma)  # the reconstruction's own [lower, upper]
+    np.testing.assert_allclose(halves[0.95], 2.0 * sigma)
+    row = Uncertainty(8)
+    row.add(error, (0.5 * sigma) ** 2, std, halves)
+    cells = row.cells()[4:]
+    assert len(cells) == len(CALIBRATED_HEADER)
+    assert float(cells[1]) == pytest.approx(np.mean(error**2) / np.mean(sigma**2), abs=0.006)  # ≈ 1.69
+    for cell, z in zip(cells[2:5], (0.7, 1.6, 2.0), strict=True):
+        assert float(cell) == pytest.approx(np.mean(np.abs(error) <= z * sigma), abs=0.006)
+    assert float(cells[5]) == pytest.approx(0.3, abs=0.05)  # every σ bin's RMSE is 1.3 σ
+    assert float(cells[0]) == pytest.approx(spearman(sigma, np.abs(error)), abs=6e-4)
+    diagram = row.reliability("x", bins=4)
+    assert len(diagram["calibrated"]) == 4
+    for b in diagram["calibrated"]:
+        assert b["rmse"] == pytest.approx(1.3 * b["predicted_std"], rel=0.1)
+    # uncalibrated: no σ_cal, the columns say so
+    assert calibrated_interval(model, SimpleNamespace(calibrated_std=None)) == (None, {})
+    plain = Uncertainty(8)
+    plain.add(error, sigma**2)
+    assert plain.cells()[4:] == [NOT_CALIBRATED] * len(CALIBRATED_HEADER)
+    assert plain.reliability("y")["calibrated"] is None

@@ -36,7 +36,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
                 )
                 print(f"{table.markdown()}\n\nmodel: {name}\n", flush=True)
         return 0
-    outputs, used = [], []
+    outputs, used, diagrams = [], [], {}
     for task, model_name, run, figure in (
         ("sr", args.sr_model, sr_benchmark, "bench_sr.png"),
         ("phase", args.phase_model, phase_benchmark, "bench_phase.png"),
@@ -49,8 +49,22 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(table.markdown() + "\n", flush=True)
         if model is not None:
             used.append(f"{model_name} ({args.steps or model.info.sampler.steps} steps)")
+            diagrams[task] = {
+                "model": str(model_name),
+                "n_samples": args.n_samples,
+                "steps": args.steps or model.info.sampler.steps,
+                "calibrated": bool(model.info.calibrations),
+                "rows": table.reliability,
+            }
             if args.figures:
                 outputs.append(str(save_figure(table, Path(args.figures) / figure)))
+    if args.reliability_out:
+        import json
+
+        path = Path(args.reliability_out)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(diagrams, indent=1) + "\n")
+        outputs.append(str(path))
     settings = f"{args.n_samples} samples per image, {', '.join(used) or 'no model'}"
     print(f"_{time.perf_counter() - start:.0f} s on this machine; CVDM: {settings}; figures: {outputs or 'none'}_")
     return 0
@@ -65,6 +79,12 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--n-samples", type=int, default=8, help="CVDM samples per image")
     b.add_argument("--steps", type=int, default=None, help="CVDM steps (default: the model's)")
     b.add_argument("--figures", default="docs/figures", help="folder for the figures ('' for none)")
+    b.add_argument(
+        "--reliability-out",
+        default="",
+        help="write the reliability-diagram bins of every CVDM row (predicted std vs RMS error, raw and calibrated) "
+        "to this JSON file (benchmarks/reliability_figure.py draws it)",
+    )
     b.add_argument("--baselines-only", action="store_true", help="skip the CVDM models")
     b.add_argument("--speed", action="store_true", help="time 256² and 512² inputs instead of measuring quality")
     b.add_argument("--device", default="auto", help="device for --speed")

@@ -142,6 +142,40 @@ def expected_normalized_calibration_error(
     return float(np.mean([abs(rmv - rmse) / max(rmv, 1e-30) for rmv, rmse, _, _ in rows]))
 
 
+def std_calibration_ratio(error: np.ndarray, std: np.ndarray) -> float:
+    """mean(err²) / mean(σ²) for a predicted error std σ (a calibrated std, not a sample spread): 1 when calibrated."""
+    return float(np.mean(np.square(error)) / max(float(np.mean(np.square(std))), 1e-20))
+
+
+def half_width_coverage(error: np.ndarray, half_width: np.ndarray) -> float:
+    """Share of pixels whose truth lies inside mean ± ``half_width`` (|err| ≤ half width, err = mean − truth)."""
+    return float(np.mean(np.abs(np.asarray(error, np.float64)) <= np.asarray(half_width, np.float64)))
+
+
+def std_reliability(error: np.ndarray, std: np.ndarray, bins: int = 10) -> list[tuple[float, float, float, int]]:
+    """Reliability diagram rows over equal-count bins of a predicted error std σ: (RMS σ, RMSE, mean |err|, pixels).
+
+    As :func:`reliability`, but σ already is the std of the error (a calibrated std), so no 1 + 1/N factor.
+    """
+    err = np.asarray(error, np.float64).ravel()
+    var = np.square(np.asarray(std, np.float64)).ravel()
+    order = np.argsort(var, kind="stable")
+    rows = []
+    for chunk in np.array_split(order, min(bins, max(len(order), 1))):
+        if len(chunk):
+            e = err[chunk]
+            rows.append(
+                (float(np.sqrt(var[chunk].mean())), float(np.sqrt(np.mean(e**2))), float(np.abs(e).mean()), len(chunk))
+            )
+    return rows
+
+
+def std_ence(error: np.ndarray, std: np.ndarray, bins: int = 10) -> float:
+    """ENCE over equal-count bins of a predicted error std σ: mean of |RMS σ − RMSE| / RMS σ (0: calibrated)."""
+    rows = std_reliability(error, std, bins)
+    return float(np.mean([abs(rms - rmse) / max(rms, 1e-30) for rms, rmse, _, _ in rows]))
+
+
 def _gauss_window(win_size: int, sigma: float = 1.5) -> np.ndarray:
     x = np.arange(win_size) - (win_size - 1) / 2
     g = np.exp(-(x**2) / (2 * sigma**2))
