@@ -1,0 +1,137 @@
+"""After training or fine-tuning: recalibrate the uncertainty on the validation pairs that training never used.
+
+A model's :class:`~napari_cvdm.model.metadata.Calibration` belongs to its weights; after fine-tuning, the base
+model's calibration no longer describes the new model.  :func:`iter_recalibrate` samples every validation pair
+(network units, as the loop holds them: the condition and the normalised target; a central crop of at most
+``crop`` output pixels per side) with each sampler setting to calibrate — the model's default and every setting
+the base model was calibrated for — and fits a new calibration.  With too few validation images or pixels it keeps
+the base model's calibration and says so.  Never the training pairs: their errors are smaller than a new image's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .._runtime import Progress, relay
+from .._runtime.device import default_precision, inference_copy, resolve_device
+from ..model.files import TrainedModel
+from ..model.metadata import Calibration, ModelMetadata, SamplerDefaults
+from ..sampling.calibration import MIN_IMAGES, MIN_PIXELS, CalibrationError, fit_calibration
+from ..sampling.samplers import iter_sample, sample_seed
+from .data import PairedDataset
+
+DEFAULT_CROP = 256  # output pixels per side: enough pixels per image, bounded time and memory
+
+
+@dataclass(frozen=True)
+class Recalibration:
+    """The model's new metadata and one sentence for the user saying what the calibration rests on."""
+
+    info: ModelMetadata
+    message: str
+    recalibrated: bool
+
+
+def settings_to_calibrate(info: ModelMetadata) -> list[tuple[str, float, int]]:
+    """(method, η, steps): the model's default sampler, then every setting it already holds a calibration for."""
+    defaults = info.sampler
+    wanted = [(defaults.method, defaults.eta if defaults.method == "gamma" else 1.0, defaults.steps)]
+    for c in info.calibrations:
+        key = (c.method, c.eta, c.steps)
+        if key not in wanted:
+            wanted.append(key)
+    return wanted
+
+
+def _time_grid(defaults: SamplerDefaults, method: str, eta: float, steps: int) -> torch.Tensor | None:
+    """The grid a reconstruction with these settings uses (inference.plan.plan_sampler with grid 'auto')."""
+    if method != "gamma":
+        return None
+    if eta == 0.0 and steps in defaults.learned_grids:
+        return torch.tensor(defaults.learned_grids[steps], dtype=torch.float64)
+    if steps == defaults.steps and defaults.time_grid:
+        return torch.tensor(defaults.time_grid, dtype=torch.float64)
+    return None
+
+
+def _crop(arr: np.ndarray, side: int) -> np.ndarray:
+    h, w = arr.shape[-2:]
+    top, left = max(0, (h - side) // 2), max(0, (w - side) // 2)
+    return arr[..., top : top + side, left : left + side]
+
+
+def iter_recalibrate(
+    model: TrainedModel,
+    validation: PairedDataset | None,
+    n_samples: int = 8,
+    crop: int = DEFAULT_CROP,
+    device: str = "auto",
+    seed: int = 0,
+) -> Generator[Progress, None, Recalibration]:
+    """Recalibrate ``model`` on ``validation`` (pairs training never used); yields progress, returns the result."""
+    info = model.info
+    pairs = list(validation.pairs) if validation is not None else []
+    side = max(model.network.min_size, crop - crop % model.network.min_size)
+    n_pixels = sum(int(np.prod(_crop(p.target, side).shape[-2:])) for p in pairs)
+    if len(pairs) < MIN_IMAGES or n_pixels < 2 * MIN_PIXELS:
+        base = info.calibrations
+        kept = (
+            f"kept the base model's calibration ({base[0].data or 'its own held-out pairs'}), which describes the "
+            "base weights, not these"
+            if base
+            else "the model has no calibrated uncertainty (its layers show the raw sample spread)"
+        )
+        return Recalibration(
+            info,
+            f"not recalibrated: {len(pairs)} validation image(s), {n_pixels:,} pixels; a calibration needs at least "
+            f"{MIN_IMAGES} images and {2 * MIN_PIXELS:,} pixels. Give more pairs or a larger validation fraction; "
+            f"{kept}",
+            False,
+        )
+    torch_device = resolve_device(device)
+    precision = default_precision(torch_device)
+    network = inference_copy(model.network, torch_device)
+    wanted = settings_to_calibrate(info)
+    calibrations: list[Calibration] = []
+    total = len(wanted) * len(pairs)
+    phase = info.task == "phase"
+    for s_idx, (method, eta, steps) in enumerate(wanted):
+        variances, errors = [], []
+        for k, pair in enumerate(pairs):
+            done = s_idx * len(pairs) + k
+            stage = f"recalibrating {method}, η = {eta:g}, {steps} steps: validation image {k + 1}/{len(pairs)}"
+            yield Progress(done, total, stage)
+            cond = torch.from_numpy(np.ascontiguousarray(_crop(pair.condition, side)))[None].to(torch_device)
+            target = _crop(pair.target, side)[0].astype(np.float64)
+            job = iter_sample(
+                network,
+                cond,
+                n_samples=n_samples,
+                steps=steps,
+                method=method,  # type: ignore[arg-type]
+                eta=eta,
+                seed=sample_seed(seed, k),
+                time_grid=_time_grid(info.sampler, method, eta, steps),
+                precision=precision,
+            )
+            stats = yield from relay(job, lambda _e, done=done, stage=stage: [Progress(done, total, stage)])
+            mean = stats.mean.float().cpu().numpy()[0].astype(np.float64)
+            err = (mean - mean.mean()) - (target - target.mean()) if phase else mean - target
+            variances.append(stats.variance.float().cpu().numpy()[0])
+            errors.append(err)
+        about = f"{len(pairs)} validation pairs of the training data (never trained on), central {side}² crops"
+        try:
+            calibrations.append(fit_calibration(variances, errors, n_samples, method, eta, steps, data=about))
+        except CalibrationError as err:
+            return Recalibration(info, f"not recalibrated: {err}", False)
+    yield Progress(total, total, "recalibrated")
+    new = info.model_copy(update={"calibrations": calibrations}, deep=True)
+    return Recalibration(
+        new,
+        f"recalibrated on {len(pairs)} validation images ({n_pixels:,} pixels) that training never used",
+        True,
+    )
