@@ -5,6 +5,8 @@ Public API::
     import napari_cvdm as nc
     model = nc.load_model("cvdm-sr-widefield")          # a registered name or a path to a .cvdm file
     result = nc.reconstruct(model, image, n_samples=8)   # .mean, .variance, .beta_map (numpy arrays)
+    result.calibrated_std, result.lower, result.upper    # calibrated error bar and 90 % interval (None if the
+    result.calibration                                   # model is not calibrated), and what they rest on
     model.metadata                                       # task, pixel sizes, wavelength, normalisation, ...
 """
 
