@@ -71,6 +71,14 @@ def simulated_calibration_pairs(task: str, n: int, seed_offset: int = 0) -> tupl
     return pairs, about
 
 
+def network_scale(image: np.ndarray, info: ModelMetadata) -> float:
+    """Physical units per network unit of one image's output (SR: its input percentile range; phase: the
+    model's target scale in rad)."""
+    if info.task == "phase":
+        return float(info.normalization.target_scale)
+    return float(input_scale(np.asarray(image), info).scale)
+
+
 def network_units_error(
     result: Reconstruction, image: np.ndarray, truth: np.ndarray, info: ModelMetadata
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -81,13 +89,12 @@ def network_units_error(
             f"the truth has shape {truth.shape} but the reconstruction {result.mean.shape}: each target must lie on "
             "the model's output grid"
         )
+    scale = network_scale(image, info)
     if info.task == "phase":
-        scale = info.normalization.target_scale
         err = (result.mean - result.mean.mean()) - (truth - truth.mean())
     else:
-        out = input_scale(np.asarray(image), info)
-        scale = out.scale
-        err = (result.mean - out.offset) - scale * normalize_target(truth, info)
+        offset = input_scale(np.asarray(image), info).offset
+        err = (result.mean - offset) - scale * normalize_target(truth, info)
     return result.variance / scale**2, err / scale
 
 
