@@ -30,6 +30,7 @@ from magicgui.widgets import (
 from napari.utils import notifications
 from pydantic import ValidationError
 
+from .._runtime import Progress
 from .._runtime.device import describe_device
 from ..model.files import ModelFileError
 from ..settings import TrainSettings
@@ -41,7 +42,7 @@ from ..training.checkpoint import (
     resume_refusal,
     settings_changes,
 )
-from ..training.data import DataError, PairedDataset
+from ..training.data import DataError
 from ..training.jobs import finetune_start
 from ..training.loop import TrainProgress
 from .catalog import ModelPicker, get_model
@@ -53,13 +54,11 @@ from .finetune_data import (
     folder_shapes,
     guess_pair,
     is_unset,
+    iter_pairs_from_folders,
+    iter_pairs_from_layers,
     layer_shapes,
-    pairs_from_folders,
-    pairs_from_layers,
-    patch_placement,
-    preview_pair,
 )
-from .finetune_job import FineTuneJob, Preview, PreviewSpec, format_seconds, show_preview
+from .finetune_job import FineTuneJob, Prepared, Preview, format_seconds, prepare_data, show_preview
 from .job import DownloadJob, WorkerJob
 from .lossplot import LossPlot
 from .reconstruct import DEVICES
@@ -291,36 +290,38 @@ class FineTuneWidget(Container):
                 raise CheckpointError(resume_refusal(changes, checkpoint_path(output)))
         count = self._count(base.info, base.network.min_size)
         layers = self.source.value == "layers"
-        if layers:
-            raw = pairs_from_layers(self.input_layer.value, self.target_layer.value, base.info)
+        if layers:  # read in the worker thread, pair by pair: napari stays responsive while the data load
+            read = iter_pairs_from_layers(self.input_layer.value, self.target_layer.value, base.info)
         else:
-            raw = pairs_from_folders(self.input_dir.value, self.target_dir.value)
-        data = PairedDataset.from_arrays(
-            raw.inputs, raw.targets, base.info, raw.names, description=raw.source, input_pixel_um=raw.input_pixel_um
-        )
+            read = iter_pairs_from_folders(self.input_dir.value, self.target_dir.value)
+        target_layer = self.target_layer.value if layers else None
+        prepare = prepare_data(read, base.info, settings, self.preview_every.value, target_layer)
         network, info = finetune_start(base, self.model_name.value.strip())
-        preview = None
-        if self.preview_every.value > 0:
-            crop, target, (row, col) = preview_pair(
-                raw, settings.val_fraction, settings.seed, settings.patch_size, base.info.scale_factor
-            )
-            preview = PreviewSpec(crop, base.info, self.preview_every.value, settings.device)
-            self._preview_target = target  # drawn over the target layer, where the patch is:
-            self._preview_where = patch_placement(self.target_layer.value if layers else None, row, col)
         started = time.perf_counter()
         self.data_info.value = count.text()
+        self._preview_target, self._preview_where = None, ((1.0, 1.0), (0.0, 0.0))
         return FineTuneJob(
             network,
             info,
-            data,
+            prepare,
             settings,
             output,
             resume=self.resume.value,
-            preview=preview,
             on_progress=self._show_progress,
             on_preview=self._show_preview,
             on_finished=lambda outcome: self._finished(outcome, time.perf_counter() - started),
+            on_data=self._show_data,
         )
+
+    def _show_data(self, event: Progress | Prepared) -> None:
+        """Reading the data: progress per pair; then the preview's target patch and where it lies."""
+        if isinstance(event, Prepared):
+            self._preview_target, self._preview_where = event.target, event.where
+            self.status.value = "training: first step…"
+            return
+        self.progress.max = max(event.total, 1)
+        self.progress.value = event.done
+        self.status.value = event.stage
 
     def _downloaded(self, outcome: str) -> None:
         self._finished(outcome, None)
@@ -349,6 +350,9 @@ class FineTuneWidget(Container):
         if isinstance(job, FineTuneJob) and job.output.is_file():
             MODEL_EVENTS.models_changed.emit(str(job.output))  # also after a failure: the last checkpoint's model
             self.base.reset_choices()
+        if isinstance(job, FineTuneJob) and job.model is None and outcome == "stopped":  # while reading the data
+            self.status.value = "stopped before the first step; nothing was saved"
+            return
         if not isinstance(job, FineTuneJob) or job.model is None:
             self.status.value = outcome
             return

@@ -10,13 +10,14 @@ base model's scale factor; phase inputs (2, H, W) ordered (I(−d), I(+d)) or (N
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .._runtime import Progress, drive
 from ..model.files import SUFFIX
 from ..model.metadata import ModelMetadata
 from ..registry import REGISTRY, user_model_dir
@@ -67,11 +68,12 @@ def _planes(shape: Sequence[int], plane_ndim: int) -> list[tuple[int, ...]]:
     return [shape[len(shape) - plane_ndim :]] * count
 
 
-def _unstack(arr: np.ndarray, plane_ndim: int) -> list[np.ndarray]:
-    arr = np.asarray(arr)
-    if arr.ndim <= plane_ndim:
-        return [arr]
-    return list(arr.reshape(-1, *arr.shape[arr.ndim - plane_ndim :]))
+def _plane_of(arr: Any, k: int, plane_ndim: int) -> np.ndarray:
+    """Plane ``k`` (flat index over the leading axes) of an array or a lazy (dask) array, read alone."""
+    lead = tuple(arr.shape[: arr.ndim - plane_ndim])
+    if not lead:
+        return np.asarray(arr, dtype=np.float32)
+    return np.asarray(arr[tuple(int(i) for i in np.unravel_index(k, lead))], dtype=np.float32)
 
 
 def _plane_ndim(info: ModelMetadata) -> int:
@@ -175,27 +177,49 @@ def check_shapes(
     return DataCount(len(shapes), len(train_idx), len(val_idx), patches, patch)
 
 
-def pairs_from_layers(input_layer: Any, target_layer: Any, info: ModelMetadata) -> RawPairs:
-    """The images of two checked Image layers (stacks split into pairs)."""
-    inputs = _unstack(np.asarray(input_layer.data, dtype=np.float32), _plane_ndim(info))
-    targets = _unstack(np.asarray(target_layer.data, dtype=np.float32), 2)
+def iter_pairs_from_layers(
+    input_layer: Any, target_layer: Any, info: ModelMetadata
+) -> Generator[Progress, None, RawPairs]:
+    """The images of two checked Image layers (stacks split into pairs), read one pair at a time: a lazy (dask)
+    layer is computed plane by plane, and a progress event follows each pair (runs in the worker thread)."""
+    plane_ndim = _plane_ndim(info)
+    a, b = input_layer.data, target_layer.data
+    n = len(_planes(a.shape, plane_ndim))
+    inputs, targets = [], []
+    for k in range(n):
+        inputs.append(_plane_of(a, k, plane_ndim))
+        targets.append(_plane_of(b, k, 2))
+        yield Progress(k + 1, n, f"reading pair {k + 1}/{n}")
     names = [f"{input_layer.name}[{k}]" for k in range(len(inputs))]
     about = f"{len(inputs)} pairs from layers {input_layer.name!r} / {target_layer.name!r}"
     scale = float(input_layer.scale[-1])  # napari-cvdm puts layers in µm; 1.0 is napari's "no scale set"
     return RawPairs(inputs, targets, names, about, input_pixel_um=None if scale == 1.0 else scale)
 
 
-def pairs_from_folders(input_dir: str | Path, target_dir: str | Path) -> RawPairs:
-    """The images of two folders of TIFF files matched by name; the pixel size when every input file states it."""
+def iter_pairs_from_folders(input_dir: str | Path, target_dir: str | Path) -> Generator[Progress, None, RawPairs]:
+    """The images of two folders of TIFF files matched by name, read one pair at a time with a progress event
+    after each; the pixel size when every input file states it (runs in the worker thread)."""
     inputs, targets, names, pixels = [], [], [], set()
-    for name, input_path, target_path in match_folders(input_dir, target_dir):
+    matched = match_folders(input_dir, target_dir)
+    for k, (name, input_path, target_path) in enumerate(matched):
         image, pixel = read_tiff(input_path)
         inputs.append(image.astype(np.float32))
         targets.append(read_tiff(target_path)[0].astype(np.float32))
         names.append(name)
         pixels.add(pixel)
+        yield Progress(k + 1, len(matched), f"reading pair {k + 1}/{len(matched)}: {name}")
     pixel_um = pixels.pop() if len(pixels) == 1 else None
     return RawPairs(inputs, targets, names, f"{len(names)} pairs from {input_dir} / {target_dir}", pixel_um)
+
+
+def pairs_from_layers(input_layer: Any, target_layer: Any, info: ModelMetadata) -> RawPairs:
+    """:func:`iter_pairs_from_layers` run to its end."""
+    return drive(iter_pairs_from_layers(input_layer, target_layer, info))
+
+
+def pairs_from_folders(input_dir: str | Path, target_dir: str | Path) -> RawPairs:
+    """:func:`iter_pairs_from_folders` run to its end."""
+    return drive(iter_pairs_from_folders(input_dir, target_dir))
 
 
 def preview_pair(

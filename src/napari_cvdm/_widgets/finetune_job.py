@@ -1,7 +1,9 @@
 """One fine-tuning run off the GUI thread: the worker around :func:`napari_cvdm.training.loop.iter_train`, and its job.
 
-The worker re-yields the core's :class:`TrainProgress` and, every K steps, a :class:`Preview` — a reconstruction
-of one validation patch with the current averaged (EMA) network, computed while the core waits between steps.
+The worker first reads and normalises the data (pair by pair, with progress; Stop ends the run there, nothing
+saved), then trains: it re-yields the core's :class:`TrainProgress` and, every K steps, a :class:`Preview` — a
+reconstruction of one validation patch with the current averaged (EMA) network, computed while the core waits
+between steps.
 Stop is cooperative: :meth:`FineTuneJob.cancel` sets the core's stop token, the core finishes its step, writes the
 model file and checkpoint, and returns the model as usual, so a stopped run is saved like a finished one.
 
@@ -30,6 +32,7 @@ from ..tasks import InputError
 from ..training.checkpoint import CheckpointError
 from ..training.data import DataError, PairedDataset
 from ..training.loop import TrainProgress, iter_train
+from .finetune_data import RawPairs, patch_placement, preview_pair
 from .job import WorkerJob
 from .workers import is_out_of_memory, release_device_memory
 
@@ -82,19 +85,79 @@ def training_events(
     return (yield from relay(core, with_preview))
 
 
+@dataclass
+class Prepared:
+    """The data of a run, read and normalised in the worker thread, with the preview and where to draw it."""
+
+    data: PairedDataset
+    preview: PreviewSpec | None = None
+    target: np.ndarray | None = None  # the preview patch's target
+    where: tuple[tuple[float, float], tuple[float, float]] = ((1.0, 1.0), (0.0, 0.0))
+
+
+def prepare_data(
+    read: Generator[Progress, None, RawPairs],
+    info: ModelMetadata,
+    settings: TrainSettings,
+    preview_every: int,
+    target_layer: Any | None,
+) -> Generator[Progress, None, Prepared]:
+    """Read the pairs (``read``: :func:`.finetune_data.iter_pairs_from_layers` or ``…_from_folders``), normalise
+    them and pick the preview patch; runs in the worker thread, a progress event after each pair."""
+    raw = yield from read
+    yield Progress(len(raw.inputs), len(raw.inputs), f"preparing {len(raw.inputs)} pairs")
+    data = PairedDataset.from_arrays(
+        raw.inputs, raw.targets, info, raw.names, description=raw.source, input_pixel_um=raw.input_pixel_um
+    )
+    if preview_every <= 0:
+        return Prepared(data)
+    crop, target, (row, col) = preview_pair(
+        raw, settings.val_fraction, settings.seed, settings.patch_size, info.scale_factor
+    )
+    spec = PreviewSpec(crop, info, preview_every, settings.device)
+    return Prepared(data, spec, target, patch_placement(target_layer, row, col))  # drawn where the patch is
+
+
+def finetune_events(
+    prepare: Generator[Progress, None, Prepared],
+    train: Callable[[PairedDataset], Generator[TrainProgress, None, TrainedModel]],
+    stop: CancelToken,
+) -> Generator[Progress | Prepared | TrainProgress | Preview, None, TrainedModel | None]:
+    """Read and prepare the data (re-yielding its progress), yield the :class:`Prepared` data, then train and
+    return the saved model; Stop while the data are read ends the run there, with nothing trained (None).
+    Runs in the worker thread, so napari stays responsive however long the data take to read."""
+    try:
+        while True:
+            if stop.cancelled:
+                return None
+            try:
+                event = next(prepare)
+            except StopIteration as done:
+                prepared = done.value
+                break
+            yield event
+    finally:
+        prepare.close()
+    yield prepared
+    return (yield from training_events(train(prepared.data), prepared.preview))
+
+
 def training_worker(
+    prepare: Generator[Progress, None, Prepared],
     network: CVDM,
     info: ModelMetadata,
-    data: PairedDataset,
     settings: TrainSettings,
     output: Path,
     resume: bool,
     stop: CancelToken,
-    preview: PreviewSpec | None = None,
-) -> GeneratorWorker[TrainProgress | Preview, None, TrainedModel]:
-    """An unstarted worker that fine-tunes ``network`` and writes ``output``; set ``stop`` to stop and save."""
-    core = iter_train(network, info, data, settings, output, resume=resume, stop=stop)
-    return create_worker(training_events, core, preview, _start_thread=False, _ignore_errors=True)
+) -> GeneratorWorker[Any, None, TrainedModel | None]:
+    """An unstarted worker that prepares the data, fine-tunes ``network`` and writes ``output``; set ``stop``
+    to stop (and save, once training has begun)."""
+
+    def train(data: PairedDataset) -> Generator[TrainProgress, None, TrainedModel]:
+        return iter_train(network, info, data, settings, output, resume=resume, stop=stop)
+
+    return create_worker(finetune_events, prepare, train, stop, _start_thread=False, _ignore_errors=True)
 
 
 def training_error_message(exc: BaseException, settings: TrainSettings) -> str:
@@ -119,21 +182,21 @@ class FineTuneJob(WorkerJob):
         self,
         network: CVDM,
         info: ModelMetadata,
-        data: PairedDataset,
+        prepare: Generator[Progress, None, Prepared],
         settings: TrainSettings,
         output: Path,
         resume: bool = False,
-        preview: PreviewSpec | None = None,
         on_progress: Callable[[TrainProgress], None] | None = None,
         on_preview: Callable[[Preview], None] | None = None,
         on_finished: Callable[[str], None] | None = None,
+        on_data: Callable[[Progress | Prepared], None] | None = None,
     ) -> None:
         self.settings, self.output = settings, output
         self.model: TrainedModel | None = None
         self.stop_token = CancelToken()
-        self._on_train_progress, self._on_preview = on_progress, on_preview
+        self._on_train_progress, self._on_preview, self._on_data = on_progress, on_preview, on_data
         self._network: CVDM | None = network
-        worker = training_worker(network, info, data, settings, output, resume, self.stop_token, preview)
+        worker = training_worker(prepare, network, info, settings, output, resume, self.stop_token)
         super().__init__(worker, None, on_finished)
 
     @property
@@ -148,7 +211,7 @@ class FineTuneJob(WorkerJob):
                 self._pbar.set_description(f"{self.description}: stopping after this step, saving…")
 
     def detach(self) -> None:
-        self._on_train_progress = self._on_preview = None
+        self._on_train_progress = self._on_preview = self._on_data = None
         super().detach()
 
     def _on_event(self, event: Any) -> None:
@@ -158,14 +221,20 @@ class FineTuneJob(WorkerJob):
             if self._on_preview is not None:
                 self._on_preview(event)
             return
+        if isinstance(event, (Progress, Prepared)):  # reading the data, then the data read
+            if self._on_data is not None:
+                self._on_data(event)
+            if isinstance(event, Progress) and not self.stop_token.cancelled:
+                super()._on_event(event)
+            return
         if self._on_train_progress is not None:
             self._on_train_progress(event)
         if not self.stop_token.cancelled:
             super()._on_event(Progress(event.step, event.total, f"step {event.step}/{event.total}"))
 
-    def _on_returned(self, result: TrainedModel) -> None:
-        self.model = result
-        self.outcome = "stopped" if result.info.training.get("stopped_early") else "done"
+    def _on_returned(self, result: TrainedModel | None) -> None:
+        self.model = result  # None: stopped while the data were read, before the first step
+        self.outcome = "stopped" if result is None or result.info.training.get("stopped_early") else "done"
 
     def _on_errored(self, exc: BaseException) -> None:
         self.outcome = "failed"
