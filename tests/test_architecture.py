@@ -93,6 +93,11 @@ def test_training_does_not_depend_on_inference():
     assert _violations("napari_cvdm.training", lambda name: _in(name, "napari_cvdm.inference")) == []
 
 
+@pytest.mark.parametrize("core", ["napari_cvdm.inference", "napari_cvdm.training", "napari_cvdm.sampling"])
+def test_the_core_never_imports_the_file_io(core):
+    assert _violations(core, lambda name: _in(name, "napari_cvdm.io")) == []
+
+
 @pytest.mark.parametrize("edge", ["napari_cvdm._widgets", "napari_cvdm.cli"])
 def test_nothing_reaches_into_the_edges(edge):
     found = [
