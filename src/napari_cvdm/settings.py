@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ._runtime.device import resolve_device
-from .model.metadata import SamplerMethod, TieMethod
+from .model.metadata import SamplerMethod, TieMethod, parse_length_um
 
 DEFAULT_TILE_OVERLAP = 32  # output pixels shared by neighbouring tiles unless the tiles are smaller than twice this
 
@@ -63,6 +63,37 @@ class ReconstructSettings(BaseModel):
         description="central interval of the calibrated uncertainty: this fraction of pixels is expected to hold "
         "the truth between its lower and upper bound (0.5 to 0.99)",
     )
+    pixel_size_um: float | None = Field(
+        None,
+        description="input pixel in the sample, µm ('0.108', '108nm', '0.108um'); None: the data are at the "
+        "model's pixel size (the caller vouches for it)",
+    )
+    wavelength_um: float | None = Field(
+        None, description="SR: emission λ, phase: illumination λ, µm or with a unit ('670nm'); None: the model's"
+    )
+    numerical_aperture: float | None = Field(
+        None, gt=0, le=1.7, description="SR: detection NA of the objective; None: the model's"
+    )
+    defocus_um: float | None = Field(
+        None, description="phase: the planes are at −d and +d, d in µm or with a unit; None: the model's"
+    )
+    plane_order: Literal["minus-plus", "plus-minus"] = Field(
+        "minus-plus",
+        description="phase: the order of the two planes of a stack, (I(−d), I(+d)) or (I(+d), I(−d)) (swapped)",
+    )
+    resample: Literal["exact", "approximate", "never"] = Field(
+        "exact",
+        description="optics outside the model's range: 'exact' resamples only where that is physically exact "
+        "(phase: to the model's λ·d/p²; SR: b×b binning of an oversampled image) and refuses otherwise; "
+        "'approximate' also interpolates SR images to the model's PSF width in pixels (at your own risk); "
+        "'never' refuses",
+    )
+
+    @field_validator("pixel_size_um", "wavelength_um", "defocus_um", mode="before")
+    @classmethod
+    def _length(cls, value: object, info) -> float | None:
+        upper = {"pixel_size_um": 20.0, "wavelength_um": 5.0, "defocus_um": 1000.0}[info.field_name]
+        return parse_length_um(value, info.field_name, upper)
 
     @field_validator("device")
     @classmethod

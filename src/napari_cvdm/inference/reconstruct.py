@@ -12,7 +12,7 @@ stops the run within one network evaluation.  The caller's model is never change
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +28,7 @@ from ..sampling.calibration import error_std_factor, interval_multiplier, poster
 from ..sampling.samplers import Partial, Step, iter_sample, sample_seed
 from ..settings import ReconstructSettings, overlap_message
 from ..tasks import InputError, IntensityScale, check_image, make_condition, output_scale, output_units
+from .optics import OpticsPlan, plan_optics
 from .plan import SamplerPlan, plan_sampler
 from .tiling import ramp, tile_owners, tile_starts
 
@@ -53,7 +54,9 @@ class Reconstruction:
     model knows it.  ``variance`` is the raw (unbiased) sample variance; when the model file holds a calibration
     for the sampler used (:class:`~napari_cvdm.model.metadata.Calibration`), ``calibrated_std`` is the expected
     RMS error of ``mean`` and ``lower`` / ``upper`` bound the central ``interval_level`` interval, all in
-    ``units``; ``calibration`` says in words what they rest on (or why they are missing).
+    ``units``; ``calibration`` says in words what they rest on (or why they are missing).  ``optics`` records the
+    optics the run assumed, where each value came from (stated, file metadata, the model's own), the model's
+    range and what was done (run as is, binned, resampled): :func:`~napari_cvdm.inference.optics.plan_optics`.
 
     With several tiles, ``mean``, ``variance`` and ``beta_map`` are ramp-weighted averages of the tiles covering a
     pixel, while each pixel of a sample comes from one tile only (the one whose blending weight is largest there;
@@ -75,6 +78,7 @@ class Reconstruction:
     upper: np.ndarray | None = None
     interval_level: float = 0.9
     calibration: str = ""
+    optics: dict[str, Any] = field(default_factory=dict)
 
     @property
     def std(self) -> np.ndarray:
@@ -120,8 +124,18 @@ def _planes(image: np.ndarray, model: TrainedModel) -> tuple[tuple[int, ...], np
     return lead, arr.reshape(-1, *arr.shape[arr.ndim - plane_ndim :])
 
 
+def output_shape(plane_shape: tuple[int, ...], model: TrainedModel, settings: ReconstructSettings) -> tuple[int, int]:
+    """(H_out, W_out) of one plane's outputs with these settings' optics (binning or resampling included)."""
+    optics = plan_optics(model.info, settings)
+    net = optics.network_shape(*plane_shape[-2:])
+    return tuple(plane_shape[-2:]) if optics.back_to_input else condition_shape(net, model.info)
+
+
 def iter_reconstruct(
-    model: TrainedModel, image: np.ndarray, settings: ReconstructSettings | None = None
+    model: TrainedModel,
+    image: np.ndarray,
+    settings: ReconstructSettings | None = None,
+    sources: Mapping[str, str] | None = None,
 ) -> Generator[Progress | RunningMean, None, Reconstruction]:
     """Reconstruct ``image`` (one plane or a stack); yields progress and running means, returns the result.
 
@@ -131,6 +145,11 @@ def iter_reconstruct(
     cancelled from its first event and never holds more than one plane's condition.  ``model`` is left exactly
     as it was (device, memory layout, train/eval mode, weights): the run uses
     :func:`~napari_cvdm._runtime.device.inference_copy`.
+
+    The optics in ``settings`` (pixel size, wavelength, NA, defocus; None: the model's own, which the caller
+    vouches for) are checked against the model's range first (:func:`~napari_cvdm.inference.optics.plan_optics`):
+    the run goes ahead as is, on exactly resampled planes, or is refused with :class:`OpticsMismatch` before any
+    work.  ``sources`` says where each stated value came from, for ``result.optics``.
     """
     settings = settings or ReconstructSettings()
     device = settings.torch_device()
@@ -138,14 +157,23 @@ def iter_reconstruct(
     info, net = model.info, model.network
     plan = plan_sampler(info.sampler, settings)
     lead, planes = _planes(image, model)
+    optics = plan_optics(info, settings, sources)
+    in_hw = tuple(planes.shape[-2:])
+    net_hw = optics.network_shape(*in_hw)
     for plane in planes:  # every plane's input, cheaply, before any work
-        check_image(plane, info, min_size=net.min_size)
+        check_image(plane, info, min_size=net.min_size if net_hw == in_hw else 1)
+    if net_hw != in_hw and min(net_hw) * (1 if info.task == "phase" else info.scale_factor) < net.min_size:
+        raise InputError(
+            f"after {optics.record['action']} for your optics the image is {net_hw[0]}×{net_hw[1]} pixels, below this "
+            f"model's minimum of {net.min_size} output pixels; use a larger image or region"
+        )
+    run_info = info.model_copy(update=optics.condition) if optics.condition else info
     if settings.tile_size is not None and settings.tile_size < net.min_size:
         raise InputError(
             f"tile_size {settings.tile_size} is below this model's minimum of {net.min_size} pixels; use a tile "
             f"size of at least {net.min_size}, or none (automatic)"
         )
-    out_h, out_w = condition_shape(planes.shape[-2:], info)
+    out_h, out_w = condition_shape(net_hw, info)
     tile = settings.tile_size or auto_tile_size(device, out_h, out_w, net.config.widest)
     overlap = settings.overlap_for(tile)
     if tile < max(out_h, out_w) and overlap > tile // 2:
@@ -161,11 +189,18 @@ def iter_reconstruct(
     done = 0
     for p_idx, plane in enumerate(planes):
         yield Progress(done, total, f"plane {p_idx + 1}/{len(planes)}: condition")
-        cond, in_scale = make_condition(check_image(plane, info, min_size=net.min_size), info)
+        on_grid = optics.to_network(plane)
+        cond, in_scale = make_condition(check_image(on_grid, run_info, min_size=net.min_size), run_info)
         if tuple(cond.shape[-2:]) != (out_h, out_w):
             raise RuntimeError(f"the condition is {tuple(cond.shape[-2:])}, expected {(out_h, out_w)}")
         run = _PlaneRun(network, settings, plan, precision, device, layout, output_scale(info, in_scale))
-        mean, variance, beta, kept = yield from run.tiles(cond, p_idx, len(planes), done, total)
+        mean, variance, beta, kept = yield from relay(
+            run.tiles(cond, p_idx, len(planes), done, total), _on_input_grid(optics, in_hw)
+        )
+        if optics.back_to_input:  # phase resampled to the model's λ·d/p²: every map back onto the input grid
+            mean, beta = optics.to_input(mean, in_hw), optics.to_input(beta, in_hw)
+            variance = optics.to_input(variance, in_hw, non_negative=True)
+            kept = None if kept is None else optics.to_input(kept, in_hw)
         done += layout.n_tiles * nfe * settings.n_samples
         means.append(mean)
         variances.append(variance)
@@ -199,7 +234,7 @@ def iter_reconstruct(
         n_samples=settings.n_samples,
         nfe_per_sample=nfe,
         units=output_units(info),
-        pixel_um=info.output_pixel_um,
+        pixel_um=optics.output_pixel_um,
         settings={
             **settings.model_dump(),
             "tile_size": tile,
@@ -217,7 +252,20 @@ def iter_reconstruct(
         upper=upper,
         interval_level=settings.interval_level,
         calibration=calibration_note,
+        optics={**optics.record, "output_pixel_um": optics.output_pixel_um},
     )
+
+
+def _on_input_grid(optics: OpticsPlan, shape: tuple[int, int]) -> Callable[[object], Iterator[object]]:
+    """Relay a plane's events, its running means resampled onto the input grid when the outputs are."""
+
+    def translate(event: object) -> Iterator[object]:
+        if isinstance(event, RunningMean) and optics.back_to_input:
+            yield RunningMean(event.plane, event.n_done, optics.to_input(event.mean, shape))
+        else:
+            yield event
+
+    return translate
 
 
 def condition_shape(plane_shape: tuple[int, ...], info: ModelMetadata) -> tuple[int, int]:

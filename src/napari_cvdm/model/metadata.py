@@ -7,6 +7,7 @@ interprets images exactly as training did.  Units are in the field names (µm, r
 from __future__ import annotations
 
 import itertools
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -15,6 +16,89 @@ Task = Literal["super-resolution", "phase", "generic"]
 TieMethod = Literal["fft", "us-tie"]  # the classical estimate a phase model is conditioned on
 # the samplers: the γ-sampler, Algorithm 2 with exact per-step decays, and the paper's literal Euler form of it
 SamplerMethod = Literal["gamma", "ancestral", "ancestral-euler"]
+
+
+# The bundled models' nominal optics (physics.SRSimulation / PhaseSimulation defaults); the PSF width and λ·d/p²
+# ranges of physics.SROpticsRange / PhaseOpticsRange are relative to these.
+PSF_FWHM_FACTOR = 0.514  # widefield Airy PSF FWHM = 0.514·λ/NA
+NOMINAL_SR = {"pixel_um": 0.0626, "wavelength_um": 0.515, "numerical_aperture": 1.3}
+NOMINAL_PHASE = {"pixel_um": 0.21, "wavelength_um": 0.521, "defocus_um": 2.0}
+DEFAULT_TOLERANCE = 0.10  # ± of the PSF width in pixels (SR) or λ·d/p² (phase) stated for single-optics models
+_LENGTH_UNITS = {"nm": 1e-3, "um": 1.0, "µm": 1.0, "μm": 1.0, "micron": 1.0, "microns": 1.0, "mm": 1e3}
+
+
+def parse_length_um(value: Any, name: str = "length", upper_um: float | None = None) -> float | None:
+    """A length in µm from a number (µm) or a string with an optional unit: ``"62.6nm"``, ``"0.0626um"``,
+    ``"0.0626 µm"``, ``"0.0626"`` (µm).  ``None`` and ``""`` stay ``None``.  A unit-less value above ``upper_um``
+    is refused as probably nanometres."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, bool):
+        raise ValueError(f"{name} must be a length, got {value!r}")
+    if isinstance(value, (int, float)):
+        number, unit = float(value), ""
+    else:
+        match = re.fullmatch(r"\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*([a-zA-Zµμ]*)\s*", str(value))
+        if match is None or match.group(2).lower() not in ("", *_LENGTH_UNITS):
+            raise ValueError(
+                f"{name} {value!r} is not a length; give µm (0.0626) or a unit: 62.6nm, 0.0626um, 0.0626µm"
+            )
+        number, unit = float(match.group(1)), match.group(2).lower()
+    um = number * _LENGTH_UNITS.get(unit, 1.0)
+    if not um > 0 or um != um:
+        raise ValueError(f"{name} must be > 0, got {value!r}")
+    if upper_um is not None and um > upper_um:
+        hint = f"; if you meant nanometres, write {number:g}nm" if not unit else ""
+        raise ValueError(f"{name} {value!r} = {um:g} µm is implausibly large (at most {upper_um:g} µm){hint}")
+    return um
+
+
+def psf_fwhm_px(wavelength_um: float, numerical_aperture: float, pixel_um: float) -> float:
+    """FWHM of the widefield Airy PSF, 0.514·λ/NA, in input pixels (the quantity an SR network sees)."""
+    return PSF_FWHM_FACTOR * wavelength_um / numerical_aperture / pixel_um
+
+
+def fresnel_q(wavelength_um: float, defocus_um: float, pixel_um: float) -> float:
+    """λ·d/p²: in pixel units the paraxial two-shot intensities depend on this number only."""
+    return wavelength_um * defocus_um / pixel_um**2
+
+
+class ValidOptics(BaseModel):
+    """The optics and noise a model covers: outside them it is refused, or the data are resampled when that is
+    exact (:mod:`napari_cvdm.inference.optics`).
+
+    The ranges that decide are relative to the header's own nominal optics (``input_pixel_um``, ``wavelength_um``,
+    ``numerical_aperture``, ``defocus_um``): super-resolution by the PSF width in input pixels (∝ λ/(NA·p)),
+    phase by λ·d/p².  The absolute ranges of the training data and its noise are stated for the user to read.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: Literal[1] = 1
+    basis: str = Field("", description="how the range was set: training optics, a measured tolerance, …")
+    psf_width_factor: tuple[float, float] | None = Field(
+        None, description="SR: PSF FWHM in input pixels, as a factor of the nominal optics' (low, high)"
+    )
+    fresnel_factor: tuple[float, float] | None = Field(
+        None, description="phase: λ·d/p² as a factor of the nominal optics' (low, high)"
+    )
+    pixel_um: tuple[float, float] | None = Field(None, description="input pixels of the training data (µm)")
+    wavelength_um: tuple[float, float] | None = Field(
+        None, description="emission / illumination λ of the training data"
+    )
+    numerical_aperture: tuple[float, float] | None = None
+    defocus_um: tuple[float, float] | None = None
+    photons_per_frame: tuple[float, float] | None = Field(None, description="SR: foreground photons per raw frame")
+    read_noise_counts: tuple[float, float] | None = Field(None, description="SR: camera read noise σ (ADU per frame)")
+    noise_xi: tuple[float, float] | None = Field(None, description="phase: additive noise N(ξ, ξ) level ξ")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ValidOptics:
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, tuple) and not 0 <= value[0] <= value[1]:
+                raise ValueError(f"valid_optics.{name}={value} must be (low, high) with 0 ≤ low ≤ high")
+        return self
 
 
 class Normalization(BaseModel):
@@ -144,10 +228,72 @@ class ModelMetadata(BaseModel):
     calibrations: list[Calibration] = Field(
         default_factory=list, description="uncertainty calibrations, one per sampler setting (method, η, steps)"
     )
+    valid_optics: ValidOptics | None = Field(
+        None,
+        description="the optics and noise the model covers (None: derived from the nominal optics and the "
+        "training record, see covered_optics())",
+    )
 
     @property
     def output_pixel_um(self) -> float | None:
         return None if self.input_pixel_um is None else self.input_pixel_um / self.scale_factor
+
+    def covered_optics(self) -> ValidOptics | None:
+        """The stated :class:`ValidOptics`, or for files without one: the range of ``training["optics_range"]``
+        (``train --simulate-optics random``), else the nominal optics ±10 % (PSF width in pixels for SR, λ·d/p²
+        for phase) with the noise of the bundled simulators.  None for a model that states no optics."""
+        if self.valid_optics is not None:
+            return self.valid_optics
+        if self.input_pixel_um is None or self.task == "generic":
+            return None
+        tol = (round(1 - DEFAULT_TOLERANCE, 6), round(1 + DEFAULT_TOLERANCE, 6))
+        drawn = self.training.get("optics_range") or {}
+        if self.task == "super-resolution":
+            if drawn.get("model") == "SROpticsRange" and None not in (self.wavelength_um, self.numerical_aperture):
+                # the range's PSF factors are relative to the simulator's nominal optics: re-express them
+                nominal = psf_fwhm_px(
+                    NOMINAL_SR["wavelength_um"], NOMINAL_SR["numerical_aperture"], NOMINAL_SR["pixel_um"]
+                )
+                own = psf_fwhm_px(self.wavelength_um, self.numerical_aperture, self.input_pixel_um)
+                low, high = (f * nominal / own for f in drawn["psf_width_factor"])
+                return ValidOptics(
+                    basis="the randomised optics of its training data (physics.SROpticsRange)",
+                    psf_width_factor=(low, high),
+                    pixel_um=tuple(drawn["wf_pixel_um"]),
+                    wavelength_um=tuple(drawn["wavelength_um"]),
+                    numerical_aperture=tuple(drawn["na"]),
+                    photons_per_frame=tuple(drawn["photons"]),
+                    read_noise_counts=tuple(drawn["read_noise_counts"]),
+                )
+            return ValidOptics(
+                basis="trained at single nominal optics; stated range: PSF width in input pixels within ±10 % of "
+                "nominal",
+                psf_width_factor=tol,
+                pixel_um=(self.input_pixel_um, self.input_pixel_um),
+                wavelength_um=None if self.wavelength_um is None else (self.wavelength_um, self.wavelength_um),
+                numerical_aperture=None
+                if self.numerical_aperture is None
+                else (self.numerical_aperture, self.numerical_aperture),
+                photons_per_frame=(15.0, 600.0),
+                read_noise_counts=(10.0, 10.0),
+            )
+        if drawn.get("model") == "PhaseOpticsRange":
+            return ValidOptics(
+                basis="the randomised set-ups of its training data (physics.PhaseOpticsRange)",
+                fresnel_factor=tuple(drawn["fresnel_factor"]),
+                pixel_um=tuple(drawn["pixel_um"]),
+                wavelength_um=tuple(drawn["wavelength_um"]),
+                defocus_um=tuple(drawn["defocus_um"]),
+                noise_xi=tuple(drawn["noise_xi"]),
+            )
+        return ValidOptics(
+            basis="trained at single nominal optics; stated range: λ·d/p² within ±10 % of nominal",
+            fresnel_factor=tol,
+            pixel_um=(self.input_pixel_um, self.input_pixel_um),
+            wavelength_um=None if self.wavelength_um is None else (self.wavelength_um, self.wavelength_um),
+            defocus_um=None if self.defocus_um is None else (self.defocus_um, self.defocus_um),
+            noise_xi=(0.0, 0.2),
+        )
 
     @model_validator(mode="after")
     def _check_task(self) -> ModelMetadata:
