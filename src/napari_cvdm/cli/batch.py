@@ -198,7 +198,7 @@ def run_batch(args: argparse.Namespace, settings: Any) -> int:
                 outcome.computed += len(summary.computed)
                 outcome.skipped += summary.skipped
                 bars.end_file()
-            except Exception as err:
+            except Exception as err:  # a corrupt plane, a full disk, a lost cluster: this file fails, the batch goes on
                 if not many:
                     raise
                 outcome.failed.append((path, str(err) or type(err).__name__))
