@@ -57,3 +57,39 @@ def test_too_few_validation_pixels_keep_the_base_calibration_and_say_why():
     assert "kept the base model's calibration (the base model's held-out pairs)" in out.message
     none = drive(iter_recalibrate(tiny_model("sr"), None))
     assert not none.recalibrated and "no calibrated uncertainty" in none.message
+
+
+def test_training_ends_with_a_calibration_on_its_own_validation_pairs(tmp_path):
+    from napari_cvdm.model.files import load_model_file
+    from napari_cvdm.settings import TrainSettings
+    from napari_cvdm.training.recalibrate import iter_train_recalibrated
+
+    model = tiny_model("sr", sampler={"steps": 2}, calibrations=[BASE])
+    data = _pairs(model, 10)
+    settings = TrainSettings(steps=2, batch_size=2, patch_size=32, val_fraction=0.2, device="cpu")
+    events = []
+    out = drive(
+        iter_train_recalibrated(model.network, model.info, data, settings, tmp_path / "m.cvdm", n_samples=2),
+        events.append,
+    )
+    assert {type(e).__name__ for e in events} == {"TrainProgress", "Progress"}
+    saved = load_model_file(tmp_path / "m.cvdm")
+    assert saved.info.calibrations == out.info.calibrations and saved.info.calibrations != [BASE]
+    assert [c.steps for c in saved.info.calibrations] == [2, 3]
+    assert saved.info.training["calibration"].startswith("recalibrated on 2 validation images")
+
+
+def test_a_stopped_training_keeps_its_calibration_and_says_so(tmp_path):
+    from napari_cvdm._runtime import CancelToken
+    from napari_cvdm.settings import TrainSettings
+    from napari_cvdm.training.recalibrate import iter_train_recalibrated
+
+    model = tiny_model("sr", sampler={"steps": 2}, calibrations=[BASE])
+    token = CancelToken()
+    settings = TrainSettings(steps=50, batch_size=2, patch_size=32, val_fraction=0.2, device="cpu")
+    job = iter_train_recalibrated(
+        model.network, model.info, _pairs(model, 10), settings, tmp_path / "m.cvdm", stop=token
+    )
+    out = drive(job, lambda event: token.cancel())
+    assert out.info.calibrations == [BASE]
+    assert out.info.training["calibration"].startswith("not recalibrated: training was stopped early")

@@ -10,19 +10,24 @@ the base model's calibration and says so.  Never the training pairs: their error
 
 from __future__ import annotations
 
+import os
 from collections.abc import Generator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from .._runtime import Progress, relay
+from .._runtime import CancelToken, Progress, relay
 from .._runtime.device import default_precision, inference_copy, resolve_device
-from ..model.files import TrainedModel
+from ..model.cvdm import CVDM
+from ..model.files import TrainedModel, save_model
 from ..model.metadata import Calibration, ModelMetadata, SamplerDefaults
 from ..sampling.calibration import MIN_IMAGES, MIN_PIXELS, CalibrationError, fit_calibration
 from ..sampling.samplers import iter_sample, sample_seed
+from ..settings import TrainSettings
 from .data import PairedDataset
+from .loop import TrainProgress, iter_train
 
 DEFAULT_CROP = 256  # output pixels per side: enough pixels per image, bounded time and memory
 
@@ -135,3 +140,42 @@ def iter_recalibrate(
         f"recalibrated on {len(pairs)} validation images ({n_pixels:,} pixels) that training never used",
         True,
     )
+
+
+def iter_train_recalibrated(
+    network: CVDM,
+    info: ModelMetadata,
+    data: PairedDataset,
+    settings: TrainSettings | None = None,
+    output: str | Path | None = None,
+    *,
+    resume: bool = False,
+    stop: CancelToken | None = None,
+    n_samples: int = 8,
+) -> Generator[TrainProgress | Progress, None, TrainedModel]:
+    """:func:`~napari_cvdm.training.loop.iter_train`, then :func:`iter_recalibrate` on its validation pairs.
+
+    Yields the training's :class:`TrainProgress` events, then the recalibration's :class:`Progress`; writes the
+    recalibrated model to ``output``.  ``training["calibration"]`` in the returned model's header says what the
+    calibration rests on.  A run that was stopped, or a worker process other than the first of a DDP run, keeps the
+    calibration it started with (a stopped run says so).
+    """
+    settings = settings or TrainSettings()
+    model = yield from iter_train(network, info, data, settings, output, resume=resume, stop=stop)
+    if model is None or int(os.environ.get("RANK", "0")) != 0:
+        return model
+    if model.info.training.get("stopped_early"):
+        note = "not recalibrated: training was stopped early"
+        if model.info.calibrations:
+            note += "; the model keeps the calibration it started with, which describes other weights"
+        model.info.training["calibration"] = note
+        if output is not None:
+            save_model(output, model.network, model.info)
+        return model
+    _, validation = data.split(settings.val_fraction, settings.seed)  # the loop's own split
+    out = yield from iter_recalibrate(model, validation, n_samples=n_samples, device=settings.device)
+    new_info = out.info.model_copy(deep=True)
+    new_info.training["calibration"] = out.message
+    if output is not None:
+        save_model(output, model.network, new_info)
+    return TrainedModel(network=model.network, info=new_info, source=model.source)
