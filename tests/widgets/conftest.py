@@ -53,6 +53,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
             "starts the server"
         )
 
+
 FAST = {"steps": 2}  # the tiny models' default sampler: 2 network evaluations per sample
 
 
@@ -106,8 +107,12 @@ def make_widget(make_napari_viewer) -> Callable:
     return make
 
 
-def run_and_wait(qtbot, widget, layers=None, timeout: int = 30_000):
-    """Start a run and wait until its outcome is known; returns the job."""
+def run_and_wait(qtbot, widget, layers=None, timeout: int = 30_000, state_pixel: bool = True):
+    """Start a run and wait until its outcome is known; returns the job.  ``state_pixel``: where the layer states
+    no pixel size, type the picked model's own (the test images are at the tiny models' optics)."""
+    entry = widget.picker.entry()
+    if state_pixel and not widget.pixel_size.value and entry is not None and entry.info is not None:
+        widget.pixel_size.value = f"{entry.info.input_pixel_um:g}"
     job = widget.reconstruct(layers)
     assert job is not None, "the run was refused"
     qtbot.waitUntil(lambda: not job.running, timeout=timeout)

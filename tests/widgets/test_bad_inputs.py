@@ -105,6 +105,7 @@ def test_error_found_by_the_core_in_the_worker_changes_nothing(make_widget, mode
     frames = noisy((2, 32, 32))
     frames[1] = 5.0
     viewer.add_image(frames, name="movie")
+    widget.pixel_size.value = "0.0626"
     before = _snapshot(viewer)
     job = widget.reconstruct()
     assert job is not None

@@ -95,6 +95,7 @@ def test_phase_from_one_stack_equals_phase_from_two_layers(make_widget, model_fi
 def _cancel_at_first_mean(widget, qtbot):
     """Start a long run and press Cancel when the mean layer has appeared; returns the job."""
     widget.n_samples.value, widget.steps.value, widget.batch_size.value = 4, 60, 1  # the mean shows after 1
+    widget.pixel_size.value = widget.pixel_size.value or "62.6nm"  # the tiny SR model's own pixel
     job = widget.reconstruct()
     assert widget.run_button.text == "Cancel"
     mean_name = job.output_names["mean"]
@@ -174,6 +175,7 @@ def test_registered_model_is_downloaded_in_a_worker_then_run(
     assert "downloaded" in widget.model_info.value
     viewer.add_image(noisy((16, 16)), name="wf")
     widget.n_samples.value = 1
+    widget.pixel_size.value = "0.0626"  # the image states none; the model is not on disk yet to show its own
     download = widget.reconstruct()
     assert isinstance(download, DownloadJob)
     qtbot.waitUntil(lambda: not download.running, timeout=30_000)

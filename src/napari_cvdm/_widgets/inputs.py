@@ -11,8 +11,10 @@ same edge, so its centre — the output translate — is ``t − p/2 + q/2 = t �
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -34,15 +36,41 @@ class OutputGeometry:
         return OutputGeometry((1.0, *self.scale), (0.0, *self.translate))
 
 
+MEMORY_KEY = "napari_cvdm_optics"  # layer.metadata key: the optics stated for a layer, remembered across runs
+PHYSICAL = {"nm": 1e-3, "nanometer": 1e-3, "um": 1.0, "µm": 1.0, "micrometer": 1.0, "micron": 1.0, "mm": 1e3}
+PHYSICAL["millimeter"] = 1e3
+
+
 @dataclass(frozen=True)
 class PreparedInput:
-    """The array for :func:`napari_cvdm.iter_reconstruct`, the output base name and geometry."""
+    """The array for :func:`napari_cvdm.iter_reconstruct`, the output base name and geometry, and where the
+    outputs go: the input layer's scale, translate, units and axis labels (so :meth:`placed` can place outputs
+    whose grid the optics changed)."""
 
     image: np.ndarray
     base_name: str
     geometry: OutputGeometry
     lead_shape: tuple[int, ...]
     plane_shape: tuple[int, ...]
+    units: tuple[str, ...] = ()
+    axis_labels: tuple[str, ...] = ()
+    layer_scale: tuple[float, ...] = ()
+    layer_translate: tuple[float, ...] = ()
+    drop_axis: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def placed(self, factor: float, physical_pixel_um: float | None = None) -> PreparedInput:
+        """The same input with outputs ``factor`` times finer along Y, X (the model's scale factor after any
+        binning or resampling).  Y/X units: the layer's when physical; µm when the layer is in pixels but its scale
+        is the physical pixel size in µm (the bundled samples); else the layer's own (pixel)."""
+        if not self.layer_scale:
+            return self
+        geometry = output_geometry(self.layer_scale, self.layer_translate, factor, self.drop_axis)
+        units = list(self.units)
+        in_pixels = bool(units) and physical_pixel_um is not None and _to_um(units[-1]) is None
+        if in_pixels and math.isclose(float(self.layer_scale[-1]), physical_pixel_um, rel_tol=1e-3):
+            units[-2:] = ["µm", "µm"]
+        return replace(self, geometry=geometry, units=tuple(units))
 
 
 def output_geometry(
@@ -64,6 +92,67 @@ def output_geometry(
         q = p / scale_factor
         sc[ax], tr[ax] = q, tr[ax] - (p - q) / 2
     return OutputGeometry(tuple(sc), tuple(tr))
+
+
+def _to_um(unit: Any) -> float | None:
+    """µm per ``unit`` (a napari/pint unit or its name) when it is a length, else None (pixel, second, …)."""
+    name = str(unit).strip()
+    return PHYSICAL.get(name, PHYSICAL.get(name.lower()))
+
+
+def _layer_axes(layer: Any, drop_axis: int | None) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    units = [str(u) for u in getattr(layer, "units", ())] or ["pixel"] * layer.ndim
+    labels = [str(a) for a in getattr(layer, "axis_labels", ())] or [str(i - layer.ndim) for i in range(layer.ndim)]
+    if drop_axis is not None:
+        del units[drop_axis], labels[drop_axis]
+    return tuple(units), tuple(labels)
+
+
+def file_pixel_um(path: str | Path) -> tuple[float | None, str]:
+    """The pixel size (µm) an image file states — OME-TIFF, ImageJ TIFF or OME-Zarr metadata — and which."""
+    from ..io.readers import is_image_path, open_source
+
+    path = Path(path)
+    if not is_image_path(path):
+        return None, ""
+    try:
+        with open_source(path) as source:
+            pixel = source.pixel_um
+    except (InputError, OSError, ValueError):
+        return None, ""
+    name = path.name.lower()
+    kind = "OME-TIFF" if name.endswith((".ome.tif", ".ome.tiff")) else "OME-Zarr" if ".zarr" in name else "ImageJ TIFF"
+    return pixel, f"{kind} metadata of {path.name}"
+
+
+def layer_pixel_um(layer: Any) -> tuple[float | None, str]:
+    """The pixel size in µm a layer itself states, and where it comes from, or (None, why not).
+
+    In order: the value stated for this layer before (remembered in its metadata); its napari scale when its units
+    are a length; the bundled samples' metadata; the OME-TIFF / ImageJ / OME-Zarr metadata of the file it was
+    opened from.  A layer in pixel units with no metadata states none: the widget asks, it never guesses.
+    """
+    remembered = (getattr(layer, "metadata", {}) or {}).get(MEMORY_KEY, {})
+    if remembered.get("pixel_size_um"):
+        return float(remembered["pixel_size_um"]), remembered.get("pixel_source", "stated before for this layer")
+    units = [str(u) for u in getattr(layer, "units", ())]
+    if len(units) >= 2 and all(_to_um(u) is not None for u in units[-2:]):
+        sy, sx = (float(layer.scale[a]) * _to_um(units[a]) for a in (-2, -1))
+        if not math.isclose(sy, sx, rel_tol=1e-3):
+            raise InputError(
+                f"{_describe(layer)} has non-square pixels ({sy * 1000:.1f} × {sx * 1000:.1f} nm); the models need "
+                "square pixels: resample it to square pixels first"
+            )
+        return sx, f"layer scale ({units[-1]})"
+    sample = (getattr(layer, "metadata", {}) or {}).get("napari_cvdm_sample", {})
+    if sample.get("pixel_um"):
+        return float(sample["pixel_um"]), "the bundled sample's metadata"
+    path = getattr(getattr(layer, "source", None), "path", None)
+    if path:
+        pixel, where = file_pixel_um(path)
+        if pixel:
+            return pixel, where
+    return None, "its scale is in pixel units and it carries no pixel-size metadata"
 
 
 def _describe(layer: Any) -> str:
@@ -131,7 +220,11 @@ def prepare_input(
     _check_rank(arr, _describe(layer), 2, "(H, W)")
     _check_values(arr, 2, info, min_size)
     geometry = output_geometry(layer.scale, layer.translate, factor)
-    return PreparedInput(arr, layer.name, geometry, arr.shape[:-2], arr.shape[-2:])
+    units, labels = _layer_axes(layer, None)
+    return PreparedInput(
+        arr, layer.name, geometry, arr.shape[:-2], arr.shape[-2:], units, labels, tuple(layer.scale),
+        tuple(layer.translate),
+    )  # fmt: skip
 
 
 def _prepare_phase(layers: Sequence[Any], info: ModelMetadata, min_size: int, factor: int) -> PreparedInput:
@@ -151,6 +244,7 @@ def _prepare_phase(layers: Sequence[Any], info: ModelMetadata, min_size: int, fa
         _check_rank(a, _describe(minus), 2, "(H, W)")
         image = np.stack([a, b], axis=-3)
         base, geometry = f"{minus.name} + {plus.name}", output_geometry(minus.scale, minus.translate, factor)
+        first, drop = minus, None
     else:
         layer = layers[0] if layers else None
         image = check_layer(layer, "I(−d), I(+d) stack")
@@ -162,5 +256,10 @@ def _prepare_phase(layers: Sequence[Any], info: ModelMetadata, min_size: int, fa
         _check_rank(image, _describe(layer), 3, "(2, H, W)")
         base = layer.name
         geometry = output_geometry(layer.scale, layer.translate, factor, drop_axis=-3)
+        first, drop = layer, -3
     _check_values(image, 3, info, min_size)
-    return PreparedInput(image, base, geometry, image.shape[:-3], image.shape[-2:])
+    units, labels = _layer_axes(first, drop)
+    return PreparedInput(
+        image, base, geometry, image.shape[:-3], image.shape[-2:], units, labels, tuple(first.scale),
+        tuple(first.translate), drop,
+    )  # fmt: skip

@@ -136,9 +136,12 @@ class ReconstructionJob(WorkerJob):
         on_progress: Callable[[Progress], None] | None = None,
         on_finished: Callable[[str], None] | None = None,
         interval_layers: bool = False,
+        sources: dict[str, str] | None = None,
     ) -> None:
         self.model, self.settings = model, settings
         self.calibration = ""  # what the calibrated std rests on, once the run is done
+        self.optics_note = ""  # what was done for the optics (run as is, binned, resampled), once done
+        self._sources = dict(sources or {})
         self.layers: dict[str, Image] = {}
         meta: dict[str, Any] = {
             "model": model.source,
@@ -161,8 +164,13 @@ class ReconstructionJob(WorkerJob):
         super()._on_event(event)
 
     def _on_returned(self, result: Reconstruction) -> None:
+        used = result.optics.get("used", {})
+        for key, source in self._sources.items():  # where the widget's values came from (layer, file, typed)
+            if key in used:
+                used[key]["source"] = source
         self.layers = self._outputs.finish(result)
         self.calibration = result.calibration
+        self.optics_note = result.optics.get("note", "")
         self.outcome = "done"
 
     def _on_errored(self, exc: BaseException) -> None:

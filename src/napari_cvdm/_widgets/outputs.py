@@ -44,7 +44,7 @@ STYLES: dict[str, dict[str, Any]] = {
     "beta": {"colormap": "magma", "blending": "additive", "opacity": 0.8, "visible": False},
     "samples": {"colormap": "gray", "blending": "translucent", "visible": False},
 }
-_SAVED_ATTRS = ("data", "scale", "translate", "metadata", "contrast_limits")
+_SAVED_ATTRS = ("data", "scale", "translate", "units", "axis_labels", "metadata", "contrast_limits")
 
 
 def robust_limits(data: np.ndarray, max_values: int = 1_000_000) -> tuple[float, float]:
@@ -73,6 +73,7 @@ class ResultLayers:
         self._interval_layers = interval_layers
         self._names = output_names(prepared.base_name)
         self._geometry = prepared.geometry
+        self._units, self._labels = prepared.units, prepared.axis_labels
         self._lead = prepared.lead_shape
         self._metadata = metadata
         self._created: list[Image] = []
@@ -96,6 +97,12 @@ class ResultLayers:
     ) -> Image:
         geometry: OutputGeometry = self._geometry.with_sample_axis() if key == "samples" else self._geometry
         metadata = {"napari_cvdm": {**self._metadata, "output": key, **(extra or {})}}
+        axes: dict[str, Any] = {}
+        if len(self._units) == len(self._geometry.scale):  # napari's own units and axis labels (napari ≥ 0.5)
+            units, labels = self._units, self._labels
+            if key == "samples":
+                units, labels = ("pixel", *units), ("sample", *labels)
+            axes = {"units": units, "axis_labels": labels}
         layer = self.find(key)
         if layer is None:
             layer = self._viewer.add_image(
@@ -105,6 +112,7 @@ class ResultLayers:
                 translate=geometry.translate,
                 metadata=metadata,
                 contrast_limits=robust_limits(data),
+                **axes,
                 **{**STYLES[key], **(style or {})},
             )
             self._created.append(layer)
@@ -113,6 +121,8 @@ class ResultLayers:
             self._saved.append((layer, {attr: getattr(layer, attr) for attr in _SAVED_ATTRS}))
         layer.data = data
         layer.scale, layer.translate = geometry.scale, geometry.translate
+        for attr, value in axes.items():
+            setattr(layer, attr, value)
         layer.metadata = metadata
         layer.contrast_limits = robust_limits(data)
         return layer
@@ -134,7 +144,8 @@ class ResultLayers:
         """Write the final mean, calibrated std (and interval bounds on request), variance, β map and (if kept)
         the samples; returns the layers by key."""
         units, calibrated = result.units, result.calibrated_std is not None
-        about = {"units": units, "calibration": result.calibration}
+        about = {"units": units, "calibration": result.calibration, "pixel_um": result.pixel_um}
+        about["optics"] = result.optics
         layers = {"mean": self._put("mean", result.mean, about)}
         had_std = self.find("std") is not None
         if calibrated:

@@ -26,6 +26,7 @@ from .catalog import ModelEntry, ModelPicker, get_model, model_entry, no_models_
 from .events import MODEL_EVENTS
 from .inputs import prepare_input
 from .job import DownloadJob, ReconstructionJob, WorkerJob
+from .optics_form import OpticsControls
 from .settings_form import SettingsForm
 from .workers import refusal_message
 
@@ -57,6 +58,8 @@ class ReconstructWidget(Container):
         self.model_info = Label(label="")
         self.image = ComboBox(label="Image", choices=self._image_layers)
         self.plus = ComboBox(label="I(+d)", choices=self._image_layers, nullable=True, visible=False)
+        self.optics = OpticsControls()
+        self.pixel_size = self.optics.pixel_size
         self.form = SettingsForm(
             ReconstructSettings,
             {
@@ -96,6 +99,7 @@ class ReconstructWidget(Container):
                 self.model_info,
                 self.image,
                 self.plus,
+                *self.optics.widgets,
                 self.n_samples,
                 self.steps,
                 self.seed,
@@ -113,7 +117,7 @@ class ReconstructWidget(Container):
             ],
             labels=True,
         )
-        for label in (self.model_info, self.device_info, self.status):
+        for label in (self.model_info, self.device_info, self.status, self.optics.info):
             label.native.setWordWrap(True)  # long advice wraps instead of widening the dock
         self.plus.tooltip = "leave empty when the first layer is a (2, H, W) stack ordered (I(−d), I(+d))"
         self.steps.tooltip = "network evaluations per sample; the model's benchmarked default is preselected"
@@ -133,6 +137,9 @@ class ReconstructWidget(Container):
         self.model.changed.connect(self._on_model_changed)
         self.device.changed.connect(self._on_device_changed)
         self.run_button.changed.connect(self._on_run_clicked)
+        self.image.changed.connect(self._on_image_changed)
+        for edit in self.optics.edits():
+            edit.changed.connect(self._describe_optics)
         self.native.destroyed.connect(self._on_destroyed)
         MODEL_EVENTS.models_changed.connect(self._on_models_changed)  # a fine-tuned model was saved
         events = viewer.layers.events
@@ -146,6 +153,7 @@ class ReconstructWidget(Container):
         self._on_task_changed(self.task.value)  # selects a model of the default task when there is one
         self._on_model_changed(self.model.value)
         self._on_device_changed(self.device.value)
+        self._on_image_changed()
 
     # -- choices ---------------------------------------------------------------------------------------------
     def _image_layers(self, _widget: Any = None) -> list[tuple[str, Image]]:
@@ -162,6 +170,15 @@ class ReconstructWidget(Container):
             self.image.value = layer
 
     # -- reactions -------------------------------------------------------------------------------------------
+    def _on_image_changed(self, _value: Any = None) -> None:
+        """Fill the optics fields from what the picked layer states (or remembers), then re-check them."""
+        self.optics.fill_from(self.image.value)
+        self._describe_optics()
+
+    def _describe_optics(self, _value: Any = None) -> None:
+        entry = self.picker.entry()
+        self.optics.describe(entry.info if entry is not None else None, self.picked_layers())
+
     def _on_model_changed(self, _value: Any = None) -> None:
         entry = self.picker.entry()
         if entry is None:
@@ -185,6 +202,7 @@ class ReconstructWidget(Container):
             f"uncertainty calibrated at {', '.join(map(str, steps))} steps" if steps else "uncertainty not calibrated"
         )
         self.model_info.value = ", ".join(parts)
+        self._describe_optics()
 
     def _on_task_changed(self, task: str) -> None:
         phase = task == "phase"
@@ -195,6 +213,7 @@ class ReconstructWidget(Container):
             else "the widefield image (or T/Z stack) to super-resolve"
         )
         self.plus.visible = phase
+        self.optics.for_task(task)
         entry = self.picker.entry()
         if entry is not None and entry.task not in (task, "unknown"):
             for value in self.model.choices:
@@ -238,7 +257,7 @@ class ReconstructWidget(Container):
         values = self.form.values()  # 0 = auto → None for batch, tile size and steps
         if values["steps"] == entry.info.sampler.steps:
             values["steps"] = None
-        return ReconstructSettings(**values)
+        return ReconstructSettings(**values, **self.optics.values())
 
     def reconstruct(self, layers: Sequence[Layer] | None = None) -> WorkerJob | None:
         """Check everything, then start a run on ``layers`` (default: the picked ones); None if refused.
@@ -282,15 +301,24 @@ class ReconstructWidget(Container):
         if settings.tile_size is not None and settings.tile_size < min_size:
             raise InputError(f"tile size {settings.tile_size} is below this model's minimum of {min_size} pixels")
         prepared = prepare_input(task, layers, model.info, min_size=min_size)
+        optics = self.optics.check(model.info, settings, layers[0])  # no pixel size, or outside the model: refused
+        prepared = prepared.placed(optics.output_factor(model.info.scale_factor), optics.pixel_um)
         started = time.perf_counter()
+
+        def finished(outcome: str) -> None:
+            if outcome == "done":
+                self.optics.remember(layers)
+            self._finished(outcome, time.perf_counter() - started)
+
         return ReconstructionJob(
             self._viewer,
             model,
             prepared,
             settings,
             on_progress=self._show_progress,
-            on_finished=lambda outcome: self._finished(outcome, time.perf_counter() - started),
+            on_finished=finished,
             interval_layers=self.interval_layers.value,
+            sources=self.optics.sources(),
         )
 
     def _show_progress(self, event: Progress) -> None:
@@ -313,3 +341,6 @@ class ReconstructWidget(Container):
         calibration = getattr(self._job, "calibration", "")
         if outcome == "done" and calibration:  # what the uncertainty layer means, in words
             self.status.value += f"; uncertainty {calibration}"
+        note = getattr(self._job, "optics_note", "")
+        if outcome == "done" and note:  # what was done for the optics: run as is, binned, resampled
+            self.status.value += f"; optics: {note}"
