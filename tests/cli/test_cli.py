@@ -45,9 +45,10 @@ def test_simulate_train_predict_end_to_end(tmp_path, capsys):
     result = tifffile.imread(out)
     assert result.shape == (3, 2 * image.shape[0], 2 * image.shape[1])  # mean, variance, β map
     assert (result[1] >= 0).all()
-    assert tifffile.imread(tmp_path / "out_samples.tif").shape == (2, 64, 64)
-    with tifffile.TiffFile(out) as tif:
-        assert tif.imagej_metadata["Labels"] == ["mean", "variance", "beta map"]
+    assert tifffile.imread(tmp_path / "out_samples.ome.tif").shape == (2, 64, 64)
+    with tifffile.TiffFile(out) as tif:  # an OME-TIFF: channel names and the physical pixel size
+        pixels = tifffile.xml2dict(tif.ome_metadata)["OME"]["Image"]["Pixels"]
+        assert [c["Name"] for c in pixels["Channel"]] == ["mean", "sample variance", "beta map"]
     assert "wrote" in capsys.readouterr().out
 
 

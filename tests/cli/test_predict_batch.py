@@ -28,7 +28,7 @@ def folder(tmp_path):
     return data
 
 
-FLAGS = ["--n-samples", "2", "--device", "cpu", "-q"]
+FLAGS = ["--n-samples", "2", "--device", "cpu", "-q", "--pixel-size", "62.6nm"]  # the test TIFFs state none
 
 
 def test_a_folder_with_a_corrupt_file_processes_the_others_and_names_it(tmp_path, model, folder, capsys):

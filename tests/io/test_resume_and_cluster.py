@@ -32,7 +32,19 @@ def test_kill_9_then_rerun_gives_the_uninterrupted_result_without_redoing_finish
     src = tmp_path / "stack.tif"
     tifffile.imwrite(src, stack(N_PLANES, 48), photometric="minisblack")
     out = tmp_path / "killed.zarr"
-    flags = ["--model", str(sr_file), "--steps", "15", "--n-samples", "2", "--device", "cpu", "-q"]
+    flags = [
+        "--model",
+        str(sr_file),
+        "--steps",
+        "15",
+        "--n-samples",
+        "2",
+        "--device",
+        "cpu",
+        "-q",
+        "--pixel-size",
+        "0.0626",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}  # one torch thread, as in this process: identical numbers
     cmd = [sys.executable, "-m", "napari_cvdm.cli", "predict", str(src), "-o", str(out), *flags]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -72,7 +84,19 @@ def test_the_rerun_counts_only_the_missing_planes(tmp_path, sr_file, capsys):
     src = tmp_path / "s.tif"
     tifffile.imwrite(src, stack(5), photometric="minisblack")
     out = tmp_path / "o.zarr"
-    flags = ["--model", str(sr_file), "--steps", "1", "--n-samples", "2", "--device", "cpu", "-q"]
+    flags = [
+        "--model",
+        str(sr_file),
+        "--steps",
+        "1",
+        "--n-samples",
+        "2",
+        "--device",
+        "cpu",
+        "-q",
+        "--pixel-size",
+        "0.0626",
+    ]
     assert main(["predict", str(src), "-o", str(out), *flags]) == 0
     store = PlaneStore.open(out)
     store.group["napari_cvdm_done"][3] = 0

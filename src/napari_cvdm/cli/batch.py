@@ -167,7 +167,10 @@ def run_batch(args: argparse.Namespace, settings: Any) -> int:
         if args.sample:
             from ..sample_data import load_sample
 
-            return open_source(load_sample(args.sample)[0], plane_ndim, name=f"sample {args.sample!r}")
+            image, meta = load_sample(args.sample)
+            sample = open_source(image, plane_ndim, name=f"sample {args.sample!r}")
+            sample.pixel_um = meta.get("pixel_um")  # the bundled samples carry their pixel size
+            return sample
         return open_source(path, plane_ndim)
 
     outcome = Outcome()
@@ -175,7 +178,7 @@ def run_batch(args: argparse.Namespace, settings: Any) -> int:
     for path, out in zip(inputs, outputs, strict=True):  # every check before any work: bad files are known now
         try:
             with source_of(path) as source:
-                jobs.append((path, prepare(model, source, out, settings, overwrite=args.overwrite)))
+                jobs.append((path, prepare(model, source, out, settings, overwrite=args.overwrite, require_pixel=True)))
         except InputError as err:
             if not many:
                 raise

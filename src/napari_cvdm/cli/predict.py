@@ -13,44 +13,98 @@ import numpy as np
 
 from .flags import add_model_flags, model_overrides, progress_line
 
+OPTICS_FLAGS = {  # ReconstructSettings field → flag; lengths take a unit (62.6nm, 0.0626um; none: µm)
+    "pixel_size_um": ("--pixel-size", str, "input pixel in the sample: µm (0.108) or with a unit (108nm); default: "
+                      "the input file's OME-TIFF / ImageJ metadata, else refused when the model states its optics"),
+    "wavelength_um": ("--wavelength", str, "SR: emission λ, phase: illumination λ; µm or with a unit (670nm); "
+                      "default: the model's"),
+    "numerical_aperture": ("--na", float, "SR: detection NA of the objective; default: the model's"),
+    "defocus_um": ("--defocus", str, "phase: the planes are at −d and +d; µm or with a unit; default: the model's"),
+}  # fmt: skip
 
-def _read_input(args: argparse.Namespace) -> tuple[np.ndarray, str]:
+
+def _read_input(args: argparse.Namespace) -> tuple[np.ndarray, str, float | None, str]:
+    """The image, its name, the pixel size (µm) it states and where that was read (None, "" when it states none)."""
     if args.sample:
         from ..sample_data import load_sample
 
-        image, _ = load_sample(args.sample)
-        return image, f"sample {args.sample!r}"
+        image, meta = load_sample(args.sample)
+        return image, f"sample {args.sample!r}", meta.get("pixel_um"), "the bundled sample's metadata"
     if not args.input:
         raise SystemExit("give an input TIFF (napari-cvdm predict IMAGE.tif) or --sample NAME")
-    import tifffile
+    from ..io.readers import open_source
 
+    path = Path(args.input[0])
+    with open_source(path) as source:
+        pixel = source.pixel_um
+        image = np.asarray(source.array[...])
+        image = image.squeeze(source.squeeze) if source.squeeze else image
+    kind = "OME-TIFF" if path.name.lower().endswith((".ome.tif", ".ome.tiff")) else "ImageJ TIFF"
+    return np.asarray(image), str(path), pixel, f"{kind} metadata of {path.name}"
+
+
+def stated_pixel(settings: Any, model: Any, name: str, pixel: float | None, where: str) -> tuple[Any, dict]:
+    """``settings`` with the input's own pixel size when ``--pixel-size`` was not given, and the sources; refuses
+    (before any work) an input that states none for a model that states its optics: never a guess."""
     from ..tasks import InputError
 
-    path = args.input[0]
-    try:
-        return tifffile.imread(path), str(path)
-    except (OSError, ValueError, tifffile.TiffFileError) as err:
-        raise InputError(f"could not read {path} as a TIFF image ({err}); give a .tif/.tiff file") from err
+    if settings.pixel_size_um is not None:
+        return settings, {"pixel_size_um": "--pixel-size"}
+    if pixel:
+        return settings.model_copy(update={"pixel_size_um": pixel}), {"pixel_size_um": where}
+    info = model.info
+    if info.covered_optics() is None:
+        return settings, {}
+    raise InputError(
+        f"{name} states no pixel size (no OME-TIFF or ImageJ calibration in µm); give it with --pixel-size, e.g. "
+        f"--pixel-size 0.108 or --pixel-size 108nm (a 60× objective on a 6.5 µm camera: 0.108). {info.name} "
+        f"assumes {info.input_pixel_um * 1000:.1f} nm pixels and checks yours against its range"
+    )
 
 
-def write_result(path: Path, result, keep_samples: bool) -> list[Path]:
-    """Mean, variance and β map as the channels of one ImageJ TIFF (+ the samples in a second file)."""
+def write_result(path: Path, result, keep_samples: bool, model: Any = None) -> list[Path]:
+    """Every output map (mean, calibrated std and interval bounds when calibrated, variance, ∫β) as the channels of
+    one OME-TIFF with its physical pixel size, channel names, and the model, version, settings and optics in its
+    Description (JSON); the samples, when kept, in a second OME-TIFF."""
+    import json
+
     import tifffile
 
+    from .._version import __version__
+
+    channels = result.channels()
     lead = result.mean.ndim - 2
-    data = np.stack([result.mean, result.variance, result.beta_map], axis=lead)  # (..., C, Y, X)
-    axes = "TZ"[2 - lead :] + "CYX" if lead else "CYX"
-    meta: dict[str, Any] = {"axes": axes, "Labels": ["mean", "variance", "beta map"]}
-    kwargs: dict[str, Any] = {}
+    data = np.stack([array for _, array, _ in channels], axis=lead)  # (..., C, Y, X)
+    axes = ("TZ"[2 - lead :] + "CYX") if lead else "CYX"
+    about = {
+        "napari_cvdm_version": __version__,
+        "model": None if model is None else {"name": model.info.name, "source": model.source, "sha256": model.sha256},
+        "channels": [{"name": name, "unit": unit} for name, _, unit in channels],
+        "pixel_um": result.pixel_um,
+        "settings": result.settings,
+        "optics": result.optics,
+        "calibration": result.calibration,
+    }
+    meta: dict[str, Any] = {
+        "axes": axes,
+        "Name": path.name.split(".")[0],
+        "Channel": {"Name": [name for name, _, _ in channels]},
+        "Description": json.dumps(about, default=str),
+    }
     if result.pixel_um:
-        kwargs["resolution"] = (1 / result.pixel_um, 1 / result.pixel_um)
-        meta["unit"] = "um"
+        meta.update(PhysicalSizeX=result.pixel_um, PhysicalSizeY=result.pixel_um)
+        meta.update(PhysicalSizeXUnit="µm", PhysicalSizeYUnit="µm")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tifffile.imwrite(path, data.astype(np.float32), imagej=True, metadata=meta, **kwargs)
+    tifffile.imwrite(path, data.astype(np.float32), ome=True, photometric="minisblack", metadata=meta)
     written = [path]
     if keep_samples and result.samples is not None:
-        samples_path = path.with_name(path.stem + "_samples.tif")
-        tifffile.imwrite(samples_path, result.samples.astype(np.float32), imagej=True, **kwargs)
+        samples_path = path.with_name(path.name.split(".")[0] + "_samples.ome.tif")
+        samples = np.moveaxis(result.samples, 0, lead)  # (..., N, Y, X): the samples as the channels
+        names = [f"sample {k + 1}" for k in range(samples.shape[lead])]
+        sample_meta = {**meta, "Channel": {"Name": names}}
+        tifffile.imwrite(
+            samples_path, samples.astype(np.float32), ome=True, photometric="minisblack", metadata=sample_meta
+        )
         written.append(samples_path)
     return written
 
@@ -96,22 +150,25 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
         return run_batch(args, settings)
     model = load_model(args.model)
-    image, source = _read_input(args)
+    image, source, pixel, where = _read_input(args)
+    settings, sources = stated_pixel(settings, model, source, pixel, where)
     start = time.perf_counter()
 
     def show(event: object) -> None:
         if isinstance(event, Progress) and not args.quiet:
             progress_line(f"{event.stage}: {event.done}/{event.total} network evaluations")
 
-    result = drive(iter_reconstruct(model, image, settings), show)
+    result = drive(iter_reconstruct(model, image, settings, sources), show)
     seconds = time.perf_counter() - start
-    written = write_result(Path(args.output), result, settings.keep_samples)
+    written = write_result(Path(args.output), result, settings.keep_samples, model)
     if not args.quiet:
         sys.stderr.write("\n")
     print(
         f"{model.info.name} on {source} {np.shape(image)} → {result.mean.shape} ({result.units}); "
         f"{result.n_samples} samples × {result.nfe_per_sample} steps in {seconds:.1f} s on "
-        f"{result.settings['device']}; wrote {', '.join(map(str, written))} (channels: mean, variance, β map)"
+        f"{result.settings['device']}; wrote {', '.join(map(str, written))} (OME-TIFF, channels: "
+        f"{', '.join(name for name, _, _ in result.channels())}; {result.pixel_um or '?'} µm pixels); optics: "
+        f"{result.optics.get('note', '')}"
     )
     return 0
 
@@ -132,7 +189,8 @@ def add_command(sub: argparse._SubParsersAction) -> None:
         "-o",
         "--output",
         required=True,
-        help="out.tif: one ImageJ TIFF (mean, variance, β map; one input, held in memory); out.zarr (OME-Zarr) "
+        help="out.tif: one OME-TIFF (mean, [calibrated std, interval bounds,] variance, β map; one input, held in "
+        "memory); out.zarr (OME-Zarr) "
         "or out.ome.tif (OME-TIFF): every channel, written plane by plane, resumable; with several inputs a "
         "folder (one <name>.zarr each) or a pattern with {stem}",
     )
@@ -150,5 +208,12 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--scheduler", help="run the planes on the dask.distributed cluster at this address")
     p.add_argument("--workers", type=int, help="run the planes on a local dask cluster of N worker processes")
     p.add_argument("-q", "--quiet", action="store_true")
-    add_model_flags(p, ReconstructSettings)
+    add_model_flags(p, ReconstructSettings, skip=tuple(OPTICS_FLAGS))
+    add_optics_flags(p)
     p.set_defaults(func=cmd_predict)
+
+
+def add_optics_flags(parser: argparse.ArgumentParser) -> None:
+    """--pixel-size, --wavelength, --na, --defocus (lengths with units), into ReconstructSettings' fields."""
+    for name, (flag, kind, text) in OPTICS_FLAGS.items():
+        parser.add_argument(flag, dest=f"ReconstructSettings.{name}", type=kind, default=None, help=text)

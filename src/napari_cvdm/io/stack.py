@@ -22,7 +22,8 @@ from typing import Any
 
 from .._runtime import Progress, relay
 from .._version import __version__
-from ..inference.reconstruct import Reconstruction, condition_shape, iter_reconstruct
+from ..inference.optics import plan_optics
+from ..inference.reconstruct import Reconstruction, iter_reconstruct, output_shape
 from ..model.files import TrainedModel
 from ..sampling.samplers import sample_seed
 from ..settings import ReconstructSettings
@@ -107,6 +108,7 @@ class StackJob:
     out_hw: tuple[int, int]
     finished: bool = False  # an OME-TIFF output already written by the same run
     meta: dict[str, Any] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)  # where each stated optics value came from
 
     @property
     def store_path(self) -> Path:
@@ -133,10 +135,29 @@ def prepare(
     output: str | Path,
     settings: ReconstructSettings | None = None,
     overwrite: bool = False,
+    require_pixel: bool = False,
 ) -> StackJob:
-    """Check the job before any work: the output's kind, every plane's shape for ``model``, and an existing
-    output (same run: it resumes; another model or other settings: :class:`OutputMismatch`)."""
+    """Check the job before any work: the output's kind, every plane's shape for ``model``, the optics against
+    the model's range, and an existing output (same run: it resumes; another model or other settings:
+    :class:`OutputMismatch`).
+
+    Without ``settings.pixel_size_um`` the source's own pixel size (OME-TIFF / ImageJ / OME-Zarr metadata) is
+    used; with ``require_pixel`` (the CLI) a source that states none is refused for a model that states its
+    optics, since its pixel size would be a guess."""
     settings = settings or ReconstructSettings()
+    sources: dict[str, str] = {}
+    if settings.pixel_size_um is not None:
+        sources["pixel_size_um"] = "stated (--pixel-size)"
+    elif source.pixel_um:
+        settings = settings.model_copy(update={"pixel_size_um": source.pixel_um})
+        sources["pixel_size_um"] = f"the metadata of {Path(source.name).name}"
+    elif require_pixel and model.info.covered_optics() is not None:
+        raise InputError(
+            f"{source.name} states no pixel size (no OME-TIFF, ImageJ or OME-Zarr calibration in µm); give it with "
+            f"--pixel-size, e.g. --pixel-size 0.108 or 108nm. {model.info.name} assumes "
+            f"{model.info.input_pixel_um * 1000:.1f} nm pixels and checks yours against its range"
+        )
+    plan_optics(model.info, settings, sources)  # optics outside the model's range: refused now
     output = Path(output)
     kind = output_kind(output)
     info, min_size = model.info, model.network.min_size
@@ -153,7 +174,7 @@ def prepare(
     fp = fingerprint(model, settings, source.shape)
     job = StackJob(
         model, source, output, settings, kind, fp, lead_axes_for(source.axes, len(source.lead)),
-        condition_shape(plane, info),
+        output_shape(plane, model, settings),
         meta={
             "name": output.name.split(".")[0],
             "input": source.name,
@@ -162,6 +183,7 @@ def prepare(
             "settings": settings.model_dump(mode="json"),
         },
     )  # fmt: skip
+    job.sources = sources
     if kind == "ome-tiff" and output.exists():
         if overwrite:
             remove(output)
@@ -194,7 +216,7 @@ def compute_plane(job: StackJob, k: int) -> Generator[Progress, None, Reconstruc
             inner = event.stage.split(",", 1)[1].strip() if "," in event.stage else event.stage.split(":")[-1].strip()
             yield Progress(event.done, event.total, f"plane {k + 1}/{n}: {inner}")
 
-    return (yield from relay(iter_reconstruct(job.model, image, plane_settings(job, k)), translate))
+    return (yield from relay(iter_reconstruct(job.model, image, plane_settings(job, k), job.sources), translate))
 
 
 def store_result(job: StackJob, k: int, result: Reconstruction) -> PlaneStore:
@@ -211,7 +233,7 @@ def store_result(job: StackJob, k: int, result: Reconstruction) -> PlaneStore:
             channels=[(name, unit) for name, _, unit in channels],
             pixel_um=result.pixel_um,
             fingerprint=job.fingerprint,
-            meta={**job.meta, "resolved": resolved, "interval_level": result.interval_level},
+            meta={**job.meta, "resolved": resolved, "interval_level": result.interval_level, "optics": result.optics},
         )
     store.write_plane(k, [array for _, array, _ in channels])
     return store
