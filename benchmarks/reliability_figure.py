@@ -51,7 +51,9 @@ def draw(data: dict, out: Path, title: str = "") -> Path:
         )
         ax.legend(fontsize=7, loc="upper left")
     if title:
-        fig.suptitle(title, fontsize=10)
+        import textwrap
+
+        fig.suptitle("\n".join(textwrap.wrap(title, 40 * len(tasks) + 30)), fontsize=9)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)
