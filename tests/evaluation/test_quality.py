@@ -290,3 +290,18 @@ def test_calibrated_columns_are_computed_from_the_calibrated_std_and_intervals()
     plain.add(error, sigma**2)
     assert plain.cells()[4:] == [NOT_CALIBRATED] * len(CALIBRATED_HEADER)
     assert plain.reliability("y")["calibrated"] is None
+
+
+def test_std_metrics_have_their_known_answers_for_calibrated_gaussian_errors():
+    from napari_cvdm.evaluation.metrics import half_width_coverage, std_calibration_ratio, std_ence, std_reliability
+
+    rng = np.random.default_rng(1)
+    sigma = rng.uniform(0.1, 3.0, 200_000)
+    error = sigma * rng.standard_normal(sigma.size)
+    assert std_calibration_ratio(error, sigma) == pytest.approx(1.0, abs=0.02)
+    assert half_width_coverage(error, 1.6449 * sigma) == pytest.approx(0.90, abs=0.005)
+    assert half_width_coverage(error, 0.6745 * sigma) == pytest.approx(0.50, abs=0.005)
+    assert std_ence(error, sigma) < 0.02 and std_ence(2 * error, sigma) == pytest.approx(1.0, abs=0.03)
+    rows = std_reliability(error, sigma, bins=5)
+    assert len(rows) == 5 and sum(r[3] for r in rows) == sigma.size
+    assert [r[0] for r in rows] == sorted(r[0] for r in rows)  # bins ordered by σ
