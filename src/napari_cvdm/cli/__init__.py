@@ -12,14 +12,14 @@ import sys
 from pydantic import ValidationError
 
 from .._version import __version__
-from . import bench, calibrate, models, predict, sampling, simulate, train
+from . import adapt, bench, calibrate, models, predict, sampling, simulate, train
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="napari-cvdm", description="CVDM restoration for microscopy")
     parser.add_argument("--version", action="version", version=f"napari-cvdm {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    for command in (predict, train, calibrate, simulate, bench, sampling, models):
+    for command in (predict, train, calibrate, adapt, simulate, bench, sampling, models):
         command.add_command(sub)
     return parser
 
@@ -49,4 +49,3 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"\nnapari-cvdm {args.command}: interrupted", file=sys.stderr)
         return 130
-
