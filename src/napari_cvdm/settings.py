@@ -220,6 +220,11 @@ class TrainJob(BaseModel):
     resume: bool = Field(
         False, description="continue exactly from the checkpoint next to output (<output stem>.ckpt) of a stopped run"
     )
+    time_parameterisation: Literal["exact", "separate"] | None = Field(
+        None,
+        description="schedule: None keeps the base model's ('exact' from scratch); 'exact' converts a 'separate' base "
+        "model (its τ network is dropped, τ := ρ′ of its learned ρ; every other weight carries over)",
+    )
     width: int = Field(32, ge=4, description="denoiser width for a model trained from scratch")
     depth: int = Field(4, ge=1, le=6, description="denoiser levels for a model trained from scratch")
     tie_method: TieMethod | None = Field(

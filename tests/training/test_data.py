@@ -198,3 +198,25 @@ def test_random_optics_is_refused_where_it_cannot_apply(kwargs, message):
 
     with pytest.raises(ValidationError, match=message):
         TrainJob(output="m.cvdm", **kwargs)
+
+
+def test_a_separate_schedule_base_model_can_be_fine_tuned_as_exact(tmp_path):
+    import torch
+
+    from napari_cvdm.model.files import save_model
+    from napari_cvdm.settings import TrainJob
+    from napari_cvdm.training.jobs import prepare_job, with_time_parameterisation
+    from tests.conftest import tiny_model
+
+    base = tiny_model("sr", name="base")
+    separate = with_time_parameterisation(base.network, "separate")
+    assert separate.config.time_parameterisation == "separate" and base.network.config.time_parameterisation == "exact"
+    path = save_model(tmp_path / "base.cvdm", separate, base.info)
+    kwargs = dict(task="sr", base_model=str(path), simulate_n=2, simulate_size=16)
+    kept, _, _ = prepare_job(TrainJob(output=str(tmp_path / "a.cvdm"), **kwargs))
+    assert kept.config.time_parameterisation == "separate"  # by default --base-model keeps the base's schedule
+    exact, _, _ = prepare_job(TrainJob(output=str(tmp_path / "b.cvdm"), time_parameterisation="exact", **kwargs))
+    assert exact.config.time_parameterisation == "exact"
+    old, new = separate.state_dict(), exact.state_dict()
+    assert sorted(set(old) - set(new)) == [f"schedule.tau.{p}" for p in ("b1", "b2", "b3", "w1", "w2", "w3")]
+    assert all(torch.equal(old[k], v) for k, v in new.items())  # every other weight carries over

@@ -41,6 +41,19 @@ def finetune_start(base: TrainedModel, name: str) -> tuple[CVDM, ModelMetadata]:
     return network, info
 
 
+def with_time_parameterisation(network: CVDM, kind: str) -> CVDM:
+    """``network`` with the schedule parameterisation ``kind``: the same weights, minus the separate τ network when
+    going to 'exact' (τ := ρ′), or with a fresh τ network when going to 'separate'."""
+    if network.config.time_parameterisation == kind:
+        return network
+    converted = CVDM(network.config.model_copy(update={"time_parameterisation": kind}))
+    target = converted.state_dict()
+    state = {k: v for k, v in network.state_dict().items() if k in target}
+    missing = {k: v for k, v in target.items() if k not in state}  # 'separate': the new τ network's initial weights
+    converted.load_state_dict({**state, **missing}, strict=True)
+    return converted
+
+
 def prepare_job(job: TrainJob) -> tuple[CVDM, ModelMetadata, PairedDataset]:
     """The network (fresh or from ``job.base_model``), its metadata and the paired data of a training job."""
     from ..registry import load_model
@@ -60,6 +73,9 @@ def prepare_job(job: TrainJob) -> tuple[CVDM, ModelMetadata, PairedDataset]:
         torch.manual_seed(job.train.seed)  # the same seed gives the same initial weights (and run)
         network = CVDM(presets.default_architecture(job.task, width=job.width, depth=job.depth))
         info = presets.default_metadata(job.task, name, tie_method=job.tie_method or "fft")
+    if job.time_parameterisation is not None:
+        torch.manual_seed(job.train.seed)  # a fresh τ network ('separate') starts from the same weights on a resume
+        network = with_time_parameterisation(network, job.time_parameterisation)
     if job.simulate_n is not None and job.simulate_optics == "random":
         optics = SROpticsRange()
         inputs, targets = simulate_random_optics_pairs(optics, job.simulate_n, job.simulate_size, job.simulate_seed)
