@@ -114,3 +114,24 @@ def test_phase_far_from_the_model_is_resampled_and_stays_on_the_input_grid(make_
     assert mean.metadata["napari_cvdm"]["units"] == "rad"
     assert viewer.layers["pair CVDM variance"].metadata["napari_cvdm"]["units"] == "(rad)²"
     assert "resampled" in widget.status.value
+
+
+def test_adapt_to_my_microscope_saves_a_model_that_appears_in_the_picker(make_widget, model_files, notes, qtbot):
+    viewer, widget = make_widget()
+    raw = np.random.default_rng(0).poisson(np.linspace(20, 400, 64)[None].repeat(64, 0)).astype(np.float32)
+    viewer.add_image(raw, name="mine", scale=(0.108, 0.108), units=("µm", "µm"))  # a raw camera image
+    widget.optics.numerical_aperture.value, widget.optics.wavelength.value = "1.45", "515nm"
+    panel = widget.open_adapt()
+    panel.model_name.value, panel.n_pairs.value, panel.steps.value = "scope", 4, 2
+    worker = panel.start()
+    assert worker is not None and panel.button.text == "Stop"
+    qtbot.waitUntil(lambda: not panel.running, timeout=120_000)
+    assert notes["error"] == [] and "saved scope.cvdm" in panel.status.value
+    assert any("scope" in str(choice) for choice in widget.model.choices)
+
+
+def test_adapt_without_pixel_size_is_refused(make_widget, model_files, notes, qtbot):
+    viewer, widget = make_widget()
+    viewer.add_image(noisy((64, 64)), name="mine")
+    assert widget.open_adapt().start() is None
+    assert "has no pixel size" in notes["error"][0]

@@ -89,6 +89,12 @@ class ReconstructWidget(Container):
         self.batch_size, self.keep_samples = self.form["batch_size"], self.form["keep_samples"]
         self.device_info = Label(label="")
         self.run_button = PushButton(text="Run")
+        self.adapt_button = PushButton(text="Adapt to my microscope…")
+        self.adapt_button.tooltip = (
+            "no paired data? simulate training pairs with the optics above and your camera's noise (estimated from "
+            "this layer), fine-tune the picked model on them and save it as your own model"
+        )
+        self.adapt: Any = None
         self.progress = ProgressBar(label="Progress", value=0, min=0, max=1)
         self.status = Label(label="")
         super().__init__(
@@ -112,6 +118,7 @@ class ReconstructWidget(Container):
                 self.interval_level,
                 self.interval_layers,
                 self.run_button,
+                self.adapt_button,
                 self.progress,
                 self.status,
             ],
@@ -137,6 +144,7 @@ class ReconstructWidget(Container):
         self.model.changed.connect(self._on_model_changed)
         self.device.changed.connect(self._on_device_changed)
         self.run_button.changed.connect(self._on_run_clicked)
+        self.adapt_button.changed.connect(self.open_adapt)
         self.image.changed.connect(self._on_image_changed)
         for edit in self.optics.edits():
             edit.changed.connect(self._describe_optics)
@@ -243,6 +251,18 @@ class ReconstructWidget(Container):
             self._job.cancel()
         else:
             self.reconstruct()
+
+    def open_adapt(self, _value: Any = None):
+        """Dock the "Adapt to my microscope" panel, which uses this widget's model, layer and optics."""
+        from .adapt import AdaptWidget
+
+        if self.adapt is None:
+            self.adapt = AdaptWidget(self._adapt_source)
+            self._viewer.window.add_dock_widget(self.adapt, name="Adapt to my microscope")
+        return self.adapt
+
+    def _adapt_source(self):
+        return self.model.value, self.image.value, ReconstructSettings(**self.optics.values())
 
     # -- running ---------------------------------------------------------------------------------------------
     def picked_layers(self) -> list[Layer]:
