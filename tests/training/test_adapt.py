@@ -85,3 +85,10 @@ def test_the_adapt_command_saves_a_user_model(tmp_path, monkeypatch, capsys):
     assert "saved" in capsys.readouterr().out
     assert (tmp_path / "user" / "scope.cvdm").exists()
     assert main([*args, "--pixel-size", "108nm"]) == 2 and "exists" in capsys.readouterr().err
+
+
+def test_phase_noise_is_measured_as_additive_relative_to_the_mean():
+    rng = np.random.default_rng(0)
+    plane = 1.0 + 0.3 * np.tile(np.linspace(0, 1, 128), (128, 1)) + rng.normal(0.1, 0.1, (128, 128))
+    noise = estimate_camera_noise(plane, additive=True)
+    assert noise.relative_noise == pytest.approx(0.1 / plane.mean(), rel=0.2)

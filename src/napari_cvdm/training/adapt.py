@@ -66,10 +66,11 @@ def _block_stats(image: np.ndarray, block: int = BLOCK) -> tuple[np.ndarray, np.
     return tiles.reshape(len(tiles), -1).mean(axis=1), diffs.var(axis=1, ddof=1) / 2, diffs.shape[1]
 
 
-def estimate_camera_noise(image: np.ndarray, offset: float = 0.0) -> CameraNoise:
+def estimate_camera_noise(image: np.ndarray, offset: float = 0.0, additive: bool = False) -> CameraNoise:
     """Gain, read noise and signal level from one raw image (SR: counts or photo-electrons; phase: a defocus
     plane), by a variance–mean fit on its flat regions.  Raises :class:`DataError` when the image shows no
-    signal-dependent noise (a processed, denoised or background-subtracted image)."""
+    signal-dependent noise (a processed, denoised or background-subtracted image).  ``additive`` (phase): the
+    noise is taken as additive, and only its level relative to the mean intensity (ξ) is measured."""
     from scipy import stats
 
     arr = np.asarray(image, dtype=np.float64)
@@ -91,7 +92,10 @@ def estimate_camera_noise(image: np.ndarray, offset: float = 0.0) -> CameraNoise
     slope, intercept = np.polyfit(x, y, 1)
     fit = slope * x + intercept
     r2 = 1.0 - float(((y - fit) ** 2).sum()) / max(float(((y - y.mean()) ** 2).sum()), 1e-30)
-    relative = float(np.median(np.sqrt(np.maximum(y, 0)) / np.maximum(x, 1e-12)))
+    relative = float(np.sqrt(max(np.median(y), 0.0)) / max(abs(float(arr.mean())), 1e-12))
+    if additive:
+        note = f"flat-block noise σ = {relative:.3g} × the mean intensity ({len(x)} brightness bins)"
+        return CameraNoise(1.0, offset, math.sqrt(max(np.median(y), 0.0)), 0.0, relative, len(means), r2, note)
     if slope <= 0:
         raise DataError(
             "the noise does not grow with the signal (variance–mean slope ≤ 0): the image looks processed "
@@ -206,7 +210,8 @@ def iter_adapt(
     train = train or TrainSettings(steps=500, batch_size=8, patch_size=64, val_fraction=0.25)
     plane = np.asarray(image)
     yield Progress(0, n_pairs + 1, "estimating the camera noise (variance–mean fit)")
-    noise = estimate_camera_noise(plane if task != "phase" else plane.reshape(-1, *plane.shape[-2:])[0], offset)
+    first = plane if task != "phase" else plane.reshape(-1, *plane.shape[-2:])[0]
+    noise = estimate_camera_noise(first, offset, additive=task == "phase")
     inputs, targets = [], []
     for k in range(n_pairs):  # one pair at a time, so progress shows and Stop is heard
         yield Progress(k + 1, n_pairs + 1, f"simulating pair {k + 1}/{n_pairs} with your optics and noise")
