@@ -7,12 +7,14 @@ evaluation — propagated with our simulator.  SR: WF 128² → SIM 256² for ea
 log-uniform in 15–600.  Metrics: :mod:`napari_cvdm.evaluation.metrics` (phase: mean removed, MAE in rad, MS-SSIM with
 data_range 3.5 rad; SR: per-image min–max normalisation as DL-SR, PSNR, MS-SSIM, decorrelation resolution in nm
 and the FRC resolution against the SIM truth in nm, which amplified noise cannot improve).
-Uncertainty, in the metric's units: Spearman rank correlation between the pixel-wise standard deviation and the
-absolute error of the mean (does the std map point at the wrong pixels?), the calibration ratio mean(err²)/mean(var)
-(≈ 1 + 1/N for N calibrated samples; larger: overconfident), the share of pixels whose truth lies in the central
-90 % interval of the N-sample mean (Student-t, 0.90 when calibrated), the ENCE over 10 bins of the predicted spread
-(the reliability diagram in one number), and, over all test images of a task, Spearman between each image's mean
-std and its RMSE (does the model know which images it gets wrong?).
+Uncertainty, in the units the model's spread describes (phase: rad, mean removed; SR: the SIM truth normalised by
+its own percentiles as in training, i.e. network units, not the min–max units of PSNR): Spearman rank correlation
+between the pixel-wise standard deviation and the absolute error of the mean (does the std map point at the wrong
+pixels?), the calibration ratio mean(err²)/mean(var) (≈ 1 + 1/N for N calibrated samples; larger: overconfident),
+the share of pixels whose truth lies in the central 90 % interval of the N-sample mean (Student-t, 0.90 when
+calibrated), the ENCE over 10 bins of the predicted spread (the reliability diagram in one number), and, over all
+test images of a task, Spearman between each image's mean std and its RMSE (does the model know which images it gets
+wrong?).
 After calibration (``napari-cvdm calibrate``; :class:`~napari_cvdm.model.metadata.Calibration`) every CVDM row also
 scores the calibrated error std σ_cal: Spearman(σ_cal, |err|), mean(err²)/mean(σ_cal²) (1 when calibrated), the
 coverage of the calibrated central 50 / 90 / 95 % intervals and the ENCE over σ_cal bins; "—" where the model holds
@@ -48,6 +50,7 @@ from ..physics import (
 )
 from ..physics.ranges import STOKES_SHIFT_UM, sr_pattern_spacing
 from ..sampling.calibration import interval_multiplier, select_calibration
+from .calibrate import network_scale, network_units_error
 from .metrics import (
     calibration_ratio,
     decorrelation_resolution,
@@ -353,9 +356,10 @@ def sr_benchmark(
             if model is not None:
                 result = reconstruct(model, wf, n_samples=n_samples, steps=steps, seed=k)
                 estimates["CVDM"] = result.mean
-                lo, hi = float(sim.min()), float(sim.max())
-                scale = float(np.ptp(result.mean)) or 1.0  # the metric's min–max units, for error and variance
-                err = (result.mean - result.mean.min()) / scale - (sim - lo) / (hi - lo)
+                # the uncertainty's error is the one the model's spread describes: the mean against the SIM truth
+                # normalised as in training (its own percentiles), in network units (evaluation.calibrate)
+                scale = network_scale(wf, model.info)
+                _, err = network_units_error(result, wf, sim, model.info)
                 cal_std, halves = calibrated_interval(model, result)
                 if cal_std is not None:
                     cal_std, halves = cal_std / scale, {q: h / scale for q, h in halves.items()}
