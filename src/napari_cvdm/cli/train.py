@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from .flags import add_model_flags, model_overrides
+from .flags import add_model_flags, model_overrides, progress_line
 
 
 @contextlib.contextmanager
@@ -39,7 +39,7 @@ def _stop_on_signals(token: Any, say: Callable[[str], None]) -> Iterator[None]:
 def cmd_train(args: argparse.Namespace) -> int:
     import yaml
 
-    from .._runtime import CancelToken, drive
+    from .._runtime import CancelToken, Progress, drive
     from ..settings import TrainJob, TrainSettings
     from ..training.checkpoint import checkpoint_path
     from ..training.distributed import env_rank
@@ -67,8 +67,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     token = CancelToken()
     last_val = None
 
-    def log(p: TrainProgress) -> None:
+    def log(p: TrainProgress | Progress) -> None:
         nonlocal last_val
+        if isinstance(p, Progress):  # the recalibration after training
+            if not quiet:
+                progress_line(f"{p.stage} ({p.done}/{p.total})")
+            return
         last_val = p.val_loss if p.val_loss is not None else last_val
         if not quiet and (p.step % args.log_every == 0 or p.step == p.total or p.val_loss is not None):
             terms = " ".join(f"{k}={v:.4g}" for k, v in p.losses.items())
@@ -82,7 +86,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     if main_process:
         steps = model.info.training["steps"]
         stopped = f" (stopped at step {steps}; --resume continues)" if steps < job.train.steps else ""
+        if not quiet:
+            sys.stderr.write("\n")
         print(f"wrote {job.output} and {ckpt.name} ({model.network.n_parameters()} parameters){stopped}")
+        if "calibration" in model.info.training:
+            print(f"uncertainty: {model.info.training['calibration']}")
     return 0
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .._runtime import CancelToken
+from .._runtime import CancelToken, Progress
 from ..model.cvdm import CVDM
 from ..model.files import TrainedModel
 from ..model.metadata import ModelMetadata
@@ -17,7 +17,8 @@ from ..physics.ranges import SROpticsRange, simulate_sr_pair_random
 from ..settings import TrainJob
 from . import presets
 from .data import PairedDataset
-from .loop import TrainProgress, iter_train
+from .loop import TrainProgress
+from .recalibrate import iter_train_recalibrated
 
 
 def finetune_start(base: TrainedModel, name: str) -> tuple[CVDM, ModelMetadata]:
@@ -108,7 +109,11 @@ def simulate_random_optics_pairs(
     return inputs, targets
 
 
-def run_job(job: TrainJob, stop: CancelToken | None = None) -> Generator[TrainProgress, None, TrainedModel]:
-    """Prepare and run a :class:`TrainJob`, writing ``job.output`` (and its checkpoint)."""
+def run_job(job: TrainJob, stop: CancelToken | None = None) -> Generator[TrainProgress | Progress, None, TrainedModel]:
+    """Prepare and run a :class:`TrainJob`, writing ``job.output`` (and its checkpoint), then recalibrate the
+    model's uncertainty on the run's validation pairs (:mod:`~napari_cvdm.training.recalibrate`: training progress,
+    then the recalibration's :class:`~napari_cvdm._runtime.Progress`)."""
     network, info, data = prepare_job(job)
-    return (yield from iter_train(network, info, data, job.train, job.output, resume=job.resume, stop=stop))
+    return (
+        yield from iter_train_recalibrated(network, info, data, job.train, job.output, resume=job.resume, stop=stop)
+    )
