@@ -92,6 +92,9 @@ def test_fine_tune_from_layers_with_counts_plot_preview_and_picker(
     assert training["steps"] == 4 and training["fine_tuned_from"] == "tiny-sr"
     assert training["data"]["description"] == "4 pairs from layers 'wf' / 'sim'"
     assert training["data"]["input_pixel_um"] == pytest.approx(0.0626)
+    # one validation pair is too few to recalibrate the uncertainty: the header and the notification say so
+    assert training["calibration"].startswith("not recalibrated: 1 validation image(s)")
+    assert "Uncertainty: not recalibrated" in notes["info"][-1]
     assert len(released) == 1 and job.model.network in released[0]  # the trained networks are released
     assert job._network is None and widget.status.value.endswith("saved tuned.cvdm")
 

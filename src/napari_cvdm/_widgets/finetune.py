@@ -368,6 +368,8 @@ class FineTuneWidget(Container):
                 "checkpoint” and press Train to continue. It is in the CVDM reconstruction widget's model list."
             )
         else:
+            calibration = job.model.info.training.get("calibration", "")
             notifications.show_info(
                 f"Fine-tuned model {name!r} saved to {path}; it is in the CVDM reconstruction widget's model list."
+                + (f" Uncertainty: {calibration}." if calibration else "")
             )

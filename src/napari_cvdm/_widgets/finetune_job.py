@@ -31,7 +31,8 @@ from ..settings import TrainSettings
 from ..tasks import InputError
 from ..training.checkpoint import CheckpointError
 from ..training.data import DataError, PairedDataset
-from ..training.loop import TrainProgress, iter_train
+from ..training.loop import TrainProgress
+from ..training.recalibrate import iter_train_recalibrated
 from .finetune_data import RawPairs, patch_placement, preview_pair
 from .job import WorkerJob
 from .workers import is_out_of_memory, release_device_memory
@@ -65,16 +66,18 @@ class PreviewSpec:
 
 
 def training_events(
-    core: Generator[TrainProgress, None, TrainedModel], preview: PreviewSpec | None
+    core: Generator[TrainProgress | Progress, None, TrainedModel], preview: PreviewSpec | None
 ) -> Generator[TrainProgress | Preview, None, TrainedModel]:
     """Re-yield training progress and previews; return the saved model (runs in the worker thread).
 
     Closing it (an abandoned worker) closes ``core``, which still saves the finished steps.
     """
 
-    def with_preview(event: TrainProgress) -> Iterator[TrainProgress | Preview]:
+    def with_preview(event: TrainProgress | Progress) -> Iterator[TrainProgress | Progress | Preview]:
         nonlocal preview
         yield event
+        if not isinstance(event, TrainProgress):  # the recalibration after the last step
+            return
         due = preview is not None and (event.step % preview.every == 0 or event.step == event.total)
         if due and event.ema_network is not None:
             try:
@@ -120,7 +123,7 @@ def prepare_data(
 
 def finetune_events(
     prepare: Generator[Progress, None, Prepared],
-    train: Callable[[PairedDataset], Generator[TrainProgress, None, TrainedModel]],
+    train: Callable[[PairedDataset], Generator[TrainProgress | Progress, None, TrainedModel]],
     stop: CancelToken,
 ) -> Generator[Progress | Prepared | TrainProgress | Preview, None, TrainedModel | None]:
     """Read and prepare the data (re-yielding its progress), yield the :class:`Prepared` data, then train and
@@ -154,8 +157,9 @@ def training_worker(
     """An unstarted worker that prepares the data, fine-tunes ``network`` and writes ``output``; set ``stop``
     to stop (and save, once training has begun)."""
 
-    def train(data: PairedDataset) -> Generator[TrainProgress, None, TrainedModel]:
-        return iter_train(network, info, data, settings, output, resume=resume, stop=stop)
+    def train(data: PairedDataset) -> Generator[TrainProgress | Progress, None, TrainedModel]:
+        # training, then the recalibration of the uncertainty on the run's validation pairs
+        return iter_train_recalibrated(network, info, data, settings, output, resume=resume, stop=stop)
 
     return create_worker(finetune_events, prepare, train, stop, _start_thread=False, _ignore_errors=True)
 
