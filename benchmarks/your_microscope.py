@@ -84,6 +84,7 @@ def main() -> None:
             train=TrainSettings(steps=args.adapt_steps, batch_size=8, patch_size=64, val_fraction=0.25, device="cpu"),
         ))  # fmt: skip
         timing["sr_adapt_s"] = time.perf_counter() - t0
+        print(json.dumps(timing), flush=True)
         timing["sr_adapt_noise"] = adapted.info.training["adapted"]["noise"]["note"]
         timing["sr_calibration"] = adapted.info.training.get("calibration", "")
         for k, (wf, truth) in enumerate(pairs):
@@ -104,6 +105,7 @@ def main() -> None:
             for name, (pred, res) in preds.items():
                 rows.append({"task": "sr", "image": k, "method": name, **score(pred, truth, False),
                              "coverage90": None if res is None else coverage(res, truth, False)})  # fmt: skip
+                print(json.dumps(rows[-1]), flush=True)
             timing.setdefault("sr_reconstruct_s_per_image", s)
     if args.task in ("phase", "both"):
         lam, px, d = 0.521, 0.21, 6.0
@@ -117,6 +119,7 @@ def main() -> None:
             train=TrainSettings(steps=args.adapt_steps, batch_size=8, patch_size=64, val_fraction=0.25, device="cpu"),
         ))  # fmt: skip
         timing["phase_adapt_s"] = time.perf_counter() - t0
+        print(json.dumps(timing), flush=True)
         timing["phase_adapt_noise"] = adapted.info.training["adapted"]["noise"]["note"]
         timing["phase_calibration"] = adapted.info.training.get("calibration", "")
         for k, (stack, truth) in enumerate(pairs):
@@ -133,6 +136,7 @@ def main() -> None:
             for name, (pred, res) in preds.items():
                 rows.append({"task": "phase", "image": k, "method": name, **score(pred, truth, True),
                              "coverage90": None if res is None else coverage(res, truth, True)})  # fmt: skip
+                print(json.dumps(rows[-1]), flush=True)
             timing.setdefault("phase_reconstruct_s_per_image", s)
     (out / "rows.json").write_text(json.dumps({"rows": rows, "timing": timing}, indent=1))
     summary = {}
