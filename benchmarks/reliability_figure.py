@@ -2,7 +2,7 @@
 
 One panel per task in the file.  Each row of the bench is one colour: the raw spread of the N-sample mean
 (√(var·(1 + 1/N)), dashed) and, when the model is calibrated, the calibrated std σ_cal (solid).  A calibrated model
-lies on the diagonal.  Axes are in the bench's metric units (SR: min–max normalised intensity; phase: rad).
+lies on the diagonal.  Axes are in the units the spread describes (SR: network units, the SIM truth normalised by its percentiles; phase: rad).
 
     .venv/bin/napari-cvdm bench --task sr --n 4 --reliability-out runs/reliability.json
     .venv/bin/python benchmarks/reliability_figure.py runs/reliability.json -o docs/figures/reliability.png
@@ -42,7 +42,7 @@ def draw(data: dict, out: Path, title: str = "") -> Path:
             ax.plot([lo, hi], [lo, hi], color="0.5", lw=1, zorder=0)
             ax.set_xscale("log")
             ax.set_yscale("log")
-        units = "rad" if task == "phase" else "min–max units"
+        units = "rad" if task == "phase" else "network units"
         ax.set_xlabel(f"predicted error std ({units})")
         ax.set_ylabel(f"RMS error ({units})")
         state = "calibrated: solid, raw: dashed" if entry.get("calibrated") else "raw sample spread (not calibrated)"
