@@ -133,3 +133,23 @@ def test_the_header_refuses_a_map_that_is_not_monotone() -> None:
             n_images=2,
             n_pixels=20_000,
         )
+
+
+def test_images_in_a_cycle_of_two_kinds_are_calibrated_together_not_one_kind_per_half() -> None:
+    """Images alternate between two kinds (as the simulated calibration sets' structure families do); an even/odd
+    split would fit the map on one kind and the intervals on the other."""
+    rng = np.random.default_rng(8)
+    raws, errs = [], []
+    for k in range(12):
+        r, e = synthetic(rng, 1, factor=1.5 if k % 2 == 0 else 4.0)
+        raws += r
+        errs += e
+    cal = _fit(raws, errs, smoothing_candidates=(0.0,))
+    fresh_raw, fresh_err = [], []
+    for k in range(8):
+        r, e = synthetic(rng, 1, factor=1.5 if k % 2 == 0 else 4.0)
+        fresh_raw += r
+        fresh_err += e
+    raw, err = np.concatenate([r.ravel() for r in fresh_raw]), np.concatenate([e.ravel() for e in fresh_err])
+    covered = np.mean(np.abs(err) <= interval_multiplier(cal, 0.9) * posterior_std(cal, raw) * error_std_factor(N))
+    assert covered == pytest.approx(0.9, abs=0.02)

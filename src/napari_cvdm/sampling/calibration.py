@@ -11,8 +11,9 @@ sampler setting with what held-out pairs say:
    variance σ²(1 + 1/N)), and pool-adjacent-violators makes σ non-decreasing in s.  Between the knots g is linear
    in log s; below the first it is constant, above the last proportional to s;
 3. the error std of the mean of N samples is σ·√(1 + 1/N); the central interval at level q is mean ± z_q times it,
-   with z_q the split-conformal quantile of |err| / (σ·√(1 + 1/N)) on the other half of the calibration images than
-   the one g was fitted on, so the interval covers a fraction ≥ q of pixels on data like the calibration set.
+   with z_q the conformal quantile of |err| / (σ·√(1 + 1/N)) cross-fitted over two random halves of the calibration
+   images (the map of one half scores the other), so the interval covers a fraction ≈ q of pixels on data like the
+   calibration set.
 
 All values are in network units (the normalised target), where the network learned its spread; the caller maps
 them to physical units with the same linear scale as the mean.  NumPy and SciPy only.
@@ -164,9 +165,12 @@ def fit_calibration(
     """Fit a :class:`Calibration` from held-out images: per image, the raw sample variance of ``n_samples``
     samples and the error of their mean (network units, same shape).
 
-    Even-numbered images fit the map, odd-numbered ones choose the smoothing (Gaussian log-likelihood of their
-    errors) and give the conformal interval quantiles, so the stored intervals are measured on images the map
-    never saw.  Raises :class:`CalibrationError` with too few images or pixels.
+    Cross-fitted in two halves of the images (a seeded random split, so no cycle in the images' order — e.g.
+    structure families in turn — lines up with it): the map fitted on one half scores the other, which chooses the
+    smoothing (Gaussian log-likelihood of the out-of-half errors) and gives the conformal interval quantiles from
+    the out-of-half scores of both halves, so the stored intervals are measured on images their map never saw.  The
+    stored map is then fitted on all images at the chosen smoothing.  Raises :class:`CalibrationError` with too
+    few images or pixels.
     """
     if len(raw_variances) != len(errors):
         raise CalibrationError(f"{len(raw_variances)} variance maps but {len(errors)} error maps")
@@ -180,20 +184,22 @@ def fit_calibration(
     for k, (v, e) in enumerate(zip(raw_variances, errors, strict=True)):
         if np.shape(v) != np.shape(e):
             raise CalibrationError(f"image {k}: variance {np.shape(v)} and error {np.shape(e)} differ in shape")
-    fit_idx, test_idx = range(0, len(errors), 2), range(1, len(errors), 2)
-    n_fit = sum(np.size(errors[i]) for i in fit_idx)
-    n_test = sum(np.size(errors[i]) for i in test_idx)
-    if min(n_fit, n_test) < MIN_PIXELS:
+    order = np.random.default_rng(0).permutation(len(errors))
+    halves = (sorted(order[: (len(errors) + 1) // 2]), sorted(order[(len(errors) + 1) // 2 :]))
+    sizes = [sum(np.size(errors[i]) for i in half) for half in halves]
+    if min(sizes) < MIN_PIXELS:
         raise CalibrationError(
-            f"calibration needs at least {MIN_PIXELS:,} pixels in each half of the images; got {n_fit:,} and "
-            f"{n_test:,}: give more or larger held-out images"
+            f"calibration needs at least {MIN_PIXELS:,} pixels in each half of the images; got {sizes[0]:,} and "
+            f"{sizes[1]:,}: give more or larger held-out images"
         )
-    best: tuple[float, Calibration] | None = None
-    for smoothing in smoothing_candidates:
-        raw = [np.sqrt(np.maximum(smooth_variance(raw_variances[i], smoothing), 0.0)).ravel() for i in fit_idx]
-        err = [np.asarray(errors[i], dtype=np.float64).ravel() for i in fit_idx]
-        knots, sigma = _fit_map(np.concatenate(raw), np.concatenate(err), n_samples, n_bins)
-        provisional = Calibration(
+    errs = [np.asarray(e, dtype=np.float64) for e in errors]
+
+    def fitted(indices: Sequence[int], smoothing: float) -> Calibration:
+        raw = [np.sqrt(np.maximum(smooth_variance(raw_variances[i], smoothing), 0.0)).ravel() for i in indices]
+        knots, sigma = _fit_map(
+            np.concatenate(raw), np.concatenate([errs[i].ravel() for i in indices]), n_samples, n_bins
+        )
+        return Calibration(
             method=method,
             eta=eta,
             steps=steps,
@@ -203,17 +209,28 @@ def fit_calibration(
             calibrated_std=sigma.tolist(),
             interval_z={"0.9": 1.645},
             n_images=len(errors),
-            n_pixels=n_fit + n_test,
+            n_pixels=sum(sizes),
             data=data,
         )
-        test_std = np.concatenate(
-            [(posterior_std(provisional, raw_variances[i]) * error_std_factor(n_samples)).ravel() for i in test_idx]
-        )
-        test_err = np.concatenate([np.asarray(errors[i], dtype=np.float64).ravel() for i in test_idx])
-        nll = float(np.mean(np.log(test_std) + 0.5 * np.square(test_err / test_std)))
-        scores = np.abs(test_err) / test_std
-        provisional.interval_z = {f"{q:g}": conformal_quantile(scores, q) for q in INTERVAL_LEVELS}
+
+    best: tuple[float, float, np.ndarray] | None = None  # (NLL, smoothing, out-of-half scores)
+    for smoothing in smoothing_candidates:
+        nll_sum, scores = 0.0, []
+        for fit_half, test_half in (halves, halves[::-1]):
+            provisional = fitted(fit_half, smoothing)
+            std = np.concatenate(
+                [
+                    (posterior_std(provisional, raw_variances[i]) * error_std_factor(n_samples)).ravel()
+                    for i in test_half
+                ]
+            )
+            err = np.concatenate([errs[i].ravel() for i in test_half])
+            nll_sum += float(np.sum(np.log(std) + 0.5 * np.square(err / std)))
+            scores.append(np.abs(err) / std)
+        nll = nll_sum / sum(sizes)
         if best is None or nll < best[0]:
-            best = (nll, provisional)
+            best = (nll, smoothing, np.concatenate(scores))
     assert best is not None
-    return best[1]
+    calibration = fitted(range(len(errors)), best[1])
+    calibration.interval_z = {f"{q:g}": conformal_quantile(best[2], q) for q in INTERVAL_LEVELS}
+    return calibration
