@@ -12,6 +12,7 @@ Public API::
 
 from ._runtime import Cancelled, CancelToken
 from ._version import __version__
+from .inference.optics import OpticsMismatch
 from .inference.reconstruct import Reconstruction, iter_reconstruct, reconstruct
 from .model.files import ModelFileError, TrainedModel
 from .registry import list_models, load_model
@@ -23,6 +24,7 @@ __all__ = [
     "Cancelled",
     "InputError",
     "ModelFileError",
+    "OpticsMismatch",
     "ReconstructSettings",
     "Reconstruction",
     "TrainedModel",
