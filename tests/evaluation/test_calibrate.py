@@ -136,3 +136,12 @@ def test_cli_refuses_too_few_pairs_with_the_reason(tmp_path, capsys):
          "--n-samples", "2", "--inputs", str(inputs), "--targets", str(targets), "-q"]
     )  # fmt: skip
     assert code == 2 and "at least 2 held-out images" in capsys.readouterr().err
+
+
+def test_random_optics_calibration_pairs_vary_the_optics_and_phase_refuses_them():
+    pairs, about = simulated_calibration_pairs("super-resolution", 2, optics="random")
+    assert pairs[0][0].shape == (128, 128) and pairs[0][1].shape == (256, 256) and "SROpticsRange" in about
+    nominal, _ = simulated_calibration_pairs("super-resolution", 2)
+    assert not np.allclose(pairs[0][0], nominal[0][0])
+    with pytest.raises(ValueError, match="'random' for super-resolution"):
+        simulated_calibration_pairs("phase", 2, optics="random")

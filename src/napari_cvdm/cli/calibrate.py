@@ -18,7 +18,9 @@ def _pairs(args: argparse.Namespace, task: str) -> tuple[list, str]:
     if bool(args.inputs) != bool(args.targets):
         raise InputError("give both --inputs and --targets (folders of matching TIFFs), or neither (simulated pairs)")
     if not args.inputs:
-        return simulated_calibration_pairs(task, args.n)
+        if args.simulate_optics == "random" and task != "super-resolution":
+            raise InputError("--simulate-optics random exists for super-resolution models only")
+        return simulated_calibration_pairs(task, args.n, optics=args.simulate_optics)
     from ..training.data import match_folders, read_tiff
 
     matched = match_folders(args.inputs, args.targets)
@@ -71,6 +73,12 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--eta", type=float, help="γ-sampler η (default: the model's)")
     p.add_argument("--n-samples", type=int, default=8, help="samples per image (as the reconstructions will use)")
     p.add_argument("--n", type=int, default=16, help="simulated held-out pairs when no --inputs/--targets")
+    p.add_argument(
+        "--simulate-optics",
+        choices=["nominal", "random"],
+        default="nominal",
+        help="simulated pairs at the model's optics, or (SR) with the randomised optics of train --simulate-optics",
+    )
     p.add_argument("--inputs", help="folder of the user's validation input TIFFs (never the training pairs)")
     p.add_argument("--targets", help="folder of the matching target TIFFs (same file names)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed")

@@ -21,7 +21,15 @@ from ..inference.plan import plan_sampler
 from ..inference.reconstruct import Reconstruction, iter_reconstruct
 from ..model.files import TrainedModel
 from ..model.metadata import Calibration, ModelMetadata
-from ..physics import STRUCTURES, PhaseSimulation, SRSimulation, simulate_phase_pair, simulate_sr_pair
+from ..physics import (
+    STRUCTURES,
+    PhaseSimulation,
+    SROpticsRange,
+    SRSimulation,
+    simulate_phase_pair,
+    simulate_sr_pair,
+    simulate_sr_pair_random,
+)
 from ..sampling.calibration import fit_calibration
 from ..settings import ReconstructSettings
 from ..tasks import input_scale, normalize_target
@@ -39,11 +47,27 @@ class SamplerSetting:
     eta: float | None = None
 
 
-def simulated_calibration_pairs(task: str, n: int, seed_offset: int = 0) -> tuple[list[tuple], str]:
+def simulated_calibration_pairs(
+    task: str, n: int, seed_offset: int = 0, optics: str = "nominal"
+) -> tuple[list[tuple], str]:
     """``n`` held-out (input, truth) pairs like the bundled models' training data, and a sentence saying what
-    they are.  SR: WF 128² → SIM 256², structure families in turn; phase: 256², photos and cells in turn, noise
-    ξ ~ U(0, 0.2) as in training.  Never ``skimage.data.cell()``, which is reserved for evaluation."""
+    they are.  SR: WF 128² → SIM 256², structure families in turn (``optics="random"``: each pair's optics and
+    noise drawn from :class:`~napari_cvdm.physics.SROpticsRange`, as ``train --simulate-optics random``); phase:
+    256², photos and cells in turn, noise ξ ~ U(0, 0.2) as in training.  Never ``skimage.data.cell()``, which is
+    reserved for evaluation."""
     pairs = []
+    if optics not in ("nominal", "random") or (optics == "random" and task != "super-resolution"):
+        raise ValueError(f"simulated optics {optics!r}: use 'nominal', or 'random' for super-resolution")
+    if task == "super-resolution" and optics == "random":
+        children = np.random.SeedSequence(CALIBRATION_SEED_SR + 1000 + seed_offset).spawn(n)
+        for child in children:
+            wf, sim, _ = simulate_sr_pair_random(SROpticsRange(), 128, np.random.default_rng(child))
+            pairs.append((wf, sim))
+        about = (
+            "simulated WF 128² → SIM 256² with randomised optics and noise (physics.SROpticsRange), seeds "
+            f"{CALIBRATION_SEED_SR + 1000}+"
+        )
+        return pairs, about
     if task == "super-resolution":
         streams = {
             kind: np.random.SeedSequence(CALIBRATION_SEED_SR + 10 * j + seed_offset).spawn(n)
