@@ -10,8 +10,18 @@ from tests.widgets.conftest import noisy
 pytestmark = pytest.mark.gui
 
 
-def _snapshot(viewer) -> list[tuple[str, int, bytes]]:
-    return [(layer.name, id(layer.data), np.asarray(layer.data).tobytes()) for layer in viewer.layers]
+def _snapshot(viewer) -> list[tuple[str, int, int, bytes]]:
+    """Each layer, its data array (identity: not replaced) and the data's bytes.  (A Shapes layer builds a new
+    list on every ``.data``, so only array data are compared by identity.)"""
+    return [
+        (
+            layer.name,
+            id(layer),
+            id(layer.data) if isinstance(layer.data, np.ndarray) else 0,
+            np.asarray(layer.data).tobytes(),
+        )
+        for layer in viewer.layers
+    ]
 
 
 def _refused(viewer, widget, notes, match: str, layers=None) -> None:
