@@ -1,7 +1,7 @@
 """Copy trained model files into the package and print their registry entries (name, file, SHA-256, task).
 
 Usage: ``python benchmarks/register_models.py runs/cvdm-sr-widefield.cvdm runs/cvdm-phase-twoshot.cvdm``
-Paste the printed entries into ``REGISTRY`` in ``src/napari_cvdm/zoo.py``.
+Paste the printed entries into ``REGISTRY`` in ``src/napari_cvdm/registry.py``.
 """
 
 from __future__ import annotations

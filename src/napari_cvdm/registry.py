@@ -38,17 +38,25 @@ REGISTRY: dict[str, RegisteredModel] = {
     "cvdm-sr-widefield": RegisteredModel(
         "cvdm-sr-widefield",
         "cvdm-sr-widefield.cvdm",
-        "7e2272ae4b43686a0d49a6e682d0e4c6397730cca14aa4b579e8714012cf773e",
+        "59a76b21d638fa778f6f87ddb915b7dd5af437e120ab59ae14173c96f0260c6b",
         "widefield → SIM super-resolution (2× finer grid), trained on simulated BioSR-like pairs",
         task="super-resolution",
-    ),  # 9.2 MB, v3: 8000 steps + 4000 + 6000 with cosine decays, LD3 grids (CHANGELOG.md, model files)
+    ),  # 9.2 MB, v3 weights (8000 steps + 4000 + 6000 with cosine decays, LD3 grids), calibrated at 10 and 20 steps
     "cvdm-phase-twoshot": RegisteredModel(
         "cvdm-phase-twoshot",
         "cvdm-phase-twoshot.cvdm",
-        "1f1b74ef1fbd95e68a92541553b1591c12f98c54bf250eaa78f2c2043d7c4d6f",
+        "6febee21062ee7b5a3a977198e90573cd5b4604399048426860379ca2ea577d6",
         "two-shot defocus (I(−d), I(+d)) → quantitative phase (rad), trained on simulated pairs",
         task="phase",
-    ),  # 9.2 MB, v4: on US-TIE, 8000 steps + 4000 + 6000 with cosine decays, LD3 grids (CHANGELOG.md)
+    ),  # 9.2 MB, v4 weights (on US-TIE, 8000 steps + 4000 + 6000 with cosine decays, LD3 grids), calibrated at 20
+    "cvdm-sr-widefield-wide-optics": RegisteredModel(
+        "cvdm-sr-widefield-wide-optics",
+        "cvdm-sr-widefield-wide-optics.cvdm",
+        "103710d52844eae9f248c2e7636fe140221051f312b9cb51cd4fb72d8506ce17",
+        "widefield → SIM super-resolution for a range of microscopes (NA 1.2–1.49, emission 0.45–0.70 µm, "
+        "60–110 nm pixels), trained on simulated pairs with randomised optics and noise",
+        task="super-resolution",
+    ),  # 9.2 MB, v1: cvdm-sr-widefield v3 + 5000 steps on randomised optics, calibrated at 10 steps
 }
 
 
