@@ -42,8 +42,9 @@ FIELDS = {  # settings field → (header field, what it is)
 ASSUMED = "the model's own (not stated: taken to be the model's)"
 ADAPT = "adapt this model to your microscope (napari-cvdm adapt, or Adapt to my microscope in napari)"
 FIXES = {
-    "super-resolution": "use a model trained for these optics (napari-cvdm train --simulate-optics random covers "
-    f"0.6–1.6× the nominal PSF width), {ADAPT}, or check the pixel size and optics you stated",
+    "super-resolution": "use a model trained for these optics (the bundled cvdm-sr-widefield-wide-optics covers NA "
+    "1.2–1.49, emission 0.45–0.70 µm, 60–110 nm pixels and 0.6–1.6× the nominal PSF width in pixels; napari-cvdm "
+    f"train --simulate-optics random trains one), {ADAPT}, or check the pixel size and optics you stated",
     "phase": f"use a model trained for this set-up, {ADAPT}, or check the pixel size, wavelength and defocus you "
     "stated",
 }
