@@ -2,7 +2,8 @@
 
 One panel per task in the file.  Each row of the bench is one colour: the raw spread of the N-sample mean
 (√(var·(1 + 1/N)), dashed) and, when the model is calibrated, the calibrated std σ_cal (solid).  A calibrated model
-lies on the diagonal.  Axes are in the units the spread describes (SR: network units, the SIM truth normalised by its percentiles; phase: rad).
+lies on the diagonal.  Axes are in the units the spread describes (SR: network units, the SIM truth normalised by
+its percentiles; phase: rad).
 
     .venv/bin/napari-cvdm bench --task sr --n 4 --reliability-out runs/reliability.json
     .venv/bin/python benchmarks/reliability_figure.py runs/reliability.json -o docs/figures/reliability.png
