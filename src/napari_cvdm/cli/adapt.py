@@ -23,7 +23,7 @@ def cmd_adapt(args: argparse.Namespace) -> int:
     from ..tasks import InputError
     from ..training.adapt import Microscope, iter_adapt
     from ..training.loop import TrainProgress
-    from .flags import progress_line
+    from .flags import progress_line, stop_on_signals
 
     base = load_model(args.model)
     with open_source(Path(args.image), plane_ndim=3 if base.task == "phase" else 2) as source:
@@ -73,11 +73,8 @@ def cmd_adapt(args: argparse.Namespace) -> int:
         base, image, scope, output, name=name, n_pairs=args.n_pairs, size=args.size, train=train,
         offset=args.offset, seed=args.seed, resume=args.resume, stop=stop,
     )  # fmt: skip
-    try:
-        model = drive(job, show)
-    except KeyboardInterrupt:
-        stop.cancel()
-        model = drive(job, show)
+    with stop_on_signals(stop, lambda text: print(text, file=sys.stderr, flush=True)):
+        model = drive(job, show)  # the token is the job's own stop signal: it stops after the step and saves
     seconds = time.perf_counter() - start
     if not args.quiet:
         sys.stderr.write("\n")

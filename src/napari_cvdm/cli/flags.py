@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import typing
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from pydantic import BaseModel
@@ -53,3 +55,28 @@ def model_overrides(args: argparse.Namespace, model: type[BaseModel]) -> dict[st
 def progress_line(text: str) -> None:
     sys.stderr.write("\r" + text[:150].ljust(150))
     sys.stderr.flush()
+
+
+@contextlib.contextmanager
+def stop_on_signals(token: Any, say: Callable[[str], None]) -> Iterator[None]:
+    """First Ctrl-C (or SIGTERM, e.g. from torchrun) sets ``token`` (a training job then stops after the current
+    step and saves); the second aborts."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if token.cancelled:
+            raise KeyboardInterrupt
+        token.cancel()
+        say("\nstopping after this step; the model and checkpoint are saved (Ctrl-C again to abort)")
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)

@@ -3,37 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from .flags import add_model_flags, model_overrides, progress_line
-
-
-@contextlib.contextmanager
-def _stop_on_signals(token: Any, say: Callable[[str], None]) -> Iterator[None]:
-    """First Ctrl-C (or SIGTERM, e.g. from torchrun) stops after the current step and saves; the second aborts."""
-    import signal
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
-        yield
-        return
-
-    def handler(signum: int, frame: Any) -> None:
-        if token.cancelled:
-            raise KeyboardInterrupt
-        token.cancel()
-        say("\nstopping after this step; the model and checkpoint are saved (Ctrl-C again to abort)")
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
+from .flags import add_model_flags, model_overrides, progress_line, stop_on_signals
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -80,7 +54,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             eta = f"{p.seconds:.0f} s, eta {p.eta_seconds:.0f} s"
             print(f"step {p.step}/{p.total} {terms}{val} ({eta})", flush=True)
 
-    with _stop_on_signals(token, say):
+    with stop_on_signals(token, say):
         # the token is the job's own stop signal (it saves and returns the model), so drive() does not watch it
         model = drive(run_job(job, stop=token), log)
     if main_process:
