@@ -113,12 +113,13 @@ def network_units_error(
             f"the truth has shape {truth.shape} but the reconstruction {result.mean.shape}: each target must lie on "
             "the model's output grid"
         )
-    scale = network_scale(image, info)
     if info.task == "phase":
+        scale = network_scale(image, info)
         err = (result.mean - result.mean.mean()) - (truth - truth.mean())
     else:
-        offset = input_scale(np.asarray(image), info).offset
-        err = (result.mean - offset) - scale * normalize_target(truth, info)
+        out = input_scale(np.asarray(image), info)  # the percentiles once: offset and scale
+        scale = out.scale
+        err = (result.mean - out.offset) - scale * normalize_target(truth, info)
     return result.variance / scale**2, err / scale
 
 

@@ -193,7 +193,8 @@ def iter_reconstruct(
         cond, in_scale = make_condition(check_image(on_grid, run_info, min_size=net.min_size), run_info)
         if tuple(cond.shape[-2:]) != (out_h, out_w):
             raise RuntimeError(f"the condition is {tuple(cond.shape[-2:])}, expected {(out_h, out_w)}")
-        run = _PlaneRun(network, settings, plan, precision, device, layout, output_scale(info, in_scale))
+        out = output_scale(info, in_scale)  # network units → physical units of this plane
+        run = _PlaneRun(network, settings, plan, precision, device, layout, out)
         mean, variance, beta, kept = yield from relay(
             run.tiles(cond, p_idx, len(planes), done, total), _on_input_grid(optics, in_hw)
         )
@@ -205,7 +206,6 @@ def iter_reconstruct(
         means.append(mean)
         variances.append(variance)
         if calibration is not None:  # the map works in network units: variance / scale², std × scale
-            out = output_scale(info, in_scale)
             sigma = posterior_std(calibration, variance / out.scale**2)
             error_stds.append((out.scale * error_std_factor(settings.n_samples) * sigma).astype(np.float32))
         betas.append(beta)

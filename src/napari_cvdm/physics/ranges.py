@@ -64,10 +64,6 @@ def fresnel_factor(defocus_um: float, wavelength_um: float, pixel_um: float) -> 
     return (wavelength_um * defocus_um / pixel_um**2) / (n.wavelength_um * n.defocus_um / n.pixel_um**2)
 
 
-def _range(name: str, value: tuple[float, float], lo: float, hi: float | None = None) -> tuple[float, float]:
-    return _check_range(name, value, lo, hi)
-
-
 class SROpticsRange(BaseModel):
     """Microscopes and noise a widefield → SIM model should cover; each pair draws its own from these ranges."""
 
@@ -94,7 +90,7 @@ class SROpticsRange(BaseModel):
     @field_validator("na")
     @classmethod
     def _na(cls, v: tuple[float, float]) -> tuple[float, float]:
-        _range("na", v, 0.0)
+        _check_range("na", v, 0.0)
         if v[0] <= 0 or v[1] >= _NOMINAL_SR.immersion_index:
             raise ValueError(
                 f"na={v} must lie in (0, {_NOMINAL_SR.immersion_index}) (NA < n of the immersion oil); e.g. (1.2, 1.49)"
@@ -104,7 +100,7 @@ class SROpticsRange(BaseModel):
     @field_validator("wavelength_um", "wf_pixel_um")
     @classmethod
     def _lengths(cls, v: tuple[float, float], info) -> tuple[float, float]:
-        _range(info.field_name, v, 0.0)
+        _check_range(info.field_name, v, 0.0)
         for x in v:
             _check_um(info.field_name, x, 5.0)
         return v
@@ -112,7 +108,7 @@ class SROpticsRange(BaseModel):
     @field_validator("psf_width_factor", "photons")
     @classmethod
     def _positive(cls, v: tuple[float, float], info) -> tuple[float, float]:
-        _range(info.field_name, v, 0.0)
+        _check_range(info.field_name, v, 0.0)
         if v[0] <= 0:
             raise ValueError(f"{info.field_name}={v} must be > 0")
         return v
@@ -120,12 +116,12 @@ class SROpticsRange(BaseModel):
     @field_validator("background")
     @classmethod
     def _background(cls, v: tuple[float, float]) -> tuple[float, float]:
-        return _range("background", v, 0.0, 1.0)
+        return _check_range("background", v, 0.0, 1.0)
 
     @field_validator("read_noise_counts")
     @classmethod
     def _read_noise(cls, v: tuple[float, float]) -> tuple[float, float]:
-        return _range("read_noise_counts", v, 0.0)
+        return _check_range("read_noise_counts", v, 0.0)
 
     @model_validator(mode="after")
     def _reachable(self) -> SROpticsRange:
@@ -168,7 +164,7 @@ class PhaseOpticsRange(BaseModel):
     @field_validator("defocus_um", "wavelength_um", "pixel_um")
     @classmethod
     def _lengths(cls, v: tuple[float, float], info) -> tuple[float, float]:
-        _range(info.field_name, v, 0.0)
+        _check_range(info.field_name, v, 0.0)
         upper = 5.0 if info.field_name == "wavelength_um" else 1000.0
         for x in v:
             _check_um(info.field_name, x, upper)
@@ -177,7 +173,7 @@ class PhaseOpticsRange(BaseModel):
     @field_validator("fresnel_factor")
     @classmethod
     def _positive(cls, v: tuple[float, float]) -> tuple[float, float]:
-        _range("fresnel_factor", v, 0.0)
+        _check_range("fresnel_factor", v, 0.0)
         if v[0] <= 0:
             raise ValueError(f"fresnel_factor={v} must be > 0")
         return v
@@ -185,7 +181,7 @@ class PhaseOpticsRange(BaseModel):
     @field_validator("absorption", "noise_xi")
     @classmethod
     def _non_negative(cls, v: tuple[float, float], info) -> tuple[float, float]:
-        return _range(info.field_name, v, 0.0)
+        return _check_range(info.field_name, v, 0.0)
 
     @model_validator(mode="after")
     def _reachable(self) -> PhaseOpticsRange:
