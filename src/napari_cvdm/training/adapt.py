@@ -1,12 +1,13 @@
 """Adapt a model to the user's microscope without paired data: noise from their image, pairs from their optics.
 
-1. :func:`estimate_camera_noise`: a variance–mean fit on the flattest blocks of the user's own raw image.  Each
-   8×8 block gives its mean and a noise variance from neighbouring-pixel differences (var(xᵢ − xᵢ₊₁)/2, blind
-   to smooth structure); in each of 12 brightness bins the blocks at the 20th variance percentile are the flat
-   ones (corrected for that percentile's χ² bias); a straight line var = mean/g + (σ_r² − offset/g) gives the
-   gain g (photo-electrons per unit) and, with the camera offset (0 for offset-subtracted data, else the user's
-   value: one image cannot separate offset from read noise), the read noise σ_r.  For phase the relative noise
-   ξ = σ/mean of the flat blocks (the simulator's additive N(ξ, ξ) in units of the illumination).
+1. :func:`estimate_camera_noise` (:mod:`napari_cvdm.physics.noise`): a variance–mean fit on the flattest blocks
+   of the user's own raw image.  Each 8×8 block gives its mean and a noise variance from neighbouring-pixel
+   differences (var(xᵢ − xᵢ₊₁)/2, blind to smooth structure); in each of 12 brightness bins the blocks at the 20th
+   variance percentile are the flat ones (corrected for that percentile's χ² bias); a straight line
+   var = mean/g + (σ_r² − offset/g) gives the gain g (photo-electrons per unit) and, with the camera offset (0 for
+   offset-subtracted data, else the user's value: one image cannot separate offset from read noise), the read
+   noise σ_r.  For phase the relative noise ξ = σ/mean of the flat blocks (the simulator's additive N(ξ, ξ) in
+   units of the illumination).
 2. :func:`simulate_adaptation_pairs`: training pairs simulated with the user's optics (pixel, NA, λ, or λ and d)
    and that noise (photons around the image's own foreground level, one raw frame).
 3. :func:`iter_adapt`: fine-tune the chosen model on them with the existing loop (``jobs.finetune_start``,
@@ -17,8 +18,6 @@
 
 from __future__ import annotations
 
-import itertools
-import math
 from collections.abc import Generator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -29,90 +28,24 @@ import numpy as np
 from .._runtime import CancelToken, Progress
 from ..model.files import TrainedModel
 from ..model.metadata import ValidOptics
+from ..physics.noise import CameraNoise, NoiseEstimateError
+from ..physics.noise import estimate_camera_noise as _estimate_camera_noise
 from ..settings import TrainSettings
 from .data import DataError, PairedDataset
 from .jobs import finetune_start
 from .loop import TrainProgress
 from .recalibrate import iter_train_recalibrated
 
-BLOCK = 8
-BINS = 12
-FLAT_QUANTILE = 0.2
 STOKES_SHIFT_UM = 0.027  # emission − excitation of the nominal BioSR set-up (physics.ranges.STOKES_SHIFT_UM)
 
 
-@dataclass(frozen=True)
-class CameraNoise:
-    """The noise of the user's camera as the simulators take it, and how well the fit holds."""
-
-    gain_e_per_unit: float  # photo-electrons per image unit (1 for photo-electron images)
-    offset: float  # image units
-    read_noise_units: float  # σ in image units, per frame
-    foreground_photons: float  # mean foreground signal in photo-electrons
-    relative_noise: float  # phase: σ/mean of the flat blocks (the simulator's ξ)
-    n_blocks: int
-    r2: float
-    note: str
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def _block_stats(image: np.ndarray, block: int = BLOCK) -> tuple[np.ndarray, np.ndarray, int]:
-    h, w = (image.shape[0] // block) * block, (image.shape[1] // block) * block
-    tiles = image[:h, :w].reshape(h // block, block, w // block, block).transpose(0, 2, 1, 3)
-    tiles = tiles.reshape(-1, block, block)
-    diffs = np.diff(tiles, axis=2).reshape(len(tiles), -1)
-    return tiles.reshape(len(tiles), -1).mean(axis=1), diffs.var(axis=1, ddof=1) / 2, diffs.shape[1]
-
-
 def estimate_camera_noise(image: np.ndarray, offset: float = 0.0, additive: bool = False) -> CameraNoise:
-    """Gain, read noise and signal level from one raw image (SR: counts or photo-electrons; phase: a defocus
-    plane), by a variance–mean fit on its flat regions.  Raises :class:`DataError` when the image shows no
-    signal-dependent noise (a processed, denoised or background-subtracted image).  ``additive`` (phase): the
-    noise is taken as additive, and only its level relative to the mean intensity (ξ) is measured."""
-    from scipy import stats
-
-    arr = np.asarray(image, dtype=np.float64)
-    arr = arr.reshape(-1, *arr.shape[-2:])[0] if arr.ndim > 2 else arr
-    if min(arr.shape) < 4 * BLOCK:
-        raise DataError(f"the image is {arr.shape[0]}×{arr.shape[1]} px; the noise fit needs at least 32×32")
-    means, variances, dof = _block_stats(arr)
-    bias = stats.chi2.ppf(FLAT_QUANTILE, dof) / dof  # the 20th percentile of a variance estimate lies this low
-    edges = np.quantile(means, np.linspace(0, 1, BINS + 1))
-    xs, ys = [], []
-    for lo, hi in itertools.pairwise(edges):
-        inside = (means >= lo) & (means <= hi)
-        if inside.sum() >= 5:
-            xs.append(float(np.median(means[inside])))
-            ys.append(float(np.quantile(variances[inside], FLAT_QUANTILE)) / bias)
-    x, y = np.array(xs), np.array(ys)
-    if len(x) < 3 or np.ptp(x) <= 0:
-        raise DataError("the image has too little range of brightness for a variance–mean fit")
-    slope, intercept = np.polyfit(x, y, 1)
-    fit = slope * x + intercept
-    r2 = 1.0 - float(((y - fit) ** 2).sum()) / max(float(((y - y.mean()) ** 2).sum()), 1e-30)
-    relative = float(np.sqrt(max(np.median(y), 0.0)) / max(abs(float(arr.mean())), 1e-12))
-    if additive:
-        note = f"flat-block noise σ = {relative:.3g} × the mean intensity ({len(x)} brightness bins)"
-        return CameraNoise(1.0, offset, math.sqrt(max(np.median(y), 0.0)), 0.0, relative, len(means), r2, note)
-    if slope <= 0:
-        raise DataError(
-            "the noise does not grow with the signal (variance–mean slope ≤ 0): the image looks processed "
-            "(denoised, deconvolved or normalised); adapt needs a raw camera image"
-        )
-    gain = 1.0 / slope
-    read_var = intercept + slope * offset
-    read = math.sqrt(max(read_var, 0.0))
-    signal = np.clip(arr - offset, 0, None) * gain
-    from ..physics.optics import foreground_mean
-
-    note = (
-        f"variance–mean fit on the flattest {BLOCK}×{BLOCK} blocks ({len(x)} brightness bins, R² {r2:.3f}): gain "
-        f"{gain:.3g} e⁻/unit, read noise {read:.3g} units at offset {offset:g}"
-        + (" (read noise clipped at 0: the offset may be too low)" if read_var < 0 else "")
-    )
-    return CameraNoise(gain, offset, read, foreground_mean(signal), relative, len(means), r2, note)
+    """:func:`napari_cvdm.physics.noise.estimate_camera_noise` (the flat-block fit), raising :class:`DataError`
+    for an image that gives no estimate (a processed image, too small, no range of brightness)."""
+    try:
+        return _estimate_camera_noise(image, offset, additive=additive)
+    except NoiseEstimateError as err:
+        raise DataError(str(err)) from err
 
 
 @dataclass(frozen=True)
