@@ -171,6 +171,8 @@ class ReconstructionJob(WorkerJob):
         self.layers = self._outputs.finish(result)
         self.calibration = result.calibration
         self.optics_note = result.optics.get("note", "")
+        if result.optics.get("noise", {}).get("verdict") == "outside":  # estimated from the image: warn, never refuse
+            notifications.show_warning(f"CVDM: {result.optics['noise']['note']}")
         self.outcome = "done"
 
     def _on_errored(self, exc: BaseException) -> None:

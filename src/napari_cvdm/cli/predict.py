@@ -170,6 +170,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         f"{', '.join(name for name, _, _ in result.channels())}; {result.pixel_um or '?'} µm pixels); optics: "
         f"{result.optics.get('note', '')}"
     )
+    if result.optics.get("noise", {}).get("verdict") == "outside":  # estimated from the image: a warning, not a refusal
+        print(f"warning: {result.optics['noise']['note']}", file=sys.stderr)
     return 0
 
 

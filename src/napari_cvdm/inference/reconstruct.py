@@ -28,6 +28,7 @@ from ..sampling.calibration import error_std_factor, interval_multiplier, poster
 from ..sampling.samplers import Partial, Step, iter_sample, sample_seed
 from ..settings import ReconstructSettings, overlap_message
 from ..tasks import InputError, IntensityScale, check_image, make_condition, output_scale, output_units
+from .noise_check import check_noise
 from .optics import OpticsPlan, plan_optics
 from .plan import SamplerPlan, plan_sampler
 from .tiling import ramp, tile_owners, tile_starts
@@ -252,7 +253,11 @@ def iter_reconstruct(
         upper=upper,
         interval_level=settings.interval_level,
         calibration=calibration_note,
-        optics={**optics.record, "output_pixel_um": optics.output_pixel_um},
+        optics={
+            **optics.record,
+            "output_pixel_um": optics.output_pixel_um,
+            "noise": check_noise(info, planes[0], optics),  # advice from the first plane; never raises
+        },
     )
 
 

@@ -1,0 +1,160 @@
+"""Is the user's noise inside what the model was trained on?  Estimated from the image, compared with the header.
+
+A model header states the noise of its training data (:class:`~napari_cvdm.model.metadata.ValidOptics`): SR the
+foreground photons per raw frame and the camera read noise (ADU per frame, at the bundled simulator's 0.6026 e⁻ per
+ADU; its widefield input sums 9 raw frames), phase the level ξ of the additive N(ξ, ξ) noise.  :func:`check_noise`
+estimates the same numbers from the first plane of the user's data (:mod:`napari_cvdm.physics.noise`: SR by the
+variance–mean fit of the out-of-band noise, phase from the diagonal Haar coefficients) and compares them.
+
+One image gives an uncertain estimate, and a processed image (denoised, background-subtracted, rescaled) may show
+no variance–mean relation at all, so this never refuses and never raises: it returns a short verdict for
+``Reconstruction.optics["noise"]``: ``"inside"``, ``"outside"`` (with the numbers and the range), ``"unknown"`` (could
+not estimate, and why) or ``"unchecked"`` (the model states no noise range).  "Outside" needs the estimate beyond
+the range by more than its tolerance (``PHOTON_TOLERANCE``, twice the read noise's fit error, ``XI_TOLERANCE``).
+The SR camera offset is not known to a reconstruction: photons are counted above the image's dark level, and the
+read noise is compared only when the offset is given.  Costs ~20 ms (at most the central 512² pixels).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from ..model.metadata import ModelMetadata
+from ..physics.noise import estimate_camera_noise, estimate_phase_noise, sr_cutoff_cycles_per_px
+from ..physics.settings import SRSimulation
+from .optics import OpticsPlan
+
+_SIM = SRSimulation()
+N_FRAMES = _SIM.n_raw_frames  # raw frames the bundled SR training inputs sum (BioSR's widefield)
+GAIN_E_PER_ADU = _SIM.gain_photons_per_count  # the read noise of the headers is in ADU at this gain
+PHOTON_TOLERANCE = 0.25  # one-image photon estimates are within ~20 % on simulated widefield images
+XI_TOLERANCE = 0.25  # ξ is exact on images with flat regions and an upper bound on densely structured ones
+MAX_GAIN_ERROR = 1 / 3  # a fit whose gain is less certain than this gives no estimate
+
+
+def check_noise(
+    info: ModelMetadata, plane: np.ndarray, plan: OpticsPlan | None = None, offset: float | None = None
+) -> dict[str, Any]:
+    """The noise verdict for one input plane ((H, W) SR, in raw counts or photo-electrons; (2, H, W) phase).
+
+    ``plan``: the run's optics (the stated or assumed pixel, λ, NA give the SR cutoff; a b×b binning multiplies
+    the photons per network pixel by b²).  ``offset``: the camera offset in image units, when known.  Never
+    raises: any failure is an ``"unknown"`` verdict with its reason."""
+    try:
+        covered = info.covered_optics()
+        if info.task == "super-resolution":
+            ranges = {} if covered is None else {"photons_per_frame": covered.photons_per_frame}
+            if covered is not None and covered.read_noise_counts is not None:
+                ranges["read_noise_counts"] = covered.read_noise_counts
+            if not any(ranges.values()):
+                return _unchecked()
+            return _check_sr(info, plane, plan, offset, ranges)
+        if info.task == "phase" and covered is not None and covered.noise_xi is not None:
+            return _check_phase(plane, covered.noise_xi, offset)
+        return _unchecked()
+    except Exception as err:  # noqa: BLE001 - an estimate is advice, never the reason a reconstruction fails
+        return {"verdict": "unknown", "note": f"noise not estimated: {err}"}
+
+
+def _unchecked() -> dict[str, Any]:
+    return {"verdict": "unchecked", "note": "the model states no noise range, so the noise was not checked"}
+
+
+def _used(plan: OpticsPlan | None, info: ModelMetadata, key: str, header: str) -> float | None:
+    if plan is not None:
+        value = plan.record.get("used", {}).get(key, {}).get("value")
+        if value is not None:
+            return float(value)
+    value = getattr(info, header)
+    return None if value is None else float(value)
+
+
+def _outside(value: float, span: tuple[float, float], tolerance: float, error: float = 0.0) -> str | None:
+    """Which side ("below", "above") ``value`` ± ``error`` lies on beyond ``span`` widened by ``tolerance``."""
+    low, high = span
+    if value + error < low / (1 + tolerance):
+        return "below"
+    if value - error > high * (1 + tolerance):
+        return "above"
+    return None
+
+
+def _check_sr(
+    info: ModelMetadata,
+    plane: np.ndarray,
+    plan: OpticsPlan | None,
+    offset: float | None,
+    ranges: dict[str, tuple[float, float] | None],
+) -> dict[str, Any]:
+    pixel = _used(plan, info, "pixel_size_um", "input_pixel_um")
+    lam = _used(plan, info, "wavelength_um", "wavelength_um")
+    na = _used(plan, info, "numerical_aperture", "numerical_aperture")
+    cutoff = None if None in (pixel, lam, na) else sr_cutoff_cycles_per_px(na, lam, pixel)
+    try:
+        noise = estimate_camera_noise(plane, offset=offset, cutoff_cycles_per_px=cutoff)
+    except ValueError as err:
+        return {"verdict": "unknown", "note": f"noise not estimated: {err}"}
+    if not noise.gain_rel_error <= MAX_GAIN_ERROR:
+        return {
+            "verdict": "unknown",
+            "note": f"noise not estimated: the variance–mean fit is too uncertain (gain ± {noise.gain_rel_error:.0%}); "
+            "a processed or nearly uniform image?",
+            "fit": noise.note,
+        }
+    b = plan.bin if plan is not None else 1  # b×b binning: the network sees the photons of b² pixels
+    per_frame = noise.foreground_photons * b * b / N_FRAMES
+    estimate = {"photons_per_frame": float(per_frame), "gain_e_per_unit": float(noise.gain_e_per_unit)}
+    problems, parts = [], []
+    photons = ranges.get("photons_per_frame")
+    parts.append(f"≈ {per_frame:.3g} photons per frame ({N_FRAMES} summed raw frames)")
+    if photons is not None:
+        parts[-1] += f", the model's {photons[0]:g}–{photons[1]:g}"
+        side = _outside(per_frame, photons, PHOTON_TOLERANCE)
+        if side is not None:
+            problems.append(f"photons {side} the model's {photons[0]:g}–{photons[1]:g}")
+    reads = ranges.get("read_noise_counts")
+    if reads is not None and noise.offset_source == "given" and math.isfinite(noise.read_noise_units):
+        to_adu = noise.gain_e_per_unit * b / math.sqrt(N_FRAMES) / GAIN_E_PER_ADU
+        read = noise.read_noise_units * to_adu  # its error: the fit's, and the gain's that converts it to ADU
+        read_err = math.hypot(noise.read_noise_error * to_adu, read * noise.gain_rel_error)
+        estimate["read_noise_counts"] = float(read)
+        parts.append(f"read noise {read:.3g} ± {read_err:.2g} ADU, the model's {reads[0]:g}–{reads[1]:g}")
+        side = _outside(read, reads, PHOTON_TOLERANCE, 2 * read_err if math.isfinite(read_err) else 0.0)
+        if side is not None:
+            problems.append(f"read noise {side} the model's {reads[0]:g}–{reads[1]:g} ADU")
+    elif reads is not None:
+        parts.append("read noise not compared (camera offset unknown)")
+    return _verdict(problems, parts, estimate, ranges, noise.note)
+
+
+def _check_phase(plane: np.ndarray, xi_range: tuple[float, float], offset: float | None) -> dict[str, Any]:
+    try:
+        noise = estimate_phase_noise(plane, offset=offset or 0.0)
+    except ValueError as err:
+        return {"verdict": "unknown", "note": f"noise not estimated: {err}"}
+    parts = [f"ξ ≈ {noise.xi:.3g}, the model's {xi_range[0]:g}–{xi_range[1]:g}"]
+    side = _outside(noise.xi, xi_range, XI_TOLERANCE)
+    problems = [] if side is None else [f"ξ {side} the model's {xi_range[0]:g}–{xi_range[1]:g}"]
+    return _verdict(problems, parts, {"noise_xi": float(noise.xi)}, {"noise_xi": xi_range}, noise.note)
+
+
+def _verdict(
+    problems: list[str], parts: list[str], estimate: dict[str, float], ranges: dict[str, Any], method: str
+) -> dict[str, Any]:
+    if problems:
+        note = (
+            f"noise outside the model's training range ({'; '.join(problems)}): {'; '.join(parts)}. The "
+            "reconstruction and its uncertainty are not validated at this noise (estimated from the image)"
+        )
+    else:
+        note = f"noise inside the model's training range: {'; '.join(parts)} (estimated from the image)"
+    return {
+        "verdict": "outside" if problems else "inside",
+        "note": note,
+        "estimate": estimate,
+        "range": {k: list(v) for k, v in ranges.items() if v is not None},
+        "method": method,
+    }
