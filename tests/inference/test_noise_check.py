@@ -96,6 +96,11 @@ def test_floats_in_0_1_without_a_variance_mean_relation():
     assert check_noise(tiny_model("phase").info, np.stack([image, image]))["verdict"] == "outside"  # ξ ≈ 1.4
 
 
+def test_sr_without_lambda_and_na_is_not_estimated():
+    verdict = check_noise(tiny_model("sr").info, _widefield(100.0))  # no λ, NA: the noise-only band is unknown
+    assert verdict["verdict"] == "unknown" and "λ and NA" in verdict["note"]
+
+
 def test_a_model_without_a_noise_range_is_not_checked():
     info = tiny_model("sr", input_pixel_um=None).info
     assert check_noise(info, _widefield(100.0))["verdict"] == "unchecked"

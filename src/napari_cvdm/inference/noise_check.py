@@ -92,7 +92,13 @@ def _check_sr(
     pixel = _used(plan, info, "pixel_size_um", "input_pixel_um")
     lam = _used(plan, info, "wavelength_um", "wavelength_um")
     na = _used(plan, info, "numerical_aperture", "numerical_aperture")
-    cutoff = None if None in (pixel, lam, na) else sr_cutoff_cycles_per_px(na, lam, pixel)
+    if None in (pixel, lam, na):  # the flat-block fit without the band is biased by fine structure: not used
+        return {
+            "verdict": "unknown",
+            "note": "noise not estimated: the pixel size, λ and NA are needed to find the "
+            "noise-only band above the optics' cutoff, and the model and the settings do not state them all",
+        }
+    cutoff = sr_cutoff_cycles_per_px(na, lam, pixel)
     try:
         noise = estimate_camera_noise(plane, offset=offset, cutoff_cycles_per_px=cutoff)
     except ValueError as err:
