@@ -105,6 +105,40 @@ def normalize(image: np.ndarray, scale: IntensityScale) -> np.ndarray:
 
 def make_condition(image: np.ndarray, info: ModelMetadata) -> tuple[torch.Tensor, IntensityScale]:
     """Condition tensor (1, C, H_out, W_out) on the output grid and the input's intensity scale."""
+    condition, scale = plane_condition(image, info)
+    return condition.rows(0, condition.shape[0]), scale
+
+
+BICUBIC_MARGIN = 3  # input rows beyond a band that bicubic up-sampling reads (its kernel reaches 2 rows out)
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One plane's condition on the output grid, handed out row band by row band.
+
+    Super-resolution keeps only the normalised input (1, C, H, W) and up-samples each band from the input rows it
+    needs (bicubic reads two rows either side, so a band is bit-identical to the same rows of the whole plane's
+    up-sampling) — a huge plane's condition never exists whole.  Phase keeps the whole (1, 2 or 3, H, W)
+    condition: its TIE estimate is a whole-plane solve.
+    """
+
+    data: torch.Tensor
+    factor: int  # output pixels per input pixel along each axis (1: ``data`` is the condition itself)
+    shape: tuple[int, int]  # (H_out, W_out)
+
+    def rows(self, first: int, end: int) -> torch.Tensor:
+        """The condition's output rows [first, end) at full width, (1, C, end − first, W_out)."""
+        if self.factor == 1:
+            return self.data[..., first:end, :]
+        f, height = self.factor, self.data.shape[-2]
+        lo = max(0, first // f - BICUBIC_MARGIN)
+        hi = min(height, -(-end // f) + BICUBIC_MARGIN)
+        up = F.interpolate(self.data[..., lo:hi, :], scale_factor=f, mode="bicubic", align_corners=False)
+        return up[..., first - f * lo : end - f * lo, :]
+
+
+def plane_condition(image: np.ndarray, info: ModelMetadata) -> tuple[Condition, IntensityScale]:
+    """The :class:`Condition` of one input plane and the input's intensity scale."""
     scale = input_scale(image, info)
     norm = torch.from_numpy(normalize(image, scale))
     if info.task == "phase":
@@ -112,11 +146,10 @@ def make_condition(image: np.ndarray, info: ModelMetadata) -> tuple[torch.Tensor
         if info.condition_on_tie:
             tie = tie_estimate(image, info)
             cond = torch.cat([cond, torch.from_numpy(tie)[None, None]], dim=1)
-        return cond, scale
+        return Condition(cond, 1, tuple(cond.shape[-2:])), scale
     cond = norm.reshape(1, -1, *norm.shape[-2:])
-    if info.scale_factor > 1:
-        cond = F.interpolate(cond, scale_factor=info.scale_factor, mode="bicubic", align_corners=False)
-    return cond, scale
+    f = max(int(info.scale_factor), 1)
+    return Condition(cond, f, (cond.shape[-2] * f, cond.shape[-1] * f)), scale
 
 
 def tie_estimate(stack: np.ndarray, info: ModelMetadata) -> np.ndarray:

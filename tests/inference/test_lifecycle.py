@@ -15,7 +15,7 @@ from napari_cvdm.model import CVDM, CVDMConfig, ModelMetadata, TrainedModel
 from napari_cvdm.settings import ReconstructSettings
 from tests.conftest import TINY, TINY_INFO, tiny_network
 
-recon = importlib.import_module("napari_cvdm.inference.reconstruct")
+recon = importlib.import_module("napari_cvdm.inference.run")  # where each plane's condition is built
 
 
 @pytest.fixture
@@ -28,13 +28,13 @@ def tie_phase_model() -> TrainedModel:
 @pytest.fixture
 def conditions(monkeypatch) -> list[int]:
     built: list[int] = []
-    real = recon.make_condition
+    real = recon.plane_condition
 
     def counting(image, info):
         built.append(1)
         return real(image, info)
 
-    monkeypatch.setattr(recon, "make_condition", counting)
+    monkeypatch.setattr(recon, "plane_condition", counting)
     return built
 
 

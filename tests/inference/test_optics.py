@@ -16,7 +16,7 @@ from napari_cvdm.physics.propagation import two_shot
 from napari_cvdm.settings import ReconstructSettings
 from tests.conftest import tiny_model
 
-recon = importlib.import_module("napari_cvdm.inference.reconstruct")
+recon = importlib.import_module("napari_cvdm.inference.run")  # where each plane's condition is built
 FAST = {"n_samples": 2, "steps": 2, "device": "cpu"}
 
 
@@ -33,13 +33,13 @@ def phase():
 @pytest.fixture
 def conditions(monkeypatch) -> list[int]:
     calls: list[int] = []
-    real = recon.make_condition
+    real = recon.plane_condition
 
     def counting(image, info):
         calls.append(1)
         return real(image, info)
 
-    monkeypatch.setattr(recon, "make_condition", counting)
+    monkeypatch.setattr(recon, "plane_condition", counting)
     return calls
 
 

@@ -16,20 +16,20 @@ from napari_cvdm.model.metadata import ModelMetadata, SamplerDefaults
 from napari_cvdm.settings import ReconstructSettings
 from tests.conftest import TINY, TINY_INFO
 
-recon = importlib.import_module("napari_cvdm.inference.reconstruct")
+recon = importlib.import_module("napari_cvdm.inference.run")  # where each plane's condition is built
 
 
 @pytest.fixture
 def conditions(monkeypatch) -> list[int]:
     """Counts the conditions built (a refusal must come before the first)."""
     calls: list[int] = []
-    real = recon.make_condition
+    real = recon.plane_condition
 
     def counting(image, info):
         calls.append(1)
         return real(image, info)
 
-    monkeypatch.setattr(recon, "make_condition", counting)
+    monkeypatch.setattr(recon, "plane_condition", counting)
     return calls
 
 

@@ -5,8 +5,11 @@ must be on a filesystem every worker sees (a cluster's shared disk; a local clus
 task reads its plane, reconstructs it with the plane's own seed (:func:`~napari_cvdm.io.stack.plane_seed`),
 writes it and its completion mark into the store and returns; nothing but the plane index travels back.  The
 first plane of a new output runs alone (it creates the store with the channels its result has), the rest run
-in parallel.  A task lost with its worker is rerun by the scheduler (``retries``), and a job cut short is
-continued by the same command: the store's marks say which planes are finished.
+in parallel.  A task lost with its worker is rerun by the scheduler on another worker (or on the one its nanny
+restarts), up to the scheduler's ``distributed.scheduler.allowed-failures`` (3) times; a task that raises is rerun
+``RETRIES`` times.  A plane that fails beyond that does not stop the others: they all land, and the file then fails
+naming the missing planes; the same command continues the job, since the store's marks say which planes are
+finished.
 
 Needs the optional extra ``napari-cvdm[cluster]`` (dask.distributed); SLURM and other batch systems through
 dask-jobqueue, which the package does not depend on (docs/big-data.md).
@@ -18,15 +21,17 @@ import threading
 import time
 from collections.abc import Generator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from .._runtime import drive
+from ..model.files import TrainedModel
 from ..settings import ReconstructSettings
 from ..tasks import InputError
 from .readers import open_source
-from .stack import PlaneDone, StackJob, StackSummary, compute_plane, finish, prepare, store_result
+from .stack import PlaneDone, StackJob, StackSummary, finish, prepare, write_plane
 
-RETRIES = 3  # a plane whose worker died is rerun this many times before the file counts as failed
+RETRIES = 3  # a plane whose task raised is rerun this many times (a dead worker's: the scheduler's allowed-failures)
 
 
 def need_distributed() -> Any:
@@ -71,7 +76,8 @@ class PlaneTask:
     settings: str  # ReconstructSettings as JSON
 
 
-_JOBS: dict[tuple[str, PlaneTask | str], Any] = {}
+_MODELS: dict[tuple[str, str], tuple[tuple[int, ...], TrainedModel]] = {}  # (worker, model) → (file stamp, model)
+_JOBS: dict[str, tuple[PlaneTask, StackJob]] = {}  # worker → its current job
 _LOCK = threading.Lock()
 
 
@@ -84,23 +90,34 @@ def _worker_key() -> str:
         return f"thread-{threading.get_ident()}"
 
 
+def _stamp(model: str) -> tuple[int, ...]:
+    """A model file's identity (inode, size, modification time): a file rewritten since is loaded again."""
+    path = Path(model)
+    if not path.is_file():
+        return ()  # a registered model's name
+    stat = path.stat()
+    return (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+
+
 def _worker_job(task: PlaneTask) -> StackJob:
-    """This worker's job for ``task``: the model loaded once per worker, the input opened once per job."""
+    """This worker's job for ``task``: the model loaded once per worker (again if its file changed since: a
+    long-lived cluster outlives a retrained model), the input opened once per job."""
     from ..registry import load_model
 
-    me = _worker_key()
+    me, stamp = _worker_key(), _stamp(task.model)
     with _LOCK:
-        model = _JOBS.get((me, task.model))
-        if model is None:
-            model = _JOBS[(me, task.model)] = load_model(task.model)
-        job = _JOBS.get((me, task))
-        if job is None:  # a new input: close the inputs of this worker's earlier jobs (thousands of files)
-            for key in [key for key in _JOBS if key[0] == me and isinstance(key[1], PlaneTask)]:
-                _JOBS.pop(key).source.close()
-            source = open_source(task.input, task.plane_ndim)
-            job = _JOBS[(me, task)] = prepare(
-                model, source, task.output, ReconstructSettings.model_validate_json(task.settings)
-            )
+        cached = _MODELS.get((me, task.model))
+        if cached is None or cached[0] != stamp:
+            cached = _MODELS[(me, task.model)] = (stamp, load_model(task.model))
+        model = cached[1]
+        current = _JOBS.get(me)
+        if current is not None and current[0] == task and current[1].model is model:
+            return current[1]
+        if current is not None:  # a new input (or model): close the earlier one's input (thousands of files)
+            current[1].source.close()
+        source = open_source(task.input, task.plane_ndim)
+        job = prepare(model, source, task.output, ReconstructSettings.model_validate_json(task.settings))
+        _JOBS[me] = (task, job)
     return job
 
 
@@ -108,13 +125,14 @@ def run_plane(task: PlaneTask, k: int) -> tuple[int, float]:
     """The task: reconstruct plane ``k`` and write it (with its mark) into the job's store; (k, seconds)."""
     start = time.perf_counter()
     job = _worker_job(task)
-    result = drive(compute_plane(job, k))
-    store_result(job, k, result)
+    drive(write_plane(job, k))
     return k, time.perf_counter() - start
 
 
 def iter_cluster(job: StackJob, task: PlaneTask, client: Any) -> Generator[PlaneDone, None, StackSummary]:
-    """Run ``job``'s unfinished planes as tasks of ``client``'s cluster; yields :class:`PlaneDone` as they land."""
+    """Run ``job``'s unfinished planes as tasks of ``client``'s cluster; yields :class:`PlaneDone` as they land.
+
+    A plane lost beyond the retries does not stop the others; once they are in, the run fails naming it."""
     from distributed import as_completed
 
     start = time.perf_counter()
@@ -129,16 +147,31 @@ def iter_cluster(job: StackJob, task: PlaneTask, client: Any) -> Generator[Plane
         computed.append(k)
         yield PlaneDone(k, n, computed=True, seconds=seconds)
         todo = todo[1:]
-    futures = [client.submit(run_plane, task, k, pure=False, retries=RETRIES) for k in todo]
+    futures = {client.submit(run_plane, task, k, pure=False, retries=RETRIES): k for k in todo}
+    failed: dict[int, BaseException] = {}
     try:
         for future in as_completed(futures):
-            k, seconds = future.result()
+            k = futures.pop(future)
+            try:
+                seconds = future.result()[1]
+            except Exception as err:  # noqa: BLE001  lost beyond the retries: the other planes go on
+                failed[k] = err
+                continue
+            finally:  # the plane is in the store: a worker lost later must not make the scheduler recompute it
+                future.release()
             computed.append(k)
             yield PlaneDone(k, n, computed=True, seconds=seconds)
     finally:
         client.cancel([f for f in futures if not f.done()])
     left = job.pending()
     if left:
-        raise RuntimeError(f"planes {left} are not in {job.store_path} after the run; run the command again")
+        first = failed[min(failed)] if failed else None
+        why = ""
+        if first is not None:  # the first failed plane's reason, in one line
+            why = f" (plane {min(failed)}: {type(first).__name__}: " + str(first).partition("\n")[0] + ")"
+        raise RuntimeError(
+            f"planes {left} are not in {job.store_path} after the run{why}; the others are, and the same command "
+            "again computes only the missing ones"
+        ) from first
     finish(job)
     return StackSummary(job.output, n, sorted(computed), n - len(pending), time.perf_counter() - start)

@@ -2,7 +2,8 @@
 
 A job whose output is ``out.ome.tif`` fills the plane store ``out.ome.tif.parts.zarr`` next to it (so it resumes
 exactly as an OME-Zarr output does) and, once every plane is marked, streams it page by page into the OME-TIFF
-(one page in memory at a time; BigTIFF above 2 GiB), then removes the parts.  Channel names are the OME channel
+(one page in memory at a time; a page larger than the store's tile is written as a tiled TIFF, one tile in
+memory at a time; BigTIFF above 2 GiB), then removes the parts.  Channel names are the OME channel
 names, the pixel size the OME physical size; the run's model, settings and fingerprint are the image's
 Description (JSON), so a rerun of the same command knows the file is complete and a different run is refused.
 """
@@ -18,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from . import omezarr
 from .omezarr import PlaneStore, remove
 
 SUFFIXES = (".ome.tif", ".ome.tiff")
@@ -66,16 +68,25 @@ def write_ome_tiff(store: PlaneStore, path: Path) -> Path:
     if pixel:
         metadata.update(PhysicalSizeX=pixel, PhysicalSizeY=pixel, PhysicalSizeXUnit="µm", PhysicalSizeYUnit="µm")
 
+    height, width = shape[-2:]
+    side = omezarr.TILE
+    tiled = max(height, width) > side
+
     def pages() -> Iterator[np.ndarray]:
         for index in itertools.product(*(range(s) for s in shape[:-2])):
-            yield np.asarray(data[index], np.float32)
+            if not tiled:
+                yield np.asarray(data[index], np.float32)
+                continue
+            for row, col in itertools.product(range(0, height, side), range(0, width, side)):
+                yield np.asarray(data[(*index, slice(row, row + side), slice(col, col + side))], np.float32)
 
     tmp = path.with_name(path.name + ".writing")
     path.parent.mkdir(parents=True, exist_ok=True)
     big = int(np.prod(shape)) * 4 > 2**31 - 2**25
     tifffile.imwrite(
-        tmp, pages(), shape=shape, dtype=np.float32, ome=True, bigtiff=big, photometric="minisblack", metadata=metadata
-    )
+        tmp, pages(), shape=shape, dtype=np.float32, ome=True, bigtiff=big, photometric="minisblack", metadata=metadata,
+        tile=(side, side) if tiled else None,
+    )  # fmt: skip
     os.replace(tmp, path)
     remove(store.path)
     return path

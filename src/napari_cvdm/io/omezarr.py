@@ -194,11 +194,36 @@ class PlaneStore:
     # -- planes --------------------------------------------------------------------------------------------------
     def write_plane(self, k: int, arrays: list[np.ndarray]) -> None:
         """Write plane ``k``'s channels (tile by tile: one zarr chunk each), then its completion mark."""
-        plane = np.stack([np.asarray(a, np.float32) for a in arrays])  # (C, Y, X)
-        if plane.shape[0] != len(self.channels):
-            raise ValueError(f"plane {k} has {plane.shape[0]} channels, the store {len(self.channels)}")
-        self.group[DATA][self._index(k)] = plane
-        self.group[MARKS][k] = checksum(plane)
+        self.write_rows(k, 0, arrays)
+        self.mark(k)
+
+    def write_rows(self, k: int, first: int, arrays: list[np.ndarray]) -> None:
+        """Write rows ``first`` … of plane ``k``'s channels (one (rows, X) array per channel); the plane stays
+        unmarked (unfinished) until :meth:`mark`."""
+        band = np.stack([np.asarray(a, np.float32) for a in arrays])  # (C, rows, X)
+        if band.shape[0] != len(self.channels):
+            raise ValueError(f"plane {k} has {band.shape[0]} channels, the store {len(self.channels)}")
+        index = list(self._index(k))
+        y = self.axes.index("y")
+        index[y] = slice(first, first + band.shape[1])
+        self.group[DATA][tuple(index)] = band
+
+    def mark(self, k: int) -> None:
+        """Mark plane ``k`` finished, with the checksum of what the store now holds for it."""
+        self.group[MARKS][k] = self.plane_checksum(k)
+
+    def plane_checksum(self, k: int) -> np.uint64:
+        """:func:`checksum` of plane ``k`` as (C, Y, X) float32, read a channel and ``TILE`` rows at a time (the
+        same bytes in the same order, so a huge plane is never read whole)."""
+        data, index = self.group[DATA], list(self._index(k))
+        c, y = self.axes.index("c"), self.axes.index("y")
+        crc = 0
+        for channel in range(len(self.channels)):
+            for first in range(0, int(data.shape[y]), TILE):
+                index[c], index[y] = channel, slice(first, first + TILE)
+                rows = np.ascontiguousarray(data[tuple(index)], np.float32)
+                crc = zlib.crc32(rows.tobytes(), crc)
+        return np.uint64(crc) | DONE_BIT
 
     def read_plane(self, k: int) -> np.ndarray:
         """Plane ``k`` as (C, Y, X) float32."""
@@ -226,7 +251,7 @@ class PlaneStore:
                 continue
             if verify:
                 try:
-                    if checksum(self.read_plane(k)) != mark:
+                    if self.plane_checksum(k) != mark:
                         continue
                 except Exception:  # noqa: BLE001  a chunk cut short by a crash cannot be decoded: redo the plane
                     continue

@@ -2,32 +2,37 @@
 
 :func:`prepare` checks everything that can be checked before any work (the output's kind, the planes' shape
 against the model, an existing output's fingerprint) and says which planes are still to do; :func:`iter_stack`
-is the job itself, a generator (the CLI drives it, the napari widget can run it in a worker, dask runs its
-:func:`compute_plane` per task) that yields :class:`~napari_cvdm._runtime.Progress` within a plane and
+is the job itself, a generator (the CLI drives it, the napari widget runs it in a worker, dask runs its
+:func:`write_plane` per task) that yields :class:`~napari_cvdm._runtime.Progress` within a plane and
 :class:`PlaneDone` after each, and returns a :class:`StackSummary`.  Closing it stops the job within one network
 evaluation; every plane written so far stays, marked, and a rerun continues from there.
 
-Plane ``k`` is sampled with seed ``sample_seed(settings.seed, k)``, so its result does not depend on which
-process computes it or in what order: a resumed, a single-process and a dask run give the same numbers.
+Each plane is written a row band at a time as its tiles finish (:mod:`napari_cvdm.inference.bands`), so a huge
+plane's outputs are never held whole; its completion mark is written after its last band, so a plane cut short
+is redone.  Plane ``k`` is seeded as plane ``k`` of its stack (``sample_seed(settings.seed, k)``, one stream per
+tile), so its result does not depend on which process computes it or in what order: a resumed, a
+single-process and a dask run give the same numbers, and the same as ``reconstruct()`` on the whole stack.
 """
 
 from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .._runtime import Progress, relay
+from .._runtime import Progress
 from .._version import __version__
+from ..inference.bands import Band
 from ..inference.optics import plan_optics
-from ..inference.reconstruct import Reconstruction, iter_reconstruct, output_shape
+from ..inference.reconstruct import output_shape
+from ..inference.run import ReconstructionRun, prepare_run
 from ..model.files import TrainedModel
 from ..sampling.samplers import sample_seed
 from ..settings import ReconstructSettings
-from ..tasks import InputError
+from ..tasks import InputError, check_image
 from .ometiff import is_ome_tiff, read_info, work_store, write_ome_tiff
 from .omezarr import OutputMismatch, PlaneStore, fingerprint_changes, lead_axes_for, remove
 from .readers import PlaneSource
@@ -90,7 +95,7 @@ def fingerprint(model: TrainedModel, settings: ReconstructSettings, shape: tuple
         "model": {"name": model.info.name, "sha256": model_digest(model)},
         "settings": kept,
         "input_shape": list(shape),
-        "seed_rule": "plane k: sample_seed(seed, k)",
+        "seed_rule": "plane k: sample_seed(seed, k)",  # then tile t: sample_seed(that, t)
     }
 
 
@@ -109,6 +114,14 @@ class StackJob:
     finished: bool = False  # an OME-TIFF output already written by the same run
     meta: dict[str, Any] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)  # where each stated optics value came from
+    _run: ReconstructionRun | None = field(default=None, repr=False)
+
+    @property
+    def run(self) -> ReconstructionRun:
+        """The checked reconstruction run every plane of this job uses (one network copy for all planes)."""
+        if self._run is None:
+            self._run = prepare_run(self.model, self.source.plane_shape[-2:], self.settings, self.sources)
+        return self._run
 
     @property
     def store_path(self) -> Path:
@@ -202,41 +215,46 @@ def prepare(
     return job
 
 
-def plane_settings(job: StackJob, k: int) -> ReconstructSettings:
-    return job.settings.model_copy(update={"seed": plane_seed(job.settings.seed, k)})
-
-
-def compute_plane(job: StackJob, k: int) -> Generator[Progress, None, Reconstruction]:
-    """Reconstruct plane ``k`` (read now, and only it); yields the core's progress with the plane in its stage."""
-    image = job.source.plane(k)
-    n = job.n_planes
-
-    def translate(event: object) -> Iterator[object]:
-        if isinstance(event, Progress):
-            inner = event.stage.split(",", 1)[1].strip() if "," in event.stage else event.stage.split(":")[-1].strip()
-            yield Progress(event.done, event.total, f"plane {k + 1}/{n}: {inner}")
-
-    return (yield from relay(iter_reconstruct(job.model, image, plane_settings(job, k), job.sources), translate))
-
-
-def store_result(job: StackJob, k: int, result: Reconstruction) -> PlaneStore:
-    """Write plane ``k``'s channels (creating the store with this result's channels if it is the first)."""
-    channels = result.channels()
+def open_store(job: StackJob) -> PlaneStore:
+    """The job's output store, created empty (every plane unmarked) with the run's channels if it is new."""
     store = job.store()
-    if store is None:
-        resolved = {key: result.settings.get(key) for key in ("tile_size", "tile_overlap", "method", "steps", "grid")}
-        store = PlaneStore.create(
-            job.store_path,
-            lead=job.source.lead,
-            lead_axes=job.lead_axes,
-            plane_hw=job.out_hw,
-            channels=[(name, unit) for name, _, unit in channels],
-            pixel_um=result.pixel_um,
-            fingerprint=job.fingerprint,
-            meta={**job.meta, "resolved": resolved, "interval_level": result.interval_level, "optics": result.optics},
-        )
-    store.write_plane(k, [array for _, array, _ in channels])
-    return store
+    if store is not None:
+        return store
+    run = job.run
+    as_run = run.resolved_settings()
+    resolved = {key: as_run.get(key) for key in ("tile_size", "tile_overlap", "method", "steps", "grid")}
+    optics = {**run.optics.record, "output_pixel_um": run.optics.output_pixel_um}
+    return PlaneStore.create(
+        job.store_path,
+        lead=job.source.lead,
+        lead_axes=job.lead_axes,
+        plane_hw=job.out_hw,
+        channels=run.channels,
+        pixel_um=run.optics.output_pixel_um,
+        fingerprint=job.fingerprint,
+        meta={**job.meta, "resolved": resolved, "interval_level": job.settings.interval_level, "optics": optics},
+    )
+
+
+def write_plane(job: StackJob, k: int) -> Generator[Progress, None, None]:
+    """Reconstruct plane ``k`` (read now, and only it) and write it band by band, then its completion mark;
+    yields the core's progress with the plane in its stage."""
+    run = job.run
+    image = check_image(job.source.plane(k), job.model.info)
+    store = open_store(job)
+    for event in run.iter_plane(image, k, f"plane {k + 1}/{job.n_planes}"):
+        if isinstance(event, Band):
+            store.write_rows(k, event.first, _planes_of(event))
+        elif isinstance(event, Progress):
+            yield event
+    store.mark(k)
+
+
+def _planes_of(band: Band) -> list:
+    maps = band.maps()
+    if maps[0].ndim != 2:
+        raise InputError("this model has several output channels; write its results with predict -o out.tif")
+    return maps
 
 
 def finish(job: StackJob) -> None:
@@ -258,8 +276,7 @@ def iter_stack(job: StackJob) -> Generator[Progress | PlaneDone, None, StackSumm
     computed = []
     for k in pending:
         t0 = time.perf_counter()
-        result = yield from compute_plane(job, k)
-        store_result(job, k, result)
+        yield from write_plane(job, k)
         computed.append(k)
         yield PlaneDone(k, n, computed=True, seconds=time.perf_counter() - t0)
     finish(job)
