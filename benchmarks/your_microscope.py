@@ -24,6 +24,7 @@ import numpy as np
 
 from napari_cvdm import load_model
 from napari_cvdm._runtime import drive
+from napari_cvdm.evaluation.calibrate import network_scale, network_units_error
 from napari_cvdm.evaluation.metrics import mae, ms_ssim, psnr
 from napari_cvdm.inference.reconstruct import iter_reconstruct
 from napari_cvdm.physics import PhaseSimulation, SRSimulation, simulate_phase_pair, simulate_sr_pair
@@ -35,14 +36,15 @@ from napari_cvdm.training.adapt import Microscope, iter_adapt
 SEED = 30_000
 
 
-def coverage(result, truth, phase):
+def coverage(result, image, truth, info):
+    """Fraction of pixels whose truth lies in the calibrated 90 % interval, the truth brought into the output's
+    units as the calibration measures it (SR: the target normalised by its own percentiles, mapped with the
+    input's; phase: up to a constant) — :func:`napari_cvdm.evaluation.calibrate.network_units_error`."""
     if result.lower is None:
         return None
-    lower, upper, t = result.lower, result.upper, truth
-    if phase:  # the phase is known up to a constant: compare around the means
-        shift = result.mean.mean() - truth.mean()
-        t = truth + shift
-    return float(np.mean((t >= lower) & (t <= upper)))
+    _, err = network_units_error(result, image, truth, info)
+    t = result.mean - err * network_scale(image, info)
+    return float(np.mean((t >= result.lower) & (t <= result.upper)))
 
 
 def score(pred, truth, phase):
@@ -102,9 +104,10 @@ def main() -> None:
             preds["CVDM default, interpolated (own risk)"] = (rs(r2.mean, zoom, truth.shape), None)
             r3, _ = run(adapted, wf, args.n_samples, pixel_size_um=px, numerical_aperture=na)
             preds["CVDM adapted (napari-cvdm adapt)"] = (r3.mean, r3)
+            res_info = {name: (adapted if "adapted" in name else base).info for name in preds}
             for name, (pred, res) in preds.items():
-                rows.append({"task": "sr", "image": k, "method": name, **score(pred, truth, False),
-                             "coverage90": None if res is None else coverage(res, truth, False)})  # fmt: skip
+                cov = None if res is None else coverage(res, wf, truth, res_info[name])
+                rows.append({"task": "sr", "image": k, "method": name, **score(pred, truth, False), "coverage90": cov})
                 print(json.dumps(rows[-1]), flush=True)
             timing.setdefault("sr_reconstruct_s_per_image", s)
     if args.task in ("phase", "both"):
@@ -133,9 +136,11 @@ def main() -> None:
             preds["CVDM default, resampled to its λ·d/p² (exact)"] = (r2.mean, r2)
             r3, _ = run(adapted, stack, args.n_samples, defocus_um=d)
             preds["CVDM adapted (napari-cvdm adapt)"] = (r3.mean, r3)
+            res_info = {name: (adapted if "adapted" in name else base).info for name in preds}
             for name, (pred, res) in preds.items():
-                rows.append({"task": "phase", "image": k, "method": name, **score(pred, truth, True),
-                             "coverage90": None if res is None else coverage(res, truth, True)})  # fmt: skip
+                cov = None if res is None else coverage(res, stack, truth, res_info[name])
+                row = {"task": "phase", "image": k, "method": name, **score(pred, truth, True), "coverage90": cov}
+                rows.append(row)
                 print(json.dumps(rows[-1]), flush=True)
             timing.setdefault("phase_reconstruct_s_per_image", s)
     (out / "rows.json").write_text(json.dumps({"rows": rows, "timing": timing}, indent=1))

@@ -72,3 +72,14 @@ def test_the_ome_tiff_of_a_plane_larger_than_a_tile_is_written_tile_by_tile(tmp_
         written = tif.asarray()
     whole = drive(nc.iter_reconstruct(sr_model, data, TILED))
     np.testing.assert_array_equal(written[0], whole.mean)  # (C, Z, Y, X) as NGFF orders them: channel 0, the mean
+
+
+def test_a_store_cut_short_while_it_is_made_does_not_block_the_rerun(tmp_path, sr_model):
+    data = stack(2, 40)
+    out = tmp_path / "out.zarr"
+    half = tmp_path / "out.zarr.creating"  # what a crash inside PlaneStore.create leaves
+    half.mkdir()
+    (half / "zarr.json").write_text("{")
+    job = prepare(sr_model, open_source(data), out, TILED)
+    assert drive(iter_stack(job)).computed == [0, 1]
+    assert not half.exists() and PlaneStore.open(out).done() == [0, 1]

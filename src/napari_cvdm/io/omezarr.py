@@ -16,6 +16,7 @@ Each plane's data and mark live in their own chunks, so several processes (dask 
 
 from __future__ import annotations
 
+import os
 import shutil
 import zlib
 from dataclasses import dataclass
@@ -111,11 +112,16 @@ class PlaneStore:
         fingerprint: dict[str, Any],
         meta: dict[str, Any],
     ) -> PlaneStore:
-        """A new, empty store (every plane unmarked) for ``channels`` [(name, unit), …] of planes ``plane_hw``."""
+        """A new, empty store (every plane unmarked) for ``channels`` [(name, unit), …] of planes ``plane_hw``.
+
+        It is made aside (``*.creating``) and renamed into place, so a crash while it is made leaves no half-made
+        store that a rerun would refuse."""
         import zarr
 
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        final = Path(path)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        path = final.with_name(final.name + ".creating")
+        remove(path)
         axes = ngff_axes(lead_axes)
         sizes = dict(zip(lead_axes.lower(), lead, strict=True))
         sizes.update(c=len(channels), y=plane_hw[0], x=plane_hw[1])
@@ -136,7 +142,7 @@ class PlaneStore:
                     "version": "0.5",
                     "multiscales": [
                         {
-                            "name": meta.get("name", path.stem),
+                            "name": meta.get("name", final.stem),
                             "axes": [
                                 {"name": a, "type": types[a], **({"unit": unit} if unit and a in "yx" else {})}
                                 for a in axes
@@ -158,7 +164,8 @@ class PlaneStore:
                 },
             }
         )
-        return cls(path, group)
+        os.replace(path, final)
+        return cls.open(final)
 
     # -- facts ---------------------------------------------------------------------------------------------------
     @property
