@@ -74,3 +74,18 @@ def test_a_changed_setting_is_refused_and_overwrite_replaces(tmp_path, model, fo
     assert (
         main(["predict", str(folder / "a.tif"), "-o", out, "--model", model, *FLAGS, "--seed", "3", "--overwrite"]) == 0
     )
+
+
+def test_one_input_failing_mid_job_is_an_error_line_and_exit_1_not_a_traceback(
+    tmp_path, model, folder, capsys, monkeypatch
+):
+    import napari_cvdm.io.stack as stack
+
+    def full_disk(job, k):
+        raise OSError(28, "No space left on device")
+        yield  # a generator, as write_plane is
+
+    monkeypatch.setattr(stack, "write_plane", full_disk)
+    assert main(["predict", str(folder / "a.tif"), "-o", str(tmp_path / "a.zarr"), "--model", model, *FLAGS]) == 1
+    err = capsys.readouterr().err
+    assert "1 input(s) failed" in err and "a.tif" in err and "No space left on device" in err

@@ -202,7 +202,7 @@ def run_batch(args: argparse.Namespace, settings: Any) -> int:
                 outcome.skipped += summary.skipped
                 bars.end_file()
             except Exception as err:  # a corrupt plane, a full disk, a lost cluster: this file fails, the batch goes on
-                if not many:
+                if not many and isinstance(err, InputError):
                     raise
                 outcome.failed.append((path, str(err) or type(err).__name__))
                 bars.end_file(job.n_planes - (bars.file.n if bars.file is not None else 0))

@@ -31,6 +31,7 @@ from ..tasks import InputError
 from .readers import open_source
 from .stack import PlaneDone, StackJob, StackSummary, finish, prepare, write_plane
 
+NO_WORKERS_TIMEOUT = "10 minutes"  # a local cluster with no worker left gives up on its planes after this
 RETRIES = 3  # a plane whose task raised is rerun this many times (a dead worker's: the scheduler's allowed-failures)
 
 
@@ -59,6 +60,11 @@ def make_client(scheduler: str | None = None, workers: int = 2, processes: bool 
             ) from err
     if workers < 1:
         raise InputError(f"--workers must be at least 1; got {workers}")
+    import dask
+
+    # a local cluster whose workers have all died fails its planes after this long instead of waiting for ever
+    # (the planes are then named as missing and the same command continues); a remote scheduler has its own setting
+    dask.config.set({"distributed.scheduler.no-workers-timeout": NO_WORKERS_TIMEOUT})
     cluster = distributed.LocalCluster(
         n_workers=workers, threads_per_worker=1, processes=processes, dashboard_address=None
     )
