@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from napari_cvdm.inference.plan import ALGORITHM_2_STEPS, plan_sampler
 from napari_cvdm.model.metadata import SamplerDefaults
+from napari_cvdm.sampling.plan import ALGORITHM_2_STEPS, plan_sampler
 from napari_cvdm.settings import ReconstructSettings
 
 DEFAULTS = SamplerDefaults(method="gamma", steps=10)

@@ -10,9 +10,9 @@ import pytest
 from pydantic import ValidationError
 
 import napari_cvdm as nc
-from napari_cvdm.inference.plan import MAX_STEPS, plan_sampler
 from napari_cvdm.model import CVDM, CVDMConfig, TrainedModel, UNetConfig
 from napari_cvdm.model.metadata import ModelMetadata, SamplerDefaults
+from napari_cvdm.sampling.plan import MAX_STEPS, plan_sampler
 from napari_cvdm.settings import ReconstructSettings
 from tests.conftest import TINY, TINY_INFO
 

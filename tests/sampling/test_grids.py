@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from napari_cvdm.inference.plan import MAX_STEPS
 from napari_cvdm.sampling.grids import MIN_GAP, check_time_grid, snr_time_grid, uniform_time_grid
+from napari_cvdm.sampling.plan import MAX_STEPS
 from napari_cvdm.settings import ReconstructSettings
 from tests.conftest import tiny_network
 

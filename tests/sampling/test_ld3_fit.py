@@ -12,11 +12,11 @@ from napari_cvdm._runtime import Progress
 from napari_cvdm._runtime import device as dev
 from napari_cvdm.cli import main
 from napari_cvdm.evaluation.nfe import summarize
-from napari_cvdm.inference.plan import plan_sampler
 from napari_cvdm.inference.reconstruct import iter_reconstruct
 from napari_cvdm.model import SamplerDefaults
 from napari_cvdm.model.files import load_model_file, save_model
 from napari_cvdm.sampling.ld3_fit import condition_patches, learn_grids
+from napari_cvdm.sampling.plan import plan_sampler
 from napari_cvdm.settings import ReconstructSettings
 from napari_cvdm.tasks import InputError
 

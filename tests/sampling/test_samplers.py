@@ -7,7 +7,7 @@ import copy
 import pytest
 import torch
 
-from napari_cvdm.inference.plan import ALGORITHM_2_STEPS
+from napari_cvdm.sampling.plan import ALGORITHM_2_STEPS
 from napari_cvdm.sampling.samplers import Partial, Step, iter_sample, sample
 from tests.conftest import tiny_network, toy_batch
 

@@ -157,7 +157,7 @@ def test_a_tile_below_the_network_minimum_is_refused(make_widget, model_files, n
 
 
 def test_steps_cannot_go_beyond_what_the_time_grids_support(make_widget, model_files):
-    from napari_cvdm.inference.plan import MAX_STEPS
+    from napari_cvdm.sampling.plan import MAX_STEPS
 
     _viewer, widget = make_widget()
     assert widget.steps.max == MAX_STEPS

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._runtime import Progress, relay
-from ..inference.plan import plan_sampler
 from ..inference.reconstruct import Reconstruction, iter_reconstruct
 from ..model.files import TrainedModel
 from ..model.metadata import Calibration, ModelMetadata
@@ -31,6 +30,7 @@ from ..physics import (
     simulate_sr_pair_random,
 )
 from ..sampling.calibration import fit_calibration
+from ..sampling.plan import plan_sampler
 from ..settings import ReconstructSettings
 from ..tasks import input_scale, normalize_target
 

@@ -1,6 +1,6 @@
 """Images in physical units → reconstructions: sampler plan, tiling and blending, stacks, progress."""
 
-from .plan import SamplerPlan, plan_sampler
+from ..sampling.plan import SamplerPlan, plan_sampler
 from .reconstruct import MAX_STACK_AXES, Reconstruction, RunningMean, iter_reconstruct, reconstruct
 from .tiling import ramp, tile_starts
 

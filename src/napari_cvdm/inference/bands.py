@@ -21,10 +21,10 @@ from .._runtime import Progress, relay
 from ..model.cvdm import CVDM
 from ..model.metadata import Calibration
 from ..sampling.calibration import error_std_factor, posterior_std
+from ..sampling.plan import SamplerPlan
 from ..sampling.samplers import Partial, Step, iter_sample, sample_seed
 from ..settings import ReconstructSettings
 from ..tasks import Condition, IntensityScale
-from .plan import SamplerPlan
 from .tiling import TileLayout
 
 GAUSSIAN_TRUNCATE = 4.0  # scipy.ndimage.gaussian_filter's default: its kernel reaches int(4σ + 0.5) pixels

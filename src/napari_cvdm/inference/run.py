@@ -22,11 +22,11 @@ from ..model.cvdm import CVDM
 from ..model.files import TrainedModel
 from ..model.metadata import Calibration, ModelMetadata
 from ..sampling.calibration import interval_multiplier, select_calibration
+from ..sampling.plan import SamplerPlan, plan_sampler
 from ..settings import ReconstructSettings, overlap_message
 from ..tasks import InputError, check_image, output_scale, output_units, plane_condition
 from .bands import Band, BandCalibrator, PlaneSampler, RunningMean
 from .optics import OpticsPlan, plan_optics
-from .plan import SamplerPlan, plan_sampler
 from .tiling import TileLayout
 
 

@@ -24,8 +24,9 @@ from ..model.cvdm import CVDM
 from ..model.files import TrainedModel, save_model
 from ..model.metadata import Calibration, ModelMetadata, SamplerDefaults
 from ..sampling.calibration import MIN_IMAGES, MIN_PIXELS, CalibrationError, fit_calibration
+from ..sampling.plan import plan_sampler
 from ..sampling.samplers import iter_sample, sample_seed
-from ..settings import TrainSettings
+from ..settings import ReconstructSettings, TrainSettings
 from .data import PairedDataset
 from .loop import TrainProgress, iter_train
 
@@ -53,14 +54,10 @@ def settings_to_calibrate(info: ModelMetadata) -> list[tuple[str, float, int]]:
 
 
 def _time_grid(defaults: SamplerDefaults, method: str, eta: float, steps: int) -> torch.Tensor | None:
-    """The grid a reconstruction with these settings uses (inference.plan.plan_sampler with grid 'auto')."""
-    if method != "gamma":
-        return None
-    if eta == 0.0 and steps in defaults.learned_grids:
-        return torch.tensor(defaults.learned_grids[steps], dtype=torch.float64)
-    if steps == defaults.steps and defaults.time_grid:
-        return torch.tensor(defaults.time_grid, dtype=torch.float64)
-    return None
+    """The grid a reconstruction at these settings uses (:func:`~napari_cvdm.sampling.plan.plan_sampler`): at
+    the model's default steps, the run that gives no steps (its explicit default grid, when it has one)."""
+    asked = ReconstructSettings(method=method, eta=eta, steps=None if steps == defaults.steps else steps)
+    return plan_sampler(defaults, asked).time_grid
 
 
 def _crop(arr: np.ndarray, side: int) -> np.ndarray:

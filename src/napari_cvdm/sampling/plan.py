@@ -7,9 +7,9 @@ from dataclasses import dataclass
 import torch
 
 from ..model.metadata import SamplerDefaults
-from ..sampling.grids import check_time_grid
 from ..settings import ReconstructSettings
 from ..tasks import InputError
+from .grids import check_time_grid
 
 # Steps of Algorithm 2 when it is not the model's default method and no steps are given: the smallest NFE within 1 %
 # MS-SSIM of 200 NFE on both bundled models (`napari-cvdm bench --nfe --samplers ancestral ancestral-euler`:
