@@ -45,9 +45,10 @@ PHYSICAL["millimeter"] = 1e3
 class PreparedInput:
     """The array for :func:`napari_cvdm.iter_reconstruct`, the output base name and geometry, and where the
     outputs go: the input layer's scale, translate, units and axis labels (so :meth:`placed` can place outputs
-    whose grid the optics changed)."""
+    whose grid the optics changed).  ``image`` is a NumPy array, or for a plane-by-plane job (``lazy``) the
+    layers' data as they are (dask, zarr, NumPy), never read whole."""
 
-    image: np.ndarray
+    image: Any
     base_name: str
     geometry: OutputGeometry
     lead_shape: tuple[int, ...]
@@ -159,8 +160,25 @@ def _describe(layer: Any) -> str:
     return f"layer {getattr(layer, 'name', layer)!r}"
 
 
+def layer_data(layer: Any, role: str) -> Any:
+    """The data of an Image layer usable as ``role`` as they are, nothing read (a pyramid: its full-resolution
+    level); raise :class:`InputError` for anything else."""
+    _check_image_layer(layer, role)
+    return layer.data[0] if layer.multiscale else layer.data
+
+
 def check_layer(layer: Any, role: str) -> np.ndarray:
-    """The data of an Image layer usable as ``role``; raise :class:`InputError` for anything else."""
+    """The data of an Image layer usable as ``role``, in memory; raise :class:`InputError` for anything else."""
+    _check_image_layer(layer, role)
+    if layer.multiscale:
+        raise InputError(
+            f"{_describe(layer)} is a multiscale (pyramid) image; open it at full resolution, or crop a region "
+            "into a new layer, and reconstruct that"
+        )
+    return np.asarray(layer.data)
+
+
+def _check_image_layer(layer: Any, role: str) -> None:
     from napari.layers import Image
 
     if layer is None:
@@ -176,15 +194,9 @@ def check_layer(layer: Any, role: str) -> np.ndarray:
             f"{_describe(layer)} is an RGB image; CVDM needs one grayscale channel. Split the colour channels "
             "(right-click the layer ▸ Split RGB) and pick one channel"
         )
-    if layer.multiscale:
-        raise InputError(
-            f"{_describe(layer)} is a multiscale (pyramid) image; open it at full resolution, or crop a region "
-            "into a new layer, and reconstruct that"
-        )
-    return np.asarray(layer.data)
 
 
-def _check_rank(arr: np.ndarray, name: str, plane_ndim: int, planes: str) -> None:
+def _check_rank(arr: Any, name: str, plane_ndim: int, planes: str) -> None:
     if arr.ndim < plane_ndim or arr.ndim > plane_ndim + MAX_STACK_AXES:
         raise InputError(
             f"{name} has shape {arr.shape}; expected one plane {planes} or a stack of them with at most "
@@ -192,11 +204,12 @@ def _check_rank(arr: np.ndarray, name: str, plane_ndim: int, planes: str) -> Non
         )
 
 
-def _check_values(image: np.ndarray, plane_ndim: int, info: ModelMetadata, min_size: int) -> None:
-    """The core's own checks on the first plane, plus a whole-stack finiteness test (cheap, before any work)."""
-    first = image[(0,) * (image.ndim - plane_ndim)]
+def _check_values(image: Any, plane_ndim: int, info: ModelMetadata, min_size: int, lazy: bool = False) -> None:
+    """The core's own checks on the first plane (the only one read when ``lazy``; the job checks the others as it
+    reads them), plus, in memory, a whole-stack finiteness test (cheap, before any work)."""
+    first = np.asarray(image[(0,) * (image.ndim - plane_ndim)])
     check_image(first, info, min_size=min_size)
-    if image.dtype.kind in "fc" and not np.isfinite(image).all():
+    if not lazy and image.dtype.kind in "fc" and not np.isfinite(image).all():
         bad = int((~np.isfinite(image)).sum())
         raise InputError(
             f"the image contains {bad} NaN or infinite pixels; replace them (for example with the background "
@@ -205,20 +218,26 @@ def _check_values(image: np.ndarray, plane_ndim: int, info: ModelMetadata, min_s
 
 
 def prepare_input(
-    task: str, layers: Sequence[Any], info: ModelMetadata, min_size: int = 1, scale_factor: int | None = None
+    task: str,
+    layers: Sequence[Any],
+    info: ModelMetadata,
+    min_size: int = 1,
+    scale_factor: int | None = None,
+    lazy: bool = False,
 ) -> PreparedInput:
     """Check the picked layers for ``task`` and build the input array, output name and output geometry.
 
     ``layers``: one layer for super-resolution; for phase either one (…, 2, H, W) layer ordered
-    (I(−d), I(+d)) or two layers [I(−d), I(+d)] of equal shape.
+    (I(−d), I(+d)) or two layers [I(−d), I(+d)] of equal shape.  ``lazy``: keep the data as they are (two phase
+    layers stacked with dask) and read only the first plane, for a plane-by-plane job.
     """
     factor = info.scale_factor if scale_factor is None else scale_factor
     if task == "phase":
-        return _prepare_phase(layers, info, min_size, factor)
+        return _prepare_phase(layers, info, min_size, factor, lazy)
     layer = layers[0] if layers else None
-    arr = check_layer(layer, "input")
+    arr = _read(layer, "input", lazy)
     _check_rank(arr, _describe(layer), 2, "(H, W)")
-    _check_values(arr, 2, info, min_size)
+    _check_values(arr, 2, info, min_size, lazy)
     geometry = output_geometry(layer.scale, layer.translate, factor)
     units, labels = _layer_axes(layer, None)
     return PreparedInput(
@@ -227,10 +246,16 @@ def prepare_input(
     )  # fmt: skip
 
 
-def _prepare_phase(layers: Sequence[Any], info: ModelMetadata, min_size: int, factor: int) -> PreparedInput:
+def _read(layer: Any, role: str, lazy: bool) -> Any:
+    return layer_data(layer, role) if lazy else check_layer(layer, role)
+
+
+def _prepare_phase(
+    layers: Sequence[Any], info: ModelMetadata, min_size: int, factor: int, lazy: bool = False
+) -> PreparedInput:
     if len(layers) >= 2 and layers[1] is not None:
         minus, plus = layers[0], layers[1]
-        a, b = check_layer(minus, "I(−d)"), check_layer(plus, "I(+d)")
+        a, b = _read(minus, "I(−d)", lazy), _read(plus, "I(+d)", lazy)
         if minus is plus:
             raise InputError(
                 f"I(−d) and I(+d) are the same layer ({minus.name!r}); pick the two defocus planes, or pick one "
@@ -242,12 +267,17 @@ def _prepare_phase(layers: Sequence[Any], info: ModelMetadata, min_size: int, fa
                 "defocus images must have the same size (and the same number of frames)"
             )
         _check_rank(a, _describe(minus), 2, "(H, W)")
-        image = np.stack([a, b], axis=-3)
+        if lazy:
+            import dask.array as da
+
+            image = da.stack([da.asarray(a), da.asarray(b)], axis=-3)
+        else:
+            image = np.stack([a, b], axis=-3)
         base, geometry = f"{minus.name} + {plus.name}", output_geometry(minus.scale, minus.translate, factor)
         first, drop = minus, None
     else:
         layer = layers[0] if layers else None
-        image = check_layer(layer, "I(−d), I(+d) stack")
+        image = _read(layer, "I(−d), I(+d) stack", lazy)
         if image.ndim < 3 or image.shape[-3] != 2:
             raise InputError(
                 f"phase retrieval needs two defocus planes; {_describe(layer)} has shape {image.shape}. Pick a "
@@ -257,7 +287,7 @@ def _prepare_phase(layers: Sequence[Any], info: ModelMetadata, min_size: int, fa
         base = layer.name
         geometry = output_geometry(layer.scale, layer.translate, factor, drop_axis=-3)
         first, drop = layer, -3
-    _check_values(image, 3, info, min_size)
+    _check_values(image, 3, info, min_size, lazy)
     units, labels = _layer_axes(first, drop)
     return PreparedInput(
         image, base, geometry, image.shape[:-3], image.shape[-2:], units, labels, tuple(first.scale),

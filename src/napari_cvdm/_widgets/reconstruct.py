@@ -1,7 +1,8 @@
 """The "CVDM reconstruction" dock widget: pick a model and layer(s), run, watch the mean fill in, get uncertainty.
 
 Only controls live here.  Checking layers is :mod:`.inputs`, writing layers :mod:`.outputs`, the thread
-:mod:`.workers`, one run's wiring :mod:`.job`, the model list :mod:`.catalog`.  Besides its controls the widget
+:mod:`.workers`, one run's wiring :mod:`.job` (lazy or large layers, plane by plane into a store:
+:mod:`.stack_job`), the model list :mod:`.catalog`.  Besides its controls the widget
 holds the viewer and the handle of the running job (to cancel it) — nothing else.
 
 Every refusal is one napari error notification that names the problem and the fix; nothing else happens.
@@ -28,6 +29,7 @@ from .inputs import prepare_input
 from .job import DownloadJob, ReconstructionJob, WorkerJob
 from .optics_form import OpticsControls
 from .settings_form import SettingsForm
+from .stack_job import make_stack_job, needs_plane_job, store_field, store_text
 from .workers import refusal_message
 
 if TYPE_CHECKING:
@@ -58,6 +60,7 @@ class ReconstructWidget(Container):
         self.model_info = Label(label="")
         self.image = ComboBox(label="Image", choices=self._image_layers)
         self.plus = ComboBox(label="I(+d)", choices=self._image_layers, nullable=True, visible=False)
+        self.store = store_field()
         self.optics = OpticsControls()
         self.pixel_size = self.optics.pixel_size
         self.form = SettingsForm(
@@ -105,6 +108,7 @@ class ReconstructWidget(Container):
                 self.model_info,
                 self.image,
                 self.plus,
+                self.store,
                 *self.optics.widgets,
                 self.n_samples,
                 self.steps,
@@ -146,6 +150,7 @@ class ReconstructWidget(Container):
         self.run_button.changed.connect(self._on_run_clicked)
         self.adapt_button.changed.connect(self.open_adapt)
         self.image.changed.connect(self._on_image_changed)
+        self.plus.changed.connect(self._show_store)
         for edit in self.optics.edits():
             edit.changed.connect(self._describe_optics)
         self.native.destroyed.connect(self._on_destroyed)
@@ -182,6 +187,11 @@ class ReconstructWidget(Container):
         """Fill the optics fields from what the picked layer states (or remembers), then re-check them."""
         self.optics.fill_from(self.image.value)
         self._describe_optics()
+        self._show_store()
+
+    def _show_store(self, _value: Any = None) -> None:
+        """The Output store field, only for layers that run plane by plane (lazy, or large)."""
+        self.store.visible = needs_plane_job(self.picked_layers())
 
     def _describe_optics(self, _value: Any = None) -> None:
         entry = self.picker.entry()
@@ -222,6 +232,7 @@ class ReconstructWidget(Container):
         )
         self.plus.visible = phase
         self.optics.for_task(task)
+        self._show_store()
         entry = self.picker.entry()
         if entry is not None and entry.task not in (task, "unknown"):
             for value in self.model.choices:
@@ -320,7 +331,8 @@ class ReconstructWidget(Container):
         min_size = model.network.min_size
         if settings.tile_size is not None and settings.tile_size < min_size:
             raise InputError(f"tile size {settings.tile_size} is below this model's minimum of {min_size} pixels")
-        prepared = prepare_input(task, layers, model.info, min_size=min_size)
+        lazy = needs_plane_job(layers)  # lazy or large: plane by plane into a store, never read whole
+        prepared = prepare_input(task, layers, model.info, min_size=min_size, lazy=lazy)
         optics = self.optics.check(model.info, settings, layers[0])  # no pixel size, or outside the model: refused
         prepared = prepared.placed(optics.output_factor(model.info.scale_factor), optics.pixel_um)
         started = time.perf_counter()
@@ -330,6 +342,12 @@ class ReconstructWidget(Container):
                 self.optics.remember(layers)
             self._finished(outcome, time.perf_counter() - started)
 
+        if lazy:
+            return make_stack_job(
+                self._viewer, model, prepared, settings, store=store_text(self.store), layer=layers[0],
+                sources=self.optics.sources(), optics=optics.record, on_progress=self._show_progress,
+                on_finished=finished, interval_layers=self.interval_layers.value,
+            )  # fmt: skip
         return ReconstructionJob(
             self._viewer,
             model,
@@ -364,3 +382,6 @@ class ReconstructWidget(Container):
         note = getattr(self._job, "optics_note", "")
         if outcome == "done" and note:  # what was done for the optics: run as is, binned, resampled
             self.status.value += f"; optics: {note}"
+        note = getattr(self._job, "note", "")
+        if outcome == "done" and note:  # a plane job: planes computed and skipped, and its store
+            self.status.value += f"; {note}"

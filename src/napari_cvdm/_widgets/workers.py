@@ -26,7 +26,7 @@ from ..tasks import InputError
 Event = Progress | RunningMean
 
 
-def _drive(gen: Generator[Event, None, Reconstruction]) -> Generator[Event, None, Reconstruction]:
+def _drive(gen: Generator[Any, None, Any]) -> Generator[Any, None, Any]:
     """Re-yield the core generator's events and return its result (runs in the worker thread)."""
     return (yield from gen)
 
@@ -40,7 +40,12 @@ def reconstruction_worker(
     ``errored(Exception)``, ``finished()`` (always, last).  After ``quit()`` the worker abandons the generator at
     its next yield; ``finished`` then closes the core generator so nothing is left suspended.
     """
-    core = iter_reconstruct(model, image, settings)
+    return generator_worker(iter_reconstruct(model, image, settings))
+
+
+def generator_worker(core: Generator[Any, None, Any]) -> GeneratorWorker[Any, None, Any]:
+    """An unstarted worker that re-yields ``core``'s events and returns its result (a reconstruction, a plane job);
+    ``core`` is closed when the worker finishes, so a cancelled job is not left suspended."""
     worker = create_worker(_drive, core, _start_thread=False, _ignore_errors=True)
     worker.finished.connect(core.close)
     return worker
