@@ -23,7 +23,7 @@ import numpy as np
 from napari.utils import notifications
 
 from .._runtime import Progress
-from ..io.omezarr import OutputMismatch, open_lazy
+from ..io.omezarr import OutputMismatch, PlaneStore, open_lazy
 from ..io.readers import open_source
 from ..io.stack import PlaneDone, StackJob, StackSummary, iter_stack, prepare
 from ..model.files import TrainedModel
@@ -320,7 +320,9 @@ class StackReconstructionJob(WorkerJob):
         self.summary = result
         self._outputs.finish()
         skipped = f"; {result.skipped} already there (same run) skipped" if result.skipped else ""
-        self.note = f"{len(result.computed)} plane(s) computed{skipped}; store {result.output}"
+        calibration = PlaneStore.open(self.stack.store_path, mode="r").info.get("calibration", "")
+        about = f"; uncertainty {calibration}" if calibration else ""
+        self.note = f"{len(result.computed)} plane(s) computed{skipped}; store {result.output}{about}"
         self.outcome = "done"
 
     def _on_errored(self, exc: BaseException) -> None:
@@ -371,14 +373,13 @@ def make_stack_job(
     settings = settings.model_copy(update={"keep_samples": False})  # the store holds no individual samples
     source = open_source(prepared.image, 3 if model.task == "phase" else 2, name=f"layer {prepared.base_name!r}")
     try:
-        job = prepare(model, source, path, settings)
+        job = prepare(model, source, path, settings, sources=sources)
     except OutputMismatch as err:
         source.close()
         raise OutputMismatch(_widget_words(str(err))) from None
     except InputError:
         source.close()
         raise
-    job.sources = dict(sources)  # where the widget's values came from (layer, file, typed)
     pixel = settings.pixel_size_um
     factor = prepared.layer_scale[-1] / prepared.geometry.scale[-1] if prepared.layer_scale else 1.0
     metadata: dict[str, Any] = {

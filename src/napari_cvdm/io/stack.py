@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Generator
+from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -149,6 +149,7 @@ def prepare(
     settings: ReconstructSettings | None = None,
     overwrite: bool = False,
     require_pixel: bool = False,
+    sources: Mapping[str, str] | None = None,
 ) -> StackJob:
     """Check the job before any work: the output's kind, every plane's shape for ``model``, the optics against
     the model's range, and an existing output (same run: it resumes; another model or other settings:
@@ -156,11 +157,13 @@ def prepare(
 
     Without ``settings.pixel_size_um`` the source's own pixel size (OME-TIFF / ImageJ / OME-Zarr metadata) is
     used; with ``require_pixel`` (the CLI) a source that states none is refused for a model that states its
-    optics, since its pixel size would be a guess."""
+    optics, since its pixel size would be a guess.  ``sources`` says where stated optics values came from (the
+    widget: the layer, its file, typed), for the output's optics record; default: the CLI's flags."""
     settings = settings or ReconstructSettings()
-    sources: dict[str, str] = {}
+    stated = dict(sources or {})
+    sources = {}
     if settings.pixel_size_um is not None:
-        sources["pixel_size_um"] = "stated (--pixel-size)"
+        sources["pixel_size_um"] = stated.get("pixel_size_um", "stated (--pixel-size)")
     elif source.pixel_um:
         settings = settings.model_copy(update={"pixel_size_um": source.pixel_um})
         sources["pixel_size_um"] = f"the metadata of {Path(source.name).name}"
@@ -170,6 +173,7 @@ def prepare(
             f"--pixel-size, e.g. --pixel-size 0.108 or 108nm. {model.info.name} assumes "
             f"{model.info.input_pixel_um * 1000:.1f} nm pixels and checks yours against its range"
         )
+    sources = {**stated, **sources}
     plan_optics(model.info, settings, sources)  # optics outside the model's range: refused now
     output = Path(output)
     kind = output_kind(output)
@@ -232,7 +236,13 @@ def open_store(job: StackJob) -> PlaneStore:
         channels=run.channels,
         pixel_um=run.optics.output_pixel_um,
         fingerprint=job.fingerprint,
-        meta={**job.meta, "resolved": resolved, "interval_level": job.settings.interval_level, "optics": optics},
+        meta={
+            **job.meta,
+            "resolved": resolved,
+            "interval_level": job.settings.interval_level,
+            "optics": optics,
+            "calibration": run.calibration_note,
+        },
     )
 
 
