@@ -129,3 +129,21 @@ def test_predict_warns_when_outside(tmp_path, capsys):
         assert main(["predict", str(src), "-o", str(tmp_path / f"out{photons:g}.tif"), *args, "-q"]) == 0
         err = capsys.readouterr().err
         assert ("warning: noise outside the model's training range" in err) is warned, err
+
+
+@pytest.mark.parametrize("suffix", [".zarr", ".ome.tif"])
+def test_a_plane_by_plane_job_records_the_verdict_and_predict_warns(tmp_path, capsys, suffix):
+    from napari_cvdm.cli import main
+    from napari_cvdm.io.ometiff import read_info
+    from napari_cvdm.io.omezarr import PlaneStore
+
+    model = save_tiny_models(tmp_path / "models", **SR_OPTICS)["tiny-sr"]
+    args = ["--model", str(model), "--pixel-size", "62.6nm", "--n-samples", "2", "--steps", "1", "--device", "cpu"]
+    src = tmp_path / "wf.tif"
+    tifffile.imwrite(src, np.stack([_widefield(5000.0, size=128, read_adu=1.0)] * 2))  # a 2-plane stack
+    out = tmp_path / f"out{suffix}"
+    assert main(["predict", str(src), "-o", str(out), *args, "-q"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: wf.tif: noise outside the model's training range" in err, err
+    info = PlaneStore.open(out).info if suffix == ".zarr" else read_info(out)
+    assert info["optics"]["noise"]["verdict"] == "outside"

@@ -23,9 +23,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .._runtime import Progress
 from .._version import __version__
 from ..inference.bands import Band
+from ..inference.noise_check import check_noise
 from ..inference.optics import plan_optics
 from ..inference.reconstruct import output_shape
 from ..inference.run import ReconstructionRun, prepare_run
@@ -219,15 +222,20 @@ def prepare(
     return job
 
 
-def open_store(job: StackJob) -> PlaneStore:
-    """The job's output store, created empty (every plane unmarked) with the run's channels if it is new."""
+def open_store(job: StackJob, plane: np.ndarray) -> PlaneStore:
+    """The job's output store, created empty (every plane unmarked) with the run's channels if it is new; its
+    optics record gets the noise verdict of ``plane``, the first plane computed (:func:`check_noise`)."""
     store = job.store()
     if store is not None:
         return store
     run = job.run
     as_run = run.resolved_settings()
     resolved = {key: as_run.get(key) for key in ("tile_size", "tile_overlap", "method", "steps", "grid")}
-    optics = {**run.optics.record, "output_pixel_um": run.optics.output_pixel_um}
+    optics = {
+        **run.optics.record,
+        "output_pixel_um": run.optics.output_pixel_um,
+        "noise": check_noise(job.model.info, plane, run.optics),  # advice from one plane; never raises
+    }
     return PlaneStore.create(
         job.store_path,
         lead=job.source.lead,
@@ -251,13 +259,20 @@ def write_plane(job: StackJob, k: int) -> Generator[Progress, None, None]:
     yields the core's progress with the plane in its stage."""
     run = job.run
     image = check_image(job.source.plane(k), job.model.info)
-    store = open_store(job)
+    store = open_store(job, image)
     for event in run.iter_plane(image, k, f"plane {k + 1}/{job.n_planes}"):
         if isinstance(event, Band):
             store.write_rows(k, event.first, _planes_of(event))
         elif isinstance(event, Progress):
             yield event
     store.mark(k)
+
+
+def noise_verdict(job: StackJob) -> dict[str, Any] | None:
+    """The noise verdict the job's output records (from its first computed plane), or None when there is none."""
+    store = job.store()
+    info = store.info if store is not None else (read_info(job.output) if job.kind == "ome-tiff" else None)
+    return ((info or {}).get("optics") or {}).get("noise")
 
 
 def _planes_of(band: Band) -> list:
