@@ -6,7 +6,7 @@ than either.  Each pixel of a kept sample is therefore copied from exactly one t
 (:func:`tile_owners`).
 
 Tiles run row by row, so once a row of tiles is done every output row above the next tile row's start is final:
-:meth:`TileLayout.bands` names these row bands, and a plane's results can be written band by band, holding one
+:meth:`TileLayout.band` names these row bands, and a plane's results can be written band by band, holding one
 row of tiles at a time instead of the whole plane.
 """
 

@@ -2,7 +2,7 @@
 
 Each worker loads the model once (cached per worker) and opens the input itself, so the input and the output
 must be on a filesystem every worker sees (a cluster's shared disk; a local cluster shares this machine's).  A
-task reads its plane, reconstructs it with the plane's own seed (:func:`~napari_cvdm.io.stack.plane_seed`),
+task reads its plane, reconstructs it with the plane's own seed (``sample_seed(seed, k)``: :mod:`.stack`),
 writes it and its completion mark into the store and returns; nothing but the plane index travels back.  The
 first plane of a new output runs alone (it creates the store with the channels its result has), the rest run
 in parallel.  A task lost with its worker is rerun by the scheduler on another worker (or on the one its nanny

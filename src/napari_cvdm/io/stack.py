@@ -33,7 +33,6 @@ from ..inference.optics import plan_optics
 from ..inference.reconstruct import output_shape
 from ..inference.run import ReconstructionRun, prepare_run
 from ..model.files import TrainedModel
-from ..sampling.samplers import sample_seed
 from ..settings import ReconstructSettings
 from ..tasks import InputError, check_image
 from .ometiff import is_ome_tiff, read_info, work_store, write_ome_tiff
@@ -73,11 +72,6 @@ def output_kind(path: str | Path) -> str:
     raise InputError(
         f"cannot write {path}: the output's extension decides its format; use .zarr (OME-Zarr) or .ome.tif (OME-TIFF)"
     )
-
-
-def plane_seed(seed: int, k: int) -> int:
-    """The seed plane ``k`` is sampled with (independent of the process and the order)."""
-    return sample_seed(seed, k)
 
 
 def model_digest(model: TrainedModel) -> str:
