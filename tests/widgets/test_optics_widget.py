@@ -123,11 +123,24 @@ def test_adapt_to_my_microscope_saves_a_model_that_appears_in_the_picker(make_wi
     widget.optics.numerical_aperture.value, widget.optics.wavelength.value = "1.45", "515nm"
     panel = widget.open_adapt()
     panel.model_name.value, panel.n_pairs.value, panel.steps.value = "scope", 4, 2
+    panel.photons.value = 200.0  # 108 nm at NA 1.45 is undersampled: its noise cannot be estimated, so it is stated
     worker = panel.start()
     assert worker is not None and panel.button.text == "Stop"
     qtbot.waitUntil(lambda: not panel.running, timeout=120_000)
     assert notes["error"] == [] and "saved scope.cvdm" in panel.status.value
     assert any("scope" in str(choice) for choice in widget.model.choices)
+
+
+def test_adapt_on_an_undersampled_layer_asks_for_the_photons(make_widget, model_files, notes, qtbot):
+    viewer, widget = make_widget()
+    raw = np.random.default_rng(0).poisson(np.linspace(20, 400, 64)[None].repeat(64, 0)).astype(np.float32)
+    viewer.add_image(raw, name="mine", scale=(0.108, 0.108), units=("µm", "µm"))
+    widget.optics.numerical_aperture.value, widget.optics.wavelength.value = "1.45", "515nm"
+    panel = widget.open_adapt()
+    panel.model_name.value, panel.n_pairs.value, panel.steps.value = "scope", 4, 2
+    assert panel.start() is not None
+    qtbot.waitUntil(lambda: not panel.running, timeout=60_000)
+    assert "Nyquist" in notes["error"][0] and "Photons field" in notes["error"][0]
 
 
 def test_adapt_without_pixel_size_is_refused(make_widget, model_files, notes, qtbot):

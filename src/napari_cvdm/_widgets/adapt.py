@@ -1,7 +1,8 @@
 """The "Adapt to my microscope" dock: the reconstruction widget's model, layer and optics → a user model.
 
-Runs :func:`napari_cvdm.training.adapt.iter_adapt` in a worker thread: the camera noise from the picked layer,
-pairs simulated with the stated optics and that noise, a fine-tune of the picked model, recalibration, and a model
+Runs :func:`napari_cvdm.training.adapt.iter_adapt` in a worker thread: the camera noise from the picked layer (or
+the stated *Photons*, for SR layers sampled too coarsely to show their noise), pairs simulated with the stated
+optics and that noise, a fine-tune of the picked model, recalibration, and a model
 file in the user model folder that appears in the picker when it is written.  *Stop* ends training after the
 current step and saves; *resume* continues a stopped run from its checkpoint.
 """
@@ -12,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from magicgui.widgets import CheckBox, Container, Label, LineEdit, ProgressBar, PushButton, SpinBox
+from magicgui.widgets import CheckBox, Container, FloatSpinBox, Label, LineEdit, ProgressBar, PushButton, SpinBox
 from napari.utils import notifications
 from superqt.utils import create_worker
 
@@ -42,6 +43,11 @@ class AdaptWidget(Container):
         self.model_name = LineEdit(label="New model name", value="my-microscope")
         self.n_pairs = SpinBox(label="Simulated pairs", value=64, min=4, max=10_000)
         self.steps = SpinBox(label="Fine-tuning steps", value=500, min=1, max=1_000_000)
+        self.photons = FloatSpinBox(label="Photons (0: estimate)", value=0.0, min=0.0, max=1e7, step=10.0)
+        self.photons.tooltip = (
+            "SR: mean photo-electrons on the layer's foreground; 0 estimates them from its noise, which needs pixels "
+            "at least as fine as Nyquist λ/(4·NA)"
+        )
         self.resume = CheckBox(text="resume a stopped run of this name", value=False)
         self.button = PushButton(text="Adapt")
         self.progress = ProgressBar(label="Progress", value=0, min=0, max=1)
@@ -53,7 +59,16 @@ class AdaptWidget(Container):
             "the bundled models, plus the simulation and recalibration)"
         )
         super().__init__(
-            widgets=[self.model_name, self.n_pairs, self.steps, self.resume, self.button, self.progress, self.status],
+            widgets=[
+                self.model_name,
+                self.n_pairs,
+                self.steps,
+                self.photons,
+                self.resume,
+                self.button,
+                self.progress,
+                self.status,
+            ],
             labels=True,
         )
         self.button.changed.connect(self._clicked)
@@ -114,7 +129,8 @@ class AdaptWidget(Container):
         train = TrainSettings(steps=self.steps.value, batch_size=8, patch_size=64, val_fraction=0.25)
         job = iter_adapt(
             base, image, scope, output, name=output.stem, n_pairs=self.n_pairs.value, size=128, train=train,
-            resume=self.resume.value, stop=self._stop,
+            photons=(self.photons.value or None) if base.task != "phase" else None, resume=self.resume.value,
+            stop=self._stop,
         )  # fmt: skip
         return job, output
 

@@ -1,6 +1,7 @@
 """``napari-cvdm adapt``: adapt a model to your microscope by simulation, without paired data.
 
-The camera noise is estimated from your own raw image, training pairs are simulated with your optics and that
+The camera noise is estimated from your own raw image (or stated: ``--photons`` / ``--gain``, ``--read-noise``,
+where the image is sampled too coarsely to show it), training pairs are simulated with your optics and that
 noise, the model is fine-tuned on them and recalibrated on held-out simulated pairs, and the result is saved as a
 user model (listed by ``napari-cvdm models`` and in the napari model picker).  Ctrl-C stops after the current
 step and saves; ``--resume`` continues from the checkpoint.
@@ -71,7 +72,8 @@ def cmd_adapt(args: argparse.Namespace) -> int:
 
     job = iter_adapt(
         base, image, scope, output, name=name, n_pairs=args.n_pairs, size=args.size, train=train,
-        offset=args.offset, seed=args.seed, resume=args.resume, stop=stop,
+        offset=args.offset, photons=args.photons, gain_e_per_unit=args.gain, read_noise_e=args.read_noise,
+        seed=args.seed, resume=args.resume, stop=stop,
     )  # fmt: skip
     with stop_on_signals(stop, lambda text: print(text, file=sys.stderr, flush=True)):
         model = drive(job, show)  # the token is the job's own stop signal: it stops after the step and saves
@@ -98,6 +100,21 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--na", type=float, help="SR: detection NA of the objective (required for SR)")
     p.add_argument("--defocus", help="phase: d of the planes at ±d (µm or with a unit); default: the model's")
     p.add_argument("--offset", type=float, default=0.0, help="camera offset in image units (0: offset-subtracted)")
+    stated = p.add_mutually_exclusive_group()
+    stated.add_argument(
+        "--photons",
+        type=float,
+        help="SR: mean photo-electrons on the image's foreground, instead of estimating the noise (needed for images "
+        "sampled coarser than Nyquist λ/(4·NA), e.g. 108 nm at NA 1.45)",
+    )
+    stated.add_argument(
+        "--gain", type=float, help="SR: camera gain in photo-electrons per image unit (e⁻/ADU), instead of --photons"
+    )
+    p.add_argument(
+        "--read-noise",
+        type=float,
+        help="SR: read noise σ in e⁻ of the image as given (default: estimated; with --photons/--gain 6 e⁻ assumed)",
+    )
     p.add_argument("--name", help="name of the adapted model (default: <model>-adapted)")
     p.add_argument("-o", "--output", help="model file to write (default: the user model folder, <name>.cvdm)")
     p.add_argument("--n-pairs", type=int, default=64, help="simulated training pairs (a quarter held out)")

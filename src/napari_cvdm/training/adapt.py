@@ -1,15 +1,20 @@
 """Adapt a model to the user's microscope without paired data: noise from their image, pairs from their optics.
 
-1. :func:`estimate_camera_noise` (:mod:`napari_cvdm.physics.noise`): a variance–mean fit on the flattest blocks
-   of the user's own raw image.  Each 8×8 block gives its mean and a noise variance from neighbouring-pixel
-   differences (var(xᵢ − xᵢ₊₁)/2, blind to smooth structure); in each of 12 brightness bins the blocks at the 20th
-   variance percentile are the flat ones (corrected for that percentile's χ² bias); a straight line
-   var = mean/g + (σ_r² − offset/g) gives the gain g (photo-electrons per unit) and, with the camera offset (0 for
-   offset-subtracted data, else the user's value: one image cannot separate offset from read noise), the read
-   noise σ_r.  For phase the relative noise ξ = σ/mean of the flat blocks (the simulator's additive N(ξ, ξ) in
-   units of the illumination).
-2. :func:`simulate_adaptation_pairs`: training pairs simulated with the user's optics (pixel, NA, λ, or λ and d)
-   and that noise (photons around the image's own foreground level, one raw frame).
+1. :func:`estimate_noise` (:mod:`napari_cvdm.physics.noise`).  **SR:** the variance–mean fit of the image's power
+   *above* the widefield cutoff 2·NA·p/λ cycles per pixel (the user's pixel, NA and emission λ): only noise reaches
+   it, however bright or fine the structure, so 16×16-pixel blocks give their mean and their noise variance, and
+   a straight line var = mean/g + (σ_r² − offset/g) gives the gain g (photo-electrons per image unit), the read
+   noise σ_r (with the camera offset: 0 for offset-subtracted data, else the user's value; one image cannot separate
+   the two) and the foreground photons.  It needs a noise-only band: an image sampled coarser than about Nyquist
+   (p > λ/(4·NA), e.g. 108 nm at NA 1.45), a processed image, or a fit less certain than ``MAX_GAIN_ERROR`` is
+   refused with a :class:`DataError` that asks for the photons or the camera gain instead (``photons=`` /
+   ``gain_e_per_unit=``, ``napari-cvdm adapt --photons / --gain``), never guessed.  **Phase:** ξ of the additive
+   N(ξ, ξ) noise of the pair (:func:`~napari_cvdm.physics.noise.estimate_phase_noise`, diagonal Haar coefficients
+   of the plane sum; an upper bound where fine structure fills the image).
+2. :func:`simulate_adaptation_pairs`: training pairs simulated with the user's optics and that noise.  SR: the
+   foreground photons 0.5–2× the image's, and its read noise, written in the model headers' convention (per raw
+   frame of a 9-frame sum, ADU at 0.6026 e⁻/ADU, as :mod:`napari_cvdm.inference.noise_check` compares them); the
+   summed input then has the user's photons and read noise.  Phase: ξ ~ U(0, 2ξ̂).
 3. :func:`iter_adapt`: fine-tune the chosen model on them with the existing loop (``jobs.finetune_start``,
    ``recalibrate.iter_train_recalibrated``: progress, stop after the current step, resume from the checkpoint),
    recalibrate on the held-out simulated pairs, and save a user model whose header states these optics and a
@@ -18,8 +23,9 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Generator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +34,16 @@ import numpy as np
 from .._runtime import CancelToken, Progress
 from ..model.files import TrainedModel
 from ..model.metadata import ValidOptics
-from ..physics.noise import CameraNoise, NoiseEstimateError
-from ..physics.noise import estimate_camera_noise as _estimate_camera_noise
+from ..physics.noise import (
+    CameraNoise,
+    NoiseEstimateError,
+    PhaseNoise,
+    estimate_camera_noise,
+    estimate_phase_noise,
+    sr_cutoff_cycles_per_px,
+)
+from ..physics.optics import foreground_mean
+from ..physics.settings import SRSimulation
 from ..settings import TrainSettings
 from .data import DataError, PairedDataset
 from .jobs import finetune_start
@@ -37,15 +51,14 @@ from .loop import TrainProgress
 from .recalibrate import iter_train_recalibrated
 
 STOKES_SHIFT_UM = 0.027  # emission − excitation of the nominal BioSR set-up (physics.ranges.STOKES_SHIFT_UM)
-
-
-def estimate_camera_noise(image: np.ndarray, offset: float = 0.0, additive: bool = False) -> CameraNoise:
-    """:func:`napari_cvdm.physics.noise.estimate_camera_noise` (the flat-block fit), raising :class:`DataError`
-    for an image that gives no estimate (a processed image, too small, no range of brightness)."""
-    try:
-        return _estimate_camera_noise(image, offset, additive=additive)
-    except NoiseEstimateError as err:
-        raise DataError(str(err)) from err
+MAX_GAIN_ERROR = 1 / 3  # an SR fit whose gain is less certain than this is refused (as the noise check does)
+_HEADER = SRSimulation()  # the headers' noise convention: photons per raw frame of a 9-frame sum, ADU at its gain
+ASSUMED_READ_NOISE_E = _HEADER.read_noise_counts * _HEADER.gain_photons_per_count  # 6.0 e⁻: one BioSR sCMOS frame
+STATE_NOISE = (
+    "state the noise instead: the image's foreground photons (napari-cvdm adapt --photons N; the Photons field of "
+    "the Adapt dock) or the camera's gain in photo-electrons per image unit (--gain), and its read noise in e⁻ "
+    "(--read-noise)"
+)
 
 
 @dataclass(frozen=True)
@@ -58,41 +71,128 @@ class Microscope:
     defocus_um: float | None = None
 
 
+def estimate_noise(
+    task: str,
+    image: np.ndarray,
+    scope: Microscope,
+    offset: float = 0.0,
+    *,
+    photons: float | None = None,
+    gain_e_per_unit: float | None = None,
+    read_noise_e: float | None = None,
+) -> CameraNoise | PhaseNoise:
+    """The noise adapt simulates (see the module text): SR a :class:`CameraNoise` from the out-of-band fit, or from
+    the stated ``photons`` (foreground photo-electrons of ``image``) or ``gain_e_per_unit``; phase the
+    :class:`PhaseNoise` of the (2, H, W) pair.  ``offset``: the camera offset in image units.  ``read_noise_e``
+    (SR, e⁻ rms of the image as given) replaces the fitted read noise.  Raises :class:`DataError` when the image
+    gives no trustworthy estimate, saying what to state instead."""
+    arr = np.asarray(image, dtype=np.float64)
+    if task == "phase":
+        if photons is not None or gain_e_per_unit is not None or read_noise_e is not None:
+            raise DataError("photons, gain and read noise apply to super-resolution; a phase pair's noise is ξ")
+        try:
+            return estimate_phase_noise(arr, offset)
+        except NoiseEstimateError as err:
+            raise DataError(f"the noise of the pair gives no estimate: {err}") from err
+    plane = arr.reshape(-1, *arr.shape[-2:])[0]
+    if photons is not None or gain_e_per_unit is not None:
+        return _stated_noise(plane, offset, photons, gain_e_per_unit, read_noise_e)
+    if scope.numerical_aperture is None:
+        raise DataError("estimating the SR camera noise needs the NA of your objective")
+    cutoff = sr_cutoff_cycles_per_px(scope.numerical_aperture, scope.wavelength_um, scope.pixel_um)
+    try:
+        noise = estimate_camera_noise(plane, offset, cutoff_cycles_per_px=cutoff)
+    except NoiseEstimateError as err:
+        nyquist = scope.wavelength_um / (4 * scope.numerical_aperture)
+        coarse = (
+            f" (pixels of {scope.pixel_um * 1000:.0f} nm are coarser than the Nyquist λ/(4·NA) = "
+            f"{nyquist * 1000:.0f} nm: the structure fills the whole spectrum)"
+            if scope.pixel_um > nyquist
+            else ""
+        )
+        raise DataError(f"the camera noise cannot be estimated from this image: {err}{coarse}; {STATE_NOISE}") from err
+    if not noise.gain_rel_error <= MAX_GAIN_ERROR:
+        raise DataError(
+            f"the camera noise estimate is too uncertain (gain ± {noise.gain_rel_error:.0%}, more than "
+            f"± {MAX_GAIN_ERROR:.0%}: too little signal, or a processed image); {STATE_NOISE}"
+        )
+    if read_noise_e is not None:
+        noise = replace(noise, read_noise_units=read_noise_e / noise.gain_e_per_unit, read_noise_error=math.nan,
+                        note=f"{noise.note}; read noise stated: {read_noise_e:g} e⁻")  # fmt: skip
+    return noise
+
+
+def _stated_noise(
+    plane: np.ndarray, offset: float, photons: float | None, gain: float | None, read_e: float | None
+) -> CameraNoise:
+    """The SR noise from a stated photon level or gain: the other follows from the image's foreground level."""
+    if (photons is None) == (gain is None):
+        raise DataError("state either the foreground photons or the camera gain, not both")
+    if not (photons or gain or 0) > 0 or (read_e is not None and not read_e >= 0):
+        raise DataError("the photons and the gain must be > 0, the read noise ≥ 0")
+    level = foreground_mean(np.clip(plane - offset, 0.0, None))  # image units above the offset
+    if not level > 0:
+        raise DataError(f"the image holds no signal above the camera offset {offset:g}")
+    gain = photons / level if photons is not None else gain
+    photons = level * gain
+    assumed = read_e is None
+    read_e = ASSUMED_READ_NOISE_E if read_e is None else read_e
+    note = (
+        f"stated: {photons:.4g} foreground photo-electrons, gain {gain:.4g} e⁻ per unit (the foreground is "
+        f"{level:.4g} units above offset {offset:g}); read noise {read_e:.3g} e⁻ "
+        + ("assumed (one BioSR sCMOS frame; state it with --read-noise)" if assumed else "stated")
+    )
+    relative = math.sqrt(photons + read_e**2) / photons  # σ/mean on the foreground
+    return CameraNoise(gain, offset, read_e / gain, photons, relative, 0, math.nan, note, offset_source="given")
+
+
 def simulate_adaptation_pairs(
-    task: str, scope: Microscope, noise: CameraNoise, n: int, size: int, seed: int = 0
+    task: str, scope: Microscope, noise: CameraNoise | PhaseNoise, n: int, size: int, seed: int = 0
 ) -> tuple[list[np.ndarray], list[np.ndarray], dict[str, Any]]:
-    """``n`` pairs simulated with the user's optics and noise (item k from ``SeedSequence(seed).spawn(n)[k]``)."""
+    """``n`` pairs simulated with the user's optics and noise (item k from ``SeedSequence(seed).spawn(n)[k]``).
+
+    SR: foreground photons 0.5–2× ``noise.foreground_photons`` and its read noise, per raw frame of the headers'
+    9-frame sum (``_HEADER``), so each simulated input (photo-electrons) has the user's image's noise.  Phase:
+    ξ ~ U(0, 2ξ̂)."""
     from ..physics import PhaseSimulation, SRSimulation, simulate_phase_pair, simulate_sr_pair
     from ..physics.ranges import sr_pattern_spacing
 
     rngs = [np.random.default_rng(c) for c in np.random.SeedSequence(seed).spawn(n)]
     if task == "super-resolution":
-        photons = max(noise.foreground_photons, 1.0)
+        if not isinstance(noise, CameraNoise):
+            raise TypeError("super-resolution pairs need a CameraNoise")
+        frames, gain = _HEADER.n_raw_frames, _HEADER.gain_photons_per_count
+        per_frame = max(noise.foreground_photons, 1.0) / frames
+        read_e = noise.read_noise_units * noise.gain_e_per_unit  # e⁻ rms in the user's image (a sum, or one frame)
         settings = SRSimulation(
             wavelength_um=scope.wavelength_um,
             excitation_wavelength_um=scope.wavelength_um - STOKES_SHIFT_UM,
             na=scope.numerical_aperture,
             wf_pixel_um=scope.pixel_um,
             pattern_spacing_um=sr_pattern_spacing(scope.numerical_aperture, scope.wavelength_um, scope.pixel_um),
-            photons=(photons / 2, photons * 2),
-            n_raw_frames=1,
-            read_noise_counts=noise.read_noise_units,
-            gain_photons_per_count=noise.gain_e_per_unit,
+            photons=(per_frame / 2, per_frame * 2),
+            n_raw_frames=frames,
+            read_noise_counts=read_e / math.sqrt(frames) / gain,  # ADU per frame: the sum has read_e
+            gain_photons_per_count=gain,
         )
         pairs = [simulate_sr_pair(settings, size, rng)[:2] for rng in rngs]
     else:
+        if not isinstance(noise, PhaseNoise):
+            raise TypeError("phase pairs need a PhaseNoise")
         settings = PhaseSimulation(
             wavelength_um=scope.wavelength_um,
             pixel_um=scope.pixel_um,
             defocus_um=scope.defocus_um,
-            noise_max=min(max(2 * noise.relative_noise, 1e-3), 1.0),
+            noise_max=min(max(2 * noise.xi, 1e-3), 1.0),
         )
         pairs = [simulate_phase_pair(settings, size, rng)[:2] for rng in rngs]
     inputs, targets = [p[0] for p in pairs], [p[1] for p in pairs]
     return inputs, targets, settings.model_dump(mode="json")
 
 
-def adapted_range(task: str, scope: Microscope, noise: CameraNoise, simulation: dict[str, Any]) -> ValidOptics:
+def adapted_range(
+    task: str, scope: Microscope, noise: CameraNoise | PhaseNoise, simulation: dict[str, Any]
+) -> ValidOptics:
     """The header range of an adapted model: its optics ±10 % in the deciding quantity, the noise it saw."""
     common = {"pixel_um": (scope.pixel_um,) * 2, "wavelength_um": (scope.wavelength_um,) * 2}
     basis = "adapted to one microscope by simulation (napari-cvdm adapt): its optics ±10 %"
@@ -102,7 +202,7 @@ def adapted_range(task: str, scope: Microscope, noise: CameraNoise, simulation: 
             psf_width_factor=(0.9, 1.1),
             numerical_aperture=(scope.numerical_aperture,) * 2,
             photons_per_frame=tuple(simulation["photons"]),
-            read_noise_counts=(noise.read_noise_units,) * 2,
+            read_noise_counts=(simulation["read_noise_counts"],) * 2,
             **common,
         )
     return ValidOptics(
@@ -125,15 +225,22 @@ def iter_adapt(
     size: int = 128,
     train: TrainSettings | None = None,
     offset: float = 0.0,
+    photons: float | None = None,
+    gain_e_per_unit: float | None = None,
+    read_noise_e: float | None = None,
     seed: int = 0,
     resume: bool = False,
     stop: CancelToken | None = None,
 ) -> Generator[TrainProgress | Progress, None, TrainedModel]:
-    """Estimate the noise of ``image``, simulate ``n_pairs`` pairs with ``scope``, fine-tune ``base`` on them,
-    recalibrate on the held-out ones and write ``output``; yields progress, returns the adapted model.
+    """Estimate the noise of ``image`` (SR: one raw plane; phase: the (2, H, W) pair), simulate ``n_pairs`` pairs
+    with ``scope``, fine-tune ``base`` on them, recalibrate on the held-out ones and write ``output``; yields
+    progress, returns the adapted model.
 
-    ``resume`` continues a stopped run from its checkpoint (the pairs are simulated again, identically, from
-    ``seed``).  Stopping (``stop``) ends training after the current step and saves, as fine-tuning does.
+    SR ``photons`` (foreground photo-electrons of ``image``) or ``gain_e_per_unit`` state the noise instead of
+    estimating it (needed where the image is sampled coarser than about Nyquist); ``read_noise_e`` (e⁻ rms) states
+    the read noise.  ``resume`` continues a stopped run from its checkpoint (the pairs are simulated again,
+    identically, from ``seed``).  Stopping (``stop``) ends training after the current step and saves, as
+    fine-tuning does.
     """
     task = base.task
     if task == "super-resolution" and scope.numerical_aperture is None:
@@ -141,10 +248,12 @@ def iter_adapt(
     if task == "phase" and scope.defocus_um is None:
         raise DataError("adapting a phase model needs the defocus d of your planes (±d)")
     train = train or TrainSettings(steps=500, batch_size=8, patch_size=64, val_fraction=0.25)
-    plane = np.asarray(image)
-    yield Progress(0, n_pairs + 1, "estimating the camera noise (variance–mean fit)")
-    first = plane if task != "phase" else plane.reshape(-1, *plane.shape[-2:])[0]
-    noise = estimate_camera_noise(first, offset, additive=task == "phase")
+    stated = photons is not None or gain_e_per_unit is not None
+    how = "ξ of the pair" if task == "phase" else "as stated" if stated else "variance–mean fit above the cutoff"
+    yield Progress(0, n_pairs + 1, f"estimating the camera noise ({how})")
+    noise = estimate_noise(
+        task, image, scope, offset, photons=photons, gain_e_per_unit=gain_e_per_unit, read_noise_e=read_noise_e
+    )
     inputs, targets = [], []
     for k in range(n_pairs):  # one pair at a time, so progress shows and Stop is heard
         yield Progress(k + 1, n_pairs + 1, f"simulating pair {k + 1}/{n_pairs} with your optics and noise")
@@ -166,7 +275,8 @@ def iter_adapt(
     info.training = {
         **info.training,
         "adapted": {"microscope": asdict(scope), "noise": noise.as_dict(), "simulation": simulation},
-        "data": f"{n_pairs} pairs simulated with the user's optics and estimated noise, size {size}, seed {seed}",
+        "data": f"{n_pairs} pairs simulated with the user's optics and {'stated' if stated else 'estimated'} noise, "
+        f"size {size}, seed {seed}",
     }
     data = PairedDataset.from_arrays(inputs, targets, info, description=info.training["data"])
     data.input_pixel_um = scope.pixel_um
