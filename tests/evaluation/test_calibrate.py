@@ -145,3 +145,29 @@ def test_random_optics_calibration_pairs_vary_the_optics_and_phase_refuses_them(
     assert not np.allclose(pairs[0][0], nominal[0][0])
     with pytest.raises(ValueError, match="'random' for super-resolution"):
         simulated_calibration_pairs("phase", 2, optics="random")
+
+
+def _noisy_phase_pairs(n: int = 8, size: int = 96) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Flat two-shot pairs whose additive noise σ (so their estimated ξ) rises from 0.01 to 0.2."""
+    rng = np.random.default_rng(4)
+    return [
+        (1.0 + sigma * rng.normal(size=(2, size, size)), rng.normal(size=(size, size)))
+        for sigma in np.linspace(0.01, 0.2, n)
+    ]
+
+
+def test_phase_calibration_adds_one_calibration_per_bin_of_the_estimated_noise():
+    model = tiny_model("phase")
+    pairs = _noisy_phase_pairs()
+    measured: list = []
+    calibrations = drive(iter_calibrate(model, pairs, [SamplerSetting(steps=1)], n_samples=2, measurements=measured))
+    pooled, *bins = calibrations
+    # 3 bins would hold 2 images (halves of 9216 < 10 000 pixels): 2 bins of 4
+    assert pooled.noise_xi is None and [c.n_images for c in calibrations] == [8, 4, 4]
+    assert bins[0].noise_xi[0] < 0.02 and bins[0].noise_xi[1] == bins[1].noise_xi[0] and bins[1].noise_xi[1] > 0.19
+    assert len(measured) == 1 and len(measured[0]["errors"]) == 8 and measured[0]["noise_xi"][0] < 0.02
+    merged = with_calibrations(model.info, calibrations).calibrations
+    assert [c.noise_xi for c in merged] == [None, bins[0].noise_xi, bins[1].noise_xi]
+    assert len(with_calibrations(model.info.model_copy(update={"calibrations": merged}), [pooled]).calibrations) == 1
+    only = drive(iter_calibrate(model, pairs, [SamplerSetting(steps=1)], n_samples=2, by_noise=False))
+    assert [c.noise_xi for c in only] == [None]

@@ -292,6 +292,23 @@ def test_calibrated_columns_are_computed_from_the_calibrated_std_and_intervals()
     assert plain.reliability("y")["calibrated"] is None
 
 
+def test_the_other_levels_of_a_noise_conditioned_phase_model_come_from_the_bin_of_the_input_s_noise():
+    from napari_cvdm.evaluation.quality import calibrated_interval
+
+    pooled = _calibration()
+    quiet = _calibration(**{"0.5": 0.5, "0.9": 1.6, "0.95": 1.8}).model_copy(update={"noise_xi": (0.0, 0.05)})
+    noisy = _calibration(**{"0.5": 0.9, "0.9": 1.6, "0.95": 2.5}).model_copy(update={"noise_xi": (0.05, 0.3)})
+    model = SimpleNamespace(info=SimpleNamespace(task="phase", calibrations=[pooled, quiet, noisy]))
+    sigma = np.ones((8, 8))
+    result = SimpleNamespace(
+        calibrated_std=sigma, lower=-1.6 * sigma, upper=1.6 * sigma, interval_level=0.9,
+        settings={"method": "gamma", "eta": 1.0, "steps": 10},
+    )  # fmt: skip
+    stack = 1.0 + 0.15 * np.random.default_rng(0).normal(size=(2, 64, 64))  # estimated ξ ≈ 0.18
+    assert calibrated_interval(model, result, stack)[1][0.95] == pytest.approx(2.5 * sigma)
+    assert calibrated_interval(model, result)[1][0.95] == pytest.approx(2.0 * sigma)  # no input: pooled
+
+
 def test_std_metrics_have_their_known_answers_for_calibrated_gaussian_errors():
     from napari_cvdm.evaluation.metrics import half_width_coverage, std_calibration_ratio, std_ence, std_reliability
 

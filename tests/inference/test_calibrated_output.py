@@ -115,3 +115,61 @@ def test_calibrations_survive_the_model_file(tmp_path):
     path = save_model(tmp_path / "m.cvdm", model.network, model.info)
     loaded = load_model_file(path)
     assert loaded.info.calibrations == model.info.calibrations
+
+
+def _noise_binned() -> list[Calibration]:
+    """Pooled (3× the raw std) and two bins of the estimated noise ξ: 0–0.05 (2×) and 0.05–0.3 (5×)."""
+    pooled = calibration()
+    low = pooled.model_copy(update={"noise_xi": (0.0, 0.05), "calibrated_std": [0.002, 2e4], "n_images": 2})
+    high = pooled.model_copy(update={"noise_xi": (0.05, 0.3), "calibrated_std": [0.005, 5e4], "n_images": 2})
+    return [pooled, low, high]
+
+
+def _defocus_pair(sigma: float, size: int = 64, seed: int = 0) -> np.ndarray:
+    """A flat two-shot pair at intensity 1 with additive white noise σ (its estimated ξ ≈ σ / (1 − σ))."""
+    return 1.0 + sigma * np.random.default_rng(seed).normal(size=(2, size, size))
+
+
+def _expected(model, result, cal: Calibration, plane=...) -> np.ndarray:
+    from napari_cvdm.sampling.calibration import posterior_std
+
+    scale = model.info.normalization.target_scale
+    return scale * error_std_factor(4) * posterior_std(cal, result.variance[plane] / scale**2)
+
+
+def test_a_phase_plane_is_calibrated_with_the_bin_of_its_estimated_noise():
+    cals = _noise_binned()
+    model = tiny_model("phase", calibrations=cals)
+    quiet = nc.reconstruct(model, _defocus_pair(0.01), n_samples=4, steps=2)
+    np.testing.assert_allclose(quiet.calibrated_std, _expected(model, quiet, cals[1]), rtol=1e-4)
+    assert quiet.calibration.startswith("calibrated for images with estimated noise ξ 0.00–0.05 on 2 held-out")
+    noisy = nc.reconstruct(model, _defocus_pair(0.15), n_samples=4, steps=2)
+    np.testing.assert_allclose(noisy.calibrated_std, _expected(model, noisy, cals[2]), rtol=1e-4)
+    assert "estimated noise ξ 0.05–0.30" in noisy.calibration
+
+
+def test_a_plane_whose_noise_cannot_be_estimated_gets_the_pooled_calibration_and_says_why():
+    cals = _noise_binned()
+    model = tiny_model("phase", calibrations=cals)
+    small = _defocus_pair(0.15, size=16)  # below the estimator's 32 px
+    result = nc.reconstruct(model, small, n_samples=4, steps=2)
+    np.testing.assert_allclose(result.calibrated_std, _expected(model, result, cals[0]), rtol=1e-4)
+    assert result.calibration.startswith("this plane's noise could not be estimated: calibrated on 4 held-out")
+
+
+def test_planes_of_a_stack_pick_their_own_bin_and_the_sentence_counts_them():
+    cals = _noise_binned()
+    model = tiny_model("phase", calibrations=cals)
+    stack = np.stack([_defocus_pair(0.01), _defocus_pair(0.15, seed=1)])
+    result = nc.reconstruct(model, stack, n_samples=4, steps=2)
+    np.testing.assert_allclose(result.calibrated_std[0], _expected(model, result, cals[1], 0), rtol=1e-4)
+    np.testing.assert_allclose(result.calibrated_std[1], _expected(model, result, cals[2], 1), rtol=1e-4)
+    assert result.calibration.startswith("by each plane's estimated noise: 1 of 2 planes calibrated for images")
+    assert "ξ 0.00–0.05" in result.calibration and "ξ 0.05–0.30" in result.calibration
+
+
+def test_a_model_with_a_pooled_calibration_only_is_calibrated_as_before():
+    model = tiny_model("phase", calibrations=[calibration()])
+    result = nc.reconstruct(model, _defocus_pair(0.15), n_samples=4, steps=2)
+    np.testing.assert_allclose(result.calibrated_std, _expected(model, result, calibration()), rtol=1e-4)
+    assert result.calibration == "calibrated on 4 held-out images (40,000 pixels): test pairs"

@@ -1,4 +1,5 @@
-"""Calibration of the sample spread: known answers, monotone maps, conformal coverage, selection, errors."""
+"""Calibration of the sample spread: known answers, monotone maps, conformal coverage, selection, errors, and
+calibrations conditioned on the estimated noise ξ."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ from napari_cvdm.sampling.calibration import (
     conformal_quantile,
     error_std_factor,
     fit_calibration,
+    fit_noise_calibrations,
     interval_multiplier,
+    noise_groups,
     posterior_std,
     select_calibration,
 )
@@ -153,3 +156,113 @@ def test_images_in_a_cycle_of_two_kinds_are_calibrated_together_not_one_kind_per
     raw, err = np.concatenate([r.ravel() for r in fresh_raw]), np.concatenate([e.ravel() for e in fresh_err])
     covered = np.mean(np.abs(err) <= interval_multiplier(cal, 0.9) * posterior_std(cal, raw) * error_std_factor(N))
     assert covered == pytest.approx(0.9, abs=0.02)
+
+
+# --- calibration conditioned on the estimated noise ξ ---------------------------------------------------------
+
+
+def _binned(ranges: list[tuple[float, float]], scale: float = 2.0) -> list[Calibration]:
+    """A pooled calibration and one per ξ range, the k-th with posterior std (k + 2)× the raw std."""
+    pooled = Calibration(
+        method="gamma", eta=1.0, steps=10, n_samples=8, raw_std=[0.01, 1.0], calibrated_std=[scale * 0.01, scale],
+        interval_z={"0.9": 1.7}, n_images=16, n_pixels=1_048_576, data="pairs",
+    )  # fmt: skip
+    same = {"n_images": 6, "n_pixels": 393_216}
+    bins = [
+        pooled.model_copy(update={"noise_xi": r, "calibrated_std": [(k + 2) * 0.01, float(k + 2)], **same})
+        for k, r in enumerate(ranges)
+    ]
+    return [pooled, *bins]
+
+
+def test_the_plane_s_estimated_noise_picks_its_bin_and_the_sentence_names_it() -> None:
+    cals = _binned([(0.004, 0.02), (0.02, 0.07), (0.07, 0.21)])
+    chosen, note = select_calibration(cals, "gamma", 1.0, 10, noise_xi=0.05)
+    assert chosen.noise_xi == (0.02, 0.07)
+    assert note == "calibrated for images with estimated noise ξ 0.02–0.07 on 6 held-out images (393,216 pixels): pairs"
+    assert select_calibration(cals, "gamma", 1.0, 10, noise_xi=0.15)[0].noise_xi == (0.07, 0.21)
+    chosen, note = select_calibration(cals, "gamma", 1.0, 10, noise_xi=0.0)  # a noise-free image: the lowest bin
+    assert chosen.noise_xi == (0.004, 0.02) and "0.000 is below the calibrated 0.00–0.21: nearest" in note
+    chosen, note = select_calibration(cals, "gamma", 1.0, 10, noise_xi=0.5)
+    assert chosen.noise_xi == (0.07, 0.21) and "above" in note
+    chosen, note = select_calibration(cals, "gamma", 1.0, 10)  # no estimate: the pooled one, said so
+    assert chosen.noise_xi is None and note.startswith("calibrated on 16 held-out images")
+    assert "pooled over all noise levels" in note and "0.02–0.07" in note
+    chosen, note = select_calibration(cals, "gamma", 1.0, 20, noise_xi=0.05)  # other steps: the bin, and said so
+    assert chosen.noise_xi == (0.02, 0.07) and "applied to 20 steps" in note and "estimated noise ξ 0.02–0.07" in note
+    chosen, note = select_calibration(cals[1:], "gamma", 1.0, 10)  # bins only, no estimate: the largest bin
+    assert chosen.noise_xi is not None and "could not be estimated" in note
+
+
+def test_a_version_1_header_without_a_condition_loads_and_is_used_for_every_noise_level() -> None:
+    old = {
+        "version": 1, "method": "gamma", "eta": 1.0, "steps": 10, "n_samples": 8, "smoothing_px": 1.0,
+        "raw_std": [0.01, 0.1], "calibrated_std": [0.03, 0.3], "interval_z": {"0.9": 1.7}, "n_images": 16,
+        "n_pixels": 1_048_576, "data": "pairs",
+    }  # fmt: skip
+    cal = Calibration.model_validate(old)
+    assert cal.version == 1 and cal.noise_xi is None
+    for xi in (None, 0.0, 0.1, 0.5):
+        chosen, note = select_calibration([cal], "gamma", 1.0, 10, noise_xi=xi)
+        assert chosen is cal and note == "calibrated on 16 held-out images (1,048,576 pixels): pairs"
+    assert Calibration.model_validate(cal.model_dump()) == cal
+    with pytest.raises(ValueError, match="noise_xi"):
+        Calibration.model_validate({**old, "noise_xi": (0.2, 0.1)})
+
+
+def test_noise_groups_split_by_quantiles_into_touching_ranges_and_skip_images_without_an_estimate() -> None:
+    groups = noise_groups([0.1, 0.02, None, 0.3, 0.05, 0.2], 3)
+    assert [idx for idx, _ in groups] == [[1, 4], [0, 5], [3]]
+    ranges = [r for _, r in groups]
+    assert ranges[0][0] == 0.02 and ranges[-1][1] == 0.3
+    assert ranges[0][1] == ranges[1][0] == pytest.approx(0.075) and ranges[1][1] == ranges[2][0] == 0.25
+    assert noise_groups([0.1, None], 2) == []
+
+
+def _two_noise_levels(rng: np.random.Generator, n_images: int, size: int = 128):
+    """Images alternating between a low noise level (ξ ≈ 0.02, posterior std 1.5× the raw std) and a high one
+    (ξ ≈ 0.15, 4×), with their ξ estimates."""
+    raws, errs, xis = [], [], []
+    for k in range(n_images):
+        low = k % 2 == 0
+        r, e = synthetic(rng, 1, factor=1.5 if low else 4.0, size=size)
+        raws += r
+        errs += e
+        xis.append((0.02 if low else 0.15) + rng.uniform(-0.01, 0.01))
+    return raws, errs, xis
+
+
+def test_two_noise_levels_that_need_two_maps_are_both_right_when_binned_and_not_when_pooled() -> None:
+    raws, errs, xis = _two_noise_levels(np.random.default_rng(9), 12)
+    cals = fit_noise_calibrations(raws, errs, xis, N, "gamma", 1.0, 10, max_bins=2, smoothing_candidates=(0.0,))
+    pooled, low_bin, high_bin = cals
+    assert pooled.noise_xi is None and 0.03 < low_bin.noise_xi[1] == high_bin.noise_xi[0] < 0.14
+    assert (low_bin.n_images, high_bin.n_images, pooled.n_images) == (6, 6, 12)
+    fresh_raw, fresh_err, fresh_xi = _two_noise_levels(np.random.default_rng(10), 8)
+    for level in (0, 1):
+        idx = [k for k in range(8) if k % 2 == level]
+        raw = np.concatenate([fresh_raw[k].ravel() for k in idx])
+        err = np.concatenate([fresh_err[k].ravel() for k in idx])
+        binned, _ = select_calibration(cals, "gamma", 1.0, 10, noise_xi=fresh_xi[idx[0]])
+        assert binned is (low_bin if level == 0 else high_bin)
+        for cal, right in ((binned, True), (pooled, False)):
+            std = posterior_std(cal, raw) * error_std_factor(N)
+            ratio = np.mean(err**2) / np.mean(std**2)
+            covered = np.mean(np.abs(err) <= interval_multiplier(cal, 0.9) * std)
+            if right:
+                assert ratio == pytest.approx(1.0, abs=0.1) and covered == pytest.approx(0.9, abs=0.02)
+            else:  # the pooled map is too wide at low noise and too narrow at high noise
+                assert not 0.8 <= ratio <= 1.3 and not 0.85 <= covered <= 0.95
+
+
+def test_bins_too_small_for_the_calibration_rules_give_fewer_bins_or_pooled_only() -> None:
+    raws, errs, xis = _two_noise_levels(np.random.default_rng(11), 8, size=96)  # 9216 pixels per image
+    cals = fit_noise_calibrations(raws, errs, xis, N, "gamma", 1.0, 10, smoothing_candidates=(0.0,))
+    # 3 bins would hold 2 images (halves of 9216 < MIN_PIXELS pixels); 2 bins of 4 pass
+    assert [c.n_images for c in cals] == [8, 4, 4]
+    cals = fit_noise_calibrations(raws[:4], errs[:4], xis[:4], N, "gamma", 1.0, 10, smoothing_candidates=(0.0,))
+    assert [c.noise_xi for c in cals] == [None]
+    cals = fit_noise_calibrations(raws, errs, [None] * 8, N, "gamma", 1.0, 10, smoothing_candidates=(0.0,))
+    assert [c.noise_xi for c in cals] == [None]
+    with pytest.raises(CalibrationError, match="noise estimates"):
+        fit_noise_calibrations(raws, errs, xis[:3], N, "gamma", 1.0, 10)

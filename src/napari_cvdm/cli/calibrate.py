@@ -46,20 +46,42 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         if isinstance(event, Progress) and not args.quiet:
             progress_line(f"{event.stage} ({event.done}/{event.total} reconstructions)")
 
-    job = iter_calibrate(model, pairs, settings, n_samples=args.n_samples, seed=args.seed, data=about)
+    measured: list = []
+    job = iter_calibrate(
+        model, pairs, settings, n_samples=args.n_samples, seed=args.seed, data=about,
+        by_noise=not args.no_noise_bins, measurements=measured,
+    )  # fmt: skip
     calibrations = drive(job, show)
     if not args.quiet:
         sys.stderr.write("\n")
     save_model(output, model.network, with_calibrations(model.info, calibrations))
+    if args.save_measurements:
+        _save_measurements(Path(args.save_measurements), measured)
     for c in calibrations:
         ratio = c.calibrated_std[len(c.calibrated_std) // 2] / c.raw_std[len(c.raw_std) // 2]
+        which = "all images" if c.noise_xi is None else f"estimated noise ξ {c.noise_xi[0]:.3f}–{c.noise_xi[1]:.3f}"
         print(
-            f"{c.method}, η = {c.eta:g}, {c.steps} steps, {c.n_samples} samples: posterior std ≈ {ratio:.2f} × the "
-            f"raw sample std at its median, smoothing {c.smoothing_px:g} px, 90 % interval = mean ± "
+            f"{c.method}, η = {c.eta:g}, {c.steps} steps, {c.n_samples} samples, {which}: posterior std ≈ "
+            f"{ratio:.2f} × the raw sample std at its median, smoothing {c.smoothing_px:g} px, 90 % interval = mean ± "
             f"{c.interval_z['0.9']:.2f} × calibrated std ({c.n_images} images, {c.n_pixels:,} pixels)"
         )
     print(f"wrote {output} in {time.perf_counter() - start:.0f} s")
     return 0
+
+
+def _save_measurements(path: Path, measured: list[dict]) -> None:
+    """Per setting and image: the raw variance, the error of the mean (network units) and the ξ estimate (NaN:
+    none), in one .npz, so that a calibration can be refitted without reconstructing again."""
+    import numpy as np
+
+    arrays = {}
+    for s_idx, m in enumerate(measured):
+        key = f"{m['method']}_eta{m['eta']:g}_steps{m['steps']}_n{m['n_samples']}"
+        arrays[f"{s_idx}/{key}/variances"] = np.stack(m["variances"]).astype(np.float32)
+        arrays[f"{s_idx}/{key}/errors"] = np.stack(m["errors"]).astype(np.float32)
+        arrays[f"{s_idx}/{key}/noise_xi"] = np.array([np.nan if x is None else x for x in m["noise_xi"]], float)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, **arrays)
 
 
 def add_command(sub: argparse._SubParsersAction) -> None:
@@ -82,6 +104,15 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--inputs", help="folder of the user's validation input TIFFs (never the training pairs)")
     p.add_argument("--targets", help="folder of the matching target TIFFs (same file names)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed")
+    p.add_argument(
+        "--no-noise-bins",
+        action="store_true",
+        help="phase: fit only the calibration pooled over all noise levels, not one per bin of the estimated noise ξ",
+    )
+    p.add_argument(
+        "--save-measurements",
+        help="also write the per-image raw variances, errors (network units) and noise estimates to this .npz",
+    )
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_calibrate)

@@ -7,16 +7,20 @@ sample variance and the error of the mean go to :func:`~napari_cvdm.sampling.cal
 network units (SR: the target normalised by its own percentiles, as in training; phase: radians over the model's
 target scale, mean removed because two defocused intensities do not determine a constant phase offset).
 :func:`iter_calibrate` is a generator like every long job (progress, cancel); it never changes the model passed in.
+For phase models it also fits one calibration per bin of the noise ξ estimated from each input, next to the pooled
+one (:func:`~napari_cvdm.sampling.calibration.fit_noise_calibrations`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from .._runtime import Progress, relay
+from ..inference.noise_check import estimated_noise_xi
 from ..inference.reconstruct import Reconstruction, iter_reconstruct
 from ..model.files import TrainedModel
 from ..model.metadata import Calibration, ModelMetadata
@@ -29,7 +33,7 @@ from ..physics import (
     simulate_sr_pair,
     simulate_sr_pair_random,
 )
-from ..sampling.calibration import fit_calibration
+from ..sampling.calibration import fit_calibration, fit_noise_calibrations
 from ..sampling.plan import plan_sampler
 from ..settings import ReconstructSettings
 from ..tasks import input_scale, normalize_target
@@ -131,10 +135,19 @@ def iter_calibrate(
     seed: int = 0,
     data: str = "",
     device: str = "auto",
+    by_noise: bool = True,
+    measurements: list[dict[str, Any]] | None = None,
 ) -> Generator[Progress, None, list[Calibration]]:
-    """Fit one :class:`Calibration` per sampler setting on ``pairs`` (input, truth on the output grid)."""
+    """Fit :class:`Calibration` s per sampler setting on ``pairs`` (input, truth on the output grid).
+
+    Phase models with ``by_noise``: the pooled calibration and one per bin of the noise ξ estimated from each
+    input (:func:`~napari_cvdm.sampling.calibration.fit_noise_calibrations`, the estimator reconstruction uses);
+    otherwise one pooled calibration per setting.  ``measurements``: a list that receives, per setting, the
+    per-image raw variances, errors (network units) and ξ estimates, to refit without reconstructing again."""
     calibrations = []
     total = len(pairs) * len(settings_to_fit)
+    conditioned = by_noise and model.info.task == "phase"
+    noise_xi = [estimated_noise_xi(model.info.task, image) for image, _ in pairs] if conditioned else []
     for s_idx, wanted in enumerate(settings_to_fit):
         run = ReconstructSettings(
             n_samples=n_samples, steps=wanted.steps, method=wanted.method, eta=wanted.eta, seed=seed, device=device
@@ -156,14 +169,27 @@ def iter_calibrate(
             variances.append(variance)
             errors.append(err)
         steps = result.nfe_per_sample
-        calibrations.append(fit_calibration(variances, errors, n_samples, plan.method, plan.eta, steps, data=data))
+        if measurements is not None:
+            measurements.append(
+                {"method": plan.method, "eta": plan.eta, "steps": steps, "n_samples": n_samples,
+                 "variances": variances, "errors": errors, "noise_xi": noise_xi}
+            )  # fmt: skip
+        if conditioned:
+            calibrations += fit_noise_calibrations(
+                variances, errors, noise_xi, n_samples, plan.method, plan.eta, steps, data=data
+            )
+        else:
+            calibrations.append(fit_calibration(variances, errors, n_samples, plan.method, plan.eta, steps, data=data))
     yield Progress(total, total, "calibrated")
     return calibrations
 
 
 def with_calibrations(info: ModelMetadata, calibrations: Sequence[Calibration]) -> ModelMetadata:
-    """``info`` with ``calibrations`` replacing any earlier one of the same (method, η, steps)."""
+    """``info`` with ``calibrations`` replacing every earlier one of the same (method, η, steps), noise-conditioned
+    ones included."""
     new = {(c.method, round(c.eta, 9), c.steps) for c in calibrations}
     kept = [c for c in info.calibrations if (c.method, round(c.eta, 9), c.steps) not in new]
-    merged = sorted([*kept, *calibrations], key=lambda c: (c.method, c.eta, c.steps))
+    merged = sorted(
+        [*kept, *calibrations], key=lambda c: (c.method, c.eta, c.steps, c.noise_xi is not None, c.noise_xi or ())
+    )
     return info.model_copy(update={"calibrations": merged}, deep=True)

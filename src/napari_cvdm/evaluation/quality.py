@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..inference.noise_check import estimated_noise_xi
 from ..inference.reconstruct import Reconstruction, reconstruct
 from ..model.files import TrainedModel
 from ..physics import (
@@ -153,19 +154,21 @@ class Uncertainty:
 
 
 def calibrated_interval(
-    model: TrainedModel, result: Reconstruction
+    model: TrainedModel, result: Reconstruction, image: np.ndarray | None = None
 ) -> tuple[np.ndarray | None, dict[float, np.ndarray]]:
     """σ_cal of a reconstruction and the half-widths of its calibrated central intervals at 50 / 90 / 95 %.
 
     The interval at ``result.interval_level`` is the reconstruction's own [lower, upper]; the other levels are
     z_q·σ_cal with z_q from the model's calibration for the sampler run (method, η, steps; nearest steps if no exact
-    match), as reconstruct() picks it.  A level outside the calibrated ones is left out.  ``(None, {})`` when the
+    match; for a noise-conditioned phase model, by the noise ξ estimated from the input plane ``image``), as
+    reconstruct() picks it.  A level outside the calibrated ones is left out.  ``(None, {})`` when the
     reconstruction is not calibrated.
     """
     if result.calibrated_std is None:
         return None, {}
     settings = result.settings
-    cal, _ = select_calibration(model.info.calibrations, settings["method"], settings["eta"], settings["steps"])
+    xi = None if image is None else estimated_noise_xi(model.info.task, image)
+    cal, _ = select_calibration(model.info.calibrations, settings["method"], settings["eta"], settings["steps"], xi)
     halves: dict[float, np.ndarray] = {}
     for level in CALIBRATED_LEVELS:
         if result.lower is not None and result.upper is not None and abs(level - result.interval_level) < 1e-9:
@@ -294,7 +297,7 @@ def phase_benchmark(
             if model is not None:
                 result = reconstruct(model, stack, n_samples=n_samples, steps=steps, seed=k)
                 estimates["CVDM"] = result.mean - result.mean.mean()
-                row.add(estimates["CVDM"] - truth, result.variance, *calibrated_interval(model, result))
+                row.add(estimates["CVDM"] - truth, result.variance, *calibrated_interval(model, result, stack))
                 if k == 0:
                     table.examples.append(
                         Example(

@@ -59,6 +59,20 @@ def check_noise(
         return {"verdict": "unknown", "note": f"noise not estimated: {err}"}
 
 
+def estimated_noise_xi(task: str, plane: np.ndarray) -> float | None:
+    """The phase noise level ξ of one input plane ((2, H, W) in raw intensity units, no camera offset), as the
+    noise-conditioned calibration uses it: fitted on the calibration inputs and looked up per plane at
+    reconstruction time with this same estimator.  None for other tasks or when the image gives no estimate
+    (never raises).  An upper bound on densely structured images, so a feature of the image, not its true ξ."""
+    if task != "phase":
+        return None
+    try:
+        xi = float(estimate_phase_noise(plane).xi)
+    except Exception:  # noqa: BLE001 - no estimate means the pooled calibration, never a failed run
+        return None
+    return xi if math.isfinite(xi) and xi >= 0 else None
+
+
 def _unchecked() -> dict[str, Any]:
     return {"verdict": "unchecked", "note": "the model states no noise range, so the noise was not checked"}
 

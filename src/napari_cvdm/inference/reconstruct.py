@@ -188,7 +188,7 @@ def iter_reconstruct(
         lower=stack("lower"),
         upper=stack("upper"),
         interval_level=settings.interval_level,
-        calibration=run.calibration_note,
+        calibration=run.calibration_summary([first_plane + p for p in range(len(planes))]),
         optics={
             **run.optics.record,
             "output_pixel_um": run.optics.output_pixel_um,

@@ -21,11 +21,12 @@ from .._runtime.device import auto_tile_size, default_precision, inference_copy
 from ..model.cvdm import CVDM
 from ..model.files import TrainedModel
 from ..model.metadata import Calibration, ModelMetadata
-from ..sampling.calibration import interval_multiplier, select_calibration
+from ..sampling.calibration import interval_multiplier, noise_bins, select_calibration
 from ..sampling.plan import SamplerPlan, plan_sampler
 from ..settings import ReconstructSettings, overlap_message
 from ..tasks import InputError, check_image, output_scale, output_units, plane_condition
 from .bands import Band, BandCalibrator, PlaneSampler, RunningMean
+from .noise_check import estimated_noise_xi
 from .optics import OpticsPlan, plan_optics
 from .tiling import TileLayout
 
@@ -68,8 +69,9 @@ class ReconstructionRun:
     tile: int  # tile side on the output grid (px)
     overlap: int  # pixels neighbouring tiles share
     nfe: int
-    calibration: Calibration | None
+    calibration: Calibration | None  # the pooled one; a noise-conditioned model picks per plane (plane_calibration)
     calibration_note: str
+    plane_notes: dict[int, str] = field(default_factory=dict)  # the calibration sentence of each plane run
     _network: CVDM | None = field(default=None, repr=False)
 
     @property
@@ -131,15 +133,39 @@ class ReconstructionRun:
         sampler = PlaneSampler(self.network, self.settings, self.plan, self.precision, self.device, self.layout)
         bands = sampler.bands(condition, out, index, stage, done, total)
         calibrator = None
-        if self.calibration is not None:
-            z = interval_multiplier(self.calibration, self.settings.interval_level)
-            calibrator = BandCalibrator(self.calibration, out.scale, self.settings.n_samples, z)
+        calibration, self.plane_notes[index] = self.plane_calibration(plane)
+        if calibration is not None:
+            z = interval_multiplier(calibration, self.settings.interval_level)
+            calibrator = BandCalibrator(calibration, out.scale, self.settings.n_samples, z)
         height = self.out_hw[0]
         for event in self._on_input_grid(bands) if optics.back_to_input else bands:
             if not isinstance(event, Band) or calibrator is None:
                 yield event
             else:
                 yield from calibrator.push(event, last=event.end == height)
+
+    def plane_calibration(self, plane: np.ndarray) -> tuple[Calibration | None, str]:
+        """The calibration of one input plane and its sentence: when the model holds noise-conditioned
+        calibrations for the run's sampler, the one for the plane's estimated noise ξ (pooled without an
+        estimate); otherwise the run's."""
+        if self.calibration is None or not noise_bins(self.model.info.calibrations, self.calibration):
+            return self.calibration, self.calibration_note
+        xi = estimated_noise_xi(self.model.info.task, plane)
+        calibration, note = select_calibration(
+            self.model.info.calibrations, self.plan.method, self.plan.eta, self.nfe, xi
+        )
+        return calibration, note if xi is not None else f"this plane's noise could not be estimated: {note}"
+
+    def calibration_summary(self, planes: list[int]) -> str:
+        """One sentence on what the calibrated std of these planes rests on (planes that used different
+        noise-conditioned calibrations are counted per calibration)."""
+        notes = [self.plane_notes.get(p, self.calibration_note) for p in planes]
+        if len(set(notes)) <= 1:
+            return notes[0] if notes else self.calibration_note
+        counts = {note: notes.count(note) for note in dict.fromkeys(notes)}
+        return "by each plane's estimated noise: " + "; ".join(
+            f"{n} of {len(notes)} planes {note}" for note, n in counts.items()
+        )
 
     def _on_input_grid(self, bands: Generator[Any, None, None]) -> Generator[Any, None, None]:
         """Phase resampled to the model's λ·d/p²: the whole plane's maps back onto the input grid, one band."""

@@ -167,11 +167,16 @@ class Calibration(BaseModel):
     between them, constant below the first, proportional above the last).  The error of the mean of N samples then
     has the std σ·√(1 + 1/N), and the central interval at level q is mean ± z_q·σ·√(1 + 1/N) with z_q the
     split-conformal quantile of |error| / (σ·√(1 + 1/N)) on the calibration pairs (``interval_z``, by level).
+
+    ``noise_xi`` (version 2): the range of the phase noise level ξ *estimated from the input*
+    (:func:`~napari_cvdm.inference.noise_check.estimated_noise_xi`) of the calibration images this one was fitted
+    on.  Several calibrations of one (method, η, steps) with disjoint ranges may coexist, next to a pooled one
+    (``None``, fitted on all images), which is the fallback.  Version 1 files have no condition and load as pooled.
     """
 
     model_config = ConfigDict(extra="forbid")
 
-    version: int = Field(1, ge=1, description="calibration format version")
+    version: int = Field(2, ge=1, description="calibration format version (2: optional noise_xi condition)")
     method: SamplerMethod
     eta: float = Field(ge=0, le=1)
     steps: int = Field(ge=1)
@@ -183,9 +188,14 @@ class Calibration(BaseModel):
     n_images: int = Field(ge=1)
     n_pixels: int = Field(ge=1)
     data: str = Field("", description="what the calibration pairs were (simulator, seeds, the user's files)")
+    noise_xi: tuple[float, float] | None = Field(
+        None, description="phase: (low, high) of the estimated noise ξ of the images it applies to; None: pooled"
+    )
 
     @model_validator(mode="after")
     def _monotone(self) -> Calibration:
+        if self.noise_xi is not None and not 0 <= self.noise_xi[0] <= self.noise_xi[1]:
+            raise ValueError(f"noise_xi={self.noise_xi} must be (low, high) with 0 ≤ low ≤ high")
         if len(self.raw_std) != len(self.calibrated_std):
             raise ValueError("raw_std and calibrated_std must have the same number of knots")
         if any(b <= a for a, b in itertools.pairwise(self.raw_std)):

@@ -13,7 +13,10 @@ sampler setting with what held-out pairs say:
 3. the error std of the mean of N samples is σ·√(1 + 1/N); the central interval at level q is mean ± z_q times it,
    with z_q the conformal quantile of |err| / (σ·√(1 + 1/N)) cross-fitted over two random halves of the calibration
    images (the map of one half scores the other), so the interval covers a fraction ≈ q of pixels on data like the
-   calibration set.
+   calibration set;
+4. for phase, the map depends on the noise: calibrations are also fitted per bin of the noise level ξ estimated
+   from each calibration input (:func:`fit_noise_calibrations`), and a reconstruction picks the bin of its own
+   plane's estimate (:func:`select_calibration`), the pooled calibration where there is no estimate.
 
 All values are in network units (the normalised target), where the network learned its spread; the caller maps
 them to physical units with the same linear scale as the mean.  NumPy and SciPy only.
@@ -34,6 +37,7 @@ SMOOTHING_CANDIDATES_PX = (0.0, 1.0, 2.0, 4.0)  # chosen by the Gaussian log-lik
 DEFAULT_BINS = 24
 MIN_PIXELS = 10_000  # fewer pixels (per half) than this give no calibration
 MIN_IMAGES = 2  # one half fits the map, the other the interval quantiles
+NOISE_BINS = 3  # bins of the estimated phase noise ξ fitted next to the pooled calibration (fewer if too small)
 
 
 class CalibrationError(ValueError):
@@ -82,13 +86,52 @@ def interval_multiplier(calibration: Calibration, level: float) -> float:
     return float(np.interp(level, qs, zs))
 
 
+def _about(c: Calibration) -> str:
+    return (
+        f"{c.n_images} held-out images ({c.n_pixels:,} pixels): {c.data}" if c.data else f"{c.n_images} held-out images"
+    )
+
+
+def _xi_range(c: Calibration) -> str:
+    assert c.noise_xi is not None
+    return f"{c.noise_xi[0]:.2f}–{c.noise_xi[1]:.2f}"
+
+
+def noise_bins(calibrations: Sequence[Calibration], chosen: Calibration) -> list[Calibration]:
+    """The noise-conditioned calibrations of ``chosen``'s sampler setting (method, η, steps), by ξ range."""
+    same = [
+        c
+        for c in calibrations
+        if c.noise_xi is not None
+        and (c.method, c.steps) == (chosen.method, chosen.steps)
+        and abs(c.eta - chosen.eta) < 1e-9
+    ]
+    return sorted(same, key=lambda c: c.noise_xi or (0.0, 0.0))
+
+
+def _by_noise(bins: list[Calibration], noise_xi: float) -> tuple[Calibration, str]:
+    """The bin whose estimated-ξ range holds ``noise_xi`` (else the nearest, said so) and its sentence."""
+    inside = [c for c in bins if c.noise_xi is not None and c.noise_xi[0] <= noise_xi <= c.noise_xi[1]]
+    if inside:
+        best, where = inside[0], ""
+    else:
+        best = min(bins, key=lambda c: min(abs(noise_xi - c.noise_xi[0]), abs(noise_xi - c.noise_xi[1])))
+        low, high = bins[0].noise_xi[0], bins[-1].noise_xi[1]
+        side = "below" if noise_xi < low else "above" if noise_xi > high else "between"
+        where = f" (the image's estimated ξ {noise_xi:.3f} is {side} the calibrated {low:.2f}–{high:.2f}: nearest)"
+    return best, f"calibrated for images with estimated noise ξ {_xi_range(best)}{where} on {_about(best)}"
+
+
 def select_calibration(
-    calibrations: Sequence[Calibration], method: str, eta: float, steps: int
+    calibrations: Sequence[Calibration], method: str, eta: float, steps: int, noise_xi: float | None = None
 ) -> tuple[Calibration | None, str]:
     """The calibration for a sampler setting and one sentence saying what it rests on.
 
     Exact match of (method, η, steps) first; otherwise the same method and η at the nearest number of steps (said
     so: the spread changes with the steps, so that calibration is not measured for this run); otherwise none.
+    Among the calibrations of that setting, ``noise_xi`` (the image's estimated phase noise ξ) picks the one fitted
+    on images of that estimated ξ when the model holds such noise-conditioned calibrations; without an estimate
+    (None), or without such calibrations, the pooled one (fitted on all noise levels) is used.
     """
     same = [c for c in calibrations if c.method == method and abs(c.eta - eta) < 1e-9]
     if not same:
@@ -96,13 +139,31 @@ def select_calibration(
             f"not calibrated: the model holds no calibration for the {method!r} sampler with η = {eta:g}; the layers "
             "show the raw sample spread, which understates the error (run `napari-cvdm calibrate`)"
         )
-    best = min(same, key=lambda c: (abs(math.log(c.steps) - math.log(steps)), -c.steps))
-    about = f"{best.n_images} held-out images ({best.n_pixels:,} pixels): {best.data}" if best.data else ""
+    nearest = min({c.steps for c in same}, key=lambda s: (abs(math.log(s) - math.log(steps)), -s))
+    at = [c for c in same if c.steps == nearest]
+    pooled = [c for c in at if c.noise_xi is None]
+    bins = noise_bins(at, at[0])
+    if bins and noise_xi is not None:
+        best, note = _by_noise(bins, noise_xi)
+    elif pooled:
+        best = pooled[0]
+        note = f"calibrated on {_about(best)}"
+        if bins:
+            note += (
+                ", pooled over all noise levels (used where a plane's noise cannot be estimated; the others use the "
+                f"calibration for their estimated noise ξ: {', '.join(_xi_range(c) for c in bins)})"
+            )
+    else:  # noise-conditioned calibrations only, and no estimate: the one resting on the most pixels
+        best = max(bins, key=lambda c: c.n_pixels)
+        note = (
+            f"calibrated for images with estimated noise ξ {_xi_range(best)} on {_about(best)} (the image's noise "
+            "could not be estimated and the model holds no calibration pooled over all noise levels)"
+        )
     if best.steps == steps:
-        return best, f"calibrated on {about or f'{best.n_images} held-out images'}"
+        return best, note
     return best, (
         f"calibrated at {best.steps} steps, applied to {steps} steps (not measured at {steps}; calibrate the model "
-        f"at these steps with `napari-cvdm calibrate --steps {steps}`); {about}"
+        f"at these steps with `napari-cvdm calibrate --steps {steps}`); {note.removeprefix('calibrated ')}"
     )
 
 
@@ -234,3 +295,63 @@ def fit_calibration(
     calibration = fitted(range(len(errors)), best[1])
     calibration.interval_z = {f"{q:g}": conformal_quantile(best[2], q) for q in INTERVAL_LEVELS}
     return calibration
+
+
+def noise_groups(noise_xi: Sequence[float | None], n_bins: int) -> list[tuple[list[int], tuple[float, float]]]:
+    """The images with a ξ estimate in ``n_bins`` groups of (nearly) equal count by estimated ξ (quantiles), each
+    with the range of estimated ξ it stands for: from the lowest to the highest estimate of the images, split
+    half-way between neighbouring groups, so the ranges touch and an image's bin is where its estimate falls."""
+    known = sorted((float(x), i) for i, x in enumerate(noise_xi) if x is not None and math.isfinite(x))
+    if n_bins < 1 or len(known) < n_bins:
+        return []
+    parts = [list(p) for p in np.array_split(np.arange(len(known)), n_bins)]
+    groups = [[known[j] for j in p] for p in parts]
+    edges = [groups[0][0][0]]
+    edges += [(a[-1][0] + b[0][0]) / 2 for a, b in itertools.pairwise(groups)]
+    edges.append(groups[-1][-1][0])
+    return [
+        (sorted(i for _, i in g), (float(lo), float(hi)))
+        for g, lo, hi in zip(groups, edges[:-1], edges[1:], strict=True)
+    ]
+
+
+def fit_noise_calibrations(
+    raw_variances: Sequence[np.ndarray],
+    errors: Sequence[np.ndarray],
+    noise_xi: Sequence[float | None],
+    n_samples: int,
+    method: SamplerMethod,
+    eta: float,
+    steps: int,
+    data: str = "",
+    max_bins: int = NOISE_BINS,
+    n_bins: int = DEFAULT_BINS,
+    smoothing_candidates: Sequence[float] = SMOOTHING_CANDIDATES_PX,
+) -> list[Calibration]:
+    """The pooled calibration of all images (:func:`fit_calibration`), then one per bin of the images' estimated
+    noise ξ (``noise_xi``, one per image, None where no estimate: pooled only).
+
+    The images are split into ``max_bins`` quantile bins of estimated ξ, or fewer when a bin would not meet
+    :func:`fit_calibration`'s rules (``MIN_IMAGES``, ``MIN_PIXELS`` per half); with fewer than 2 bins possible only
+    the pooled calibration is returned.  Why: the spread-to-error map of a model trained over a noise range is not
+    one map, noisier images have larger errors at the same spread, and a pooled map over- or under-states both.
+    """
+    options = {"data": data, "n_bins": n_bins, "smoothing_candidates": smoothing_candidates}
+    pooled = fit_calibration(raw_variances, errors, n_samples, method, eta, steps, **options)
+    if len(noise_xi) != len(errors):
+        raise CalibrationError(f"{len(noise_xi)} noise estimates for {len(errors)} images")
+    for n_bins in range(max_bins, 1, -1):
+        groups = noise_groups(noise_xi, n_bins)
+        if not groups:
+            continue
+        try:
+            binned = [
+                fit_calibration(
+                    [raw_variances[i] for i in idx], [errors[i] for i in idx], n_samples, method, eta, steps, **options
+                ).model_copy(update={"noise_xi": xi_range})
+                for idx, xi_range in groups
+            ]  # fmt: skip
+        except CalibrationError:
+            continue  # a bin too small: fewer bins
+        return [pooled, *binned]
+    return [pooled]
