@@ -9,7 +9,8 @@ resident memory alone; the input TIFF is written by the parent beforehand, plane
 * single planes of 1024² and 2048² (``--planes 0`` skips the stacks, ``--huge`` sets the sides) tiled at
   ``--tile`` output pixels — written to the store a row band at a time, so the peak grows with the plane's width
   and the input plane, not with its output area (a whole 2048² plane's six float32 output maps alone are 384 MB
-  on its 4096² output grid, its float64 accumulators another 400 MB).
+  on its 4096² output grid, its float64 accumulators another 400 MB); ``--in-memory`` also runs each through
+  ``reconstruct()``, which returns the whole plane's maps, for comparison.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/big_stack.py           # bundled SR model, --steps 1 --n-samples 2
     .venv/bin/python benchmarks/big_stack.py --planes 4 40 --huge 0      # the stacks only
@@ -27,7 +28,26 @@ import time
 from pathlib import Path
 
 
+def child_in_memory(args: argparse.Namespace) -> None:
+    """The same plane through ``reconstruct()``, which returns every output map of the plane at once."""
+    import tifffile
+
+    from napari_cvdm import reconstruct
+    from napari_cvdm.registry import load_model
+
+    start = time.perf_counter()
+    image = tifffile.imread(args.input)
+    reconstruct(
+        load_model(args.model), image, n_samples=args.n_samples, steps=args.steps, device=args.device,
+        pixel_size_um=0.0626, tile_size=args.tile or None,
+    )  # fmt: skip
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"seconds": time.perf_counter() - start, "peak_mb": peak_kb / 1024}))
+
+
 def child(args: argparse.Namespace) -> None:
+    if args.in_memory:
+        return child_in_memory(args)
     from napari_cvdm.io.readers import open_source
     from napari_cvdm.io.stack import PlaneDone, iter_stack, prepare
     from napari_cvdm.registry import load_model
@@ -63,10 +83,12 @@ def write_stack(path: Path, planes: int, size: int) -> None:
             tif.write(plane, photometric="minisblack", contiguous=True)
 
 
-def run_child(args: argparse.Namespace, tmp: str, planes: int, size: int, tile: int) -> dict:
+def run_child(args: argparse.Namespace, tmp: str, planes: int, size: int, tile: int, in_memory: bool = False) -> dict:
     src, out = Path(tmp) / f"in{planes}x{size}.tif", Path(tmp) / f"out{planes}x{size}.zarr"
-    write_stack(src, planes, size)
+    if not src.exists():
+        write_stack(src, planes, size)
     cmd = [sys.executable, __file__, "--child", "--input", str(src), "--output", str(out), "--tile", str(tile)]
+    cmd += ["--in-memory"] if in_memory else []
     cmd += ["--model", args.model, "--steps", str(args.steps), "--n-samples", str(args.n_samples)]
     cmd += ["--device", args.device]
     run = subprocess.run(cmd, capture_output=True, text=True, check=True)
@@ -91,6 +113,7 @@ def main() -> None:
     parser.add_argument("--n-samples", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", help="write the rows as JSON here")
+    parser.add_argument("--in-memory", action="store_true", help="also run each single plane through reconstruct()")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--input", help=argparse.SUPPRESS)
     parser.add_argument("--output", help=argparse.SUPPRESS)
@@ -125,6 +148,11 @@ def main() -> None:
                 f"{r['seconds']:7.1f} s",
                 flush=True,
             )
+            if args.in_memory:
+                r = run_child(args, tmp, 1, side, args.tile, in_memory=True)
+                r["in_memory"] = True
+                rows.append(r)
+                print(f"  the same through reconstruct() (in memory): peak RSS {r['peak_mb']:7.0f} MB", flush=True)
     if args.out:
         Path(args.out).write_text(json.dumps(rows, indent=1))
 
