@@ -38,10 +38,11 @@ REGISTRY: dict[str, RegisteredModel] = {
     "cvdm-sr-widefield": RegisteredModel(
         "cvdm-sr-widefield",
         "cvdm-sr-widefield.cvdm",
-        "59a76b21d638fa778f6f87ddb915b7dd5af437e120ab59ae14173c96f0260c6b",
+        "1f3243f382e2242012486b223540e4bc978779743abea0554f0047ba0e7b5325",
         "widefield → SIM super-resolution (2× finer grid), trained on simulated BioSR-like pairs",
         task="super-resolution",
-    ),  # 9.2 MB, v3 weights (8000 steps + 4000 + 6000 with cosine decays, LD3 grids), calibrated at 10 and 20 steps
+    ),  # 9.2 MB, v3 weights (8000 steps + 4000 + 6000 with cosine decays, LD3 grids), calibrated at 10 and 20 steps,
+    # stated range PSF width 0.95–1.05× (measured, benchmarks/optics_tolerance.py)
     "cvdm-phase-twoshot": RegisteredModel(
         "cvdm-phase-twoshot",
         "cvdm-phase-twoshot.cvdm",

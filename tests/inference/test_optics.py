@@ -84,6 +84,33 @@ def test_a_stated_range_wins_and_round_trips(sr):
     assert plan_optics(again, ReconstructSettings(pixel_size_um="108nm")).action == "run"
 
 
+def test_the_bundled_sr_model_states_its_measured_range_and_names_the_fixes_just_outside_it():
+    from napari_cvdm import load_model
+
+    info = load_model("cvdm-sr-widefield").info
+    covered = info.covered_optics()
+    assert covered.psf_width_factor == (0.95, 1.05) and "optics_tolerance.py" in covered.basis
+    assert plan_optics(info, ReconstructSettings(pixel_size_um=0.0626 / 1.04)).action == "run"
+    assert plan_optics(info, ReconstructSettings(wavelength_um=0.515 * 0.96)).action == "run"
+    wide = load_model("cvdm-sr-widefield-wide-optics").info
+    outside = [  # (optics, coarser than the range: fewer pixels per PSF width)
+        ({"pixel_size_um": 0.0626 / 0.94}, True),
+        ({"wavelength_um": 0.515 * 0.93}, True),
+        ({"pixel_size_um": 0.0626 / 1.06}, False),
+        ({"wavelength_um": 0.515 * 1.07}, False),
+    ]
+    for stated, coarser in outside:
+        settings = ReconstructSettings(**stated)
+        with pytest.raises(OpticsMismatch) as err:
+            plan_optics(info, settings)
+        message = str(err.value)
+        for clue in ("0.95–1.05×", "measured", "cvdm-sr-widefield-wide-optics", "napari-cvdm adapt"):
+            assert clue in message
+        assert plan_optics(wide, settings).action == "run"  # the model it names covers these optics
+        # on the coarser side that model's error bars were measured too narrow: the message says so
+        assert ("measured too narrow" in message) == coarser
+
+
 def test_no_optics_stated_means_the_model_s_own_and_says_so(sr):
     result = reconstruct(sr, wf(), **FAST)
     assert result.optics["action"] == "run" and result.pixel_um == pytest.approx(0.0313)

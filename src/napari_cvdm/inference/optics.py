@@ -48,6 +48,11 @@ FIXES = {
     "phase": f"use a model trained for this set-up, {ADAPT}, or check the pixel size, wavelength and defocus you "
     "stated",
 }
+COARSER_NOTE = (  # what docs/your-microscope.md §6 measured of the wide-optics model on the coarser side
+    "On images coarser than the nominal optics the calibrated error bars of cvdm-sr-widefield-wide-optics were "
+    "measured too narrow at 0.9× the nominal PSF width (docs/your-microscope.md §6); napari-cvdm adapt "
+    "recalibrates them for your optics."
+)
 
 
 class OpticsMismatch(InputError):
@@ -252,9 +257,10 @@ def _plan_sr(info, settings, values, model, limits, record) -> OpticsPlan:
         )
     else:
         why = f"no integer binning 2–{MAX_BIN} brings it into the range"
+    note = f" {COARSER_NOTE}" if factor < low and info.name != "cvdm-sr-widefield-wide-optics" else ""
     raise OpticsMismatch(
         f"{info.name} does not cover these optics: {where}. {why[0].upper()}{why[1:]}. Fix: {FIXES[info.task]}; "
-        "or interpolate at your own risk (resample='approximate'; CLI --resample approximate)."
+        f"or interpolate at your own risk (resample='approximate'; CLI --resample approximate).{note}"
     )
 
 
