@@ -182,7 +182,7 @@ def test_the_plane_s_estimated_noise_picks_its_bin_and_the_sentence_names_it() -
     assert note == "calibrated for images with estimated noise ξ 0.02–0.07 on 6 held-out images (393,216 pixels): pairs"
     assert select_calibration(cals, "gamma", 1.0, 10, noise_xi=0.15)[0].noise_xi == (0.07, 0.21)
     chosen, note = select_calibration(cals, "gamma", 1.0, 10, noise_xi=0.0)  # a noise-free image: the lowest bin
-    assert chosen.noise_xi == (0.004, 0.02) and "0.000 is below the calibrated 0.00–0.21: nearest" in note
+    assert chosen.noise_xi == (0.004, 0.02) and "ξ 0 is below the calibrated 0.004–0.21: nearest" in note
     chosen, note = select_calibration(cals, "gamma", 1.0, 10, noise_xi=0.5)
     assert chosen.noise_xi == (0.07, 0.21) and "above" in note
     chosen, note = select_calibration(cals, "gamma", 1.0, 10)  # no estimate: the pooled one, said so

@@ -94,7 +94,7 @@ def _about(c: Calibration) -> str:
 
 def _xi_range(c: Calibration) -> str:
     assert c.noise_xi is not None
-    return f"{c.noise_xi[0]:.2f}–{c.noise_xi[1]:.2f}"
+    return f"{c.noise_xi[0]:.2g}–{c.noise_xi[1]:.2g}"  # two significant digits: a low edge never reads 0.00
 
 
 def noise_bins(calibrations: Sequence[Calibration], chosen: Calibration) -> list[Calibration]:
@@ -118,7 +118,7 @@ def _by_noise(bins: list[Calibration], noise_xi: float) -> tuple[Calibration, st
         best = min(bins, key=lambda c: min(abs(noise_xi - c.noise_xi[0]), abs(noise_xi - c.noise_xi[1])))
         low, high = bins[0].noise_xi[0], bins[-1].noise_xi[1]
         side = "below" if noise_xi < low else "above" if noise_xi > high else "between"
-        where = f" (the image's estimated ξ {noise_xi:.3f} is {side} the calibrated {low:.2f}–{high:.2f}: nearest)"
+        where = f" (the image's estimated ξ {noise_xi:.2g} is {side} the calibrated {low:.2g}–{high:.2g}: nearest)"
     return best, f"calibrated for images with estimated noise ξ {_xi_range(best)}{where} on {_about(best)}"
 
 
