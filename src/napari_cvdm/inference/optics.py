@@ -51,7 +51,8 @@ FIXES = {
 COARSER_NOTE = (  # what docs/your-microscope.md §6 measured of the wide-optics model on the coarser side
     "On images coarser than the nominal optics the calibrated error bars of cvdm-sr-widefield-wide-optics were "
     "measured too narrow at 0.9× the nominal PSF width (docs/your-microscope.md §6); napari-cvdm adapt "
-    "recalibrates them for your optics."
+    "recalibrates them for your optics (with pixels coarser than Nyquist, λ/(4·NA), the noise cannot be estimated "
+    "from the image: give adapt --photons or --gain)."
 )
 
 
