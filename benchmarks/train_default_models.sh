@@ -55,7 +55,8 @@ wait
 # Then bundle them: python benchmarks/register_models.py runs/cvdm-sr-widefield.cvdm runs/cvdm-phase-twoshot.cvdm
 # Calibrated uncertainty (docs/uncertainty.md): the bundled files are these weights with calibrations in the header,
 # fitted on held-out simulated pairs (seeds 20 000+): SR at 10 and 20 steps on 24 pairs (1559 s), phase at 20 steps on
-# 16 pairs (862 s), one thread each, side by side.
+# 16 pairs, pooled and one per third of the pairs by their estimated noise ξ (automatic for phase; 941 s), one
+# thread each, side by side.
 OMP_NUM_THREADS=1 napari-cvdm calibrate --model runs/cvdm-sr-widefield.cvdm -o runs/cvdm-sr-widefield.cal.cvdm \
     --steps 10 20 --n 24 --n-samples 8 --overwrite &
 OMP_NUM_THREADS=1 napari-cvdm calibrate --model runs/cvdm-phase-twoshot.cvdm -o runs/cvdm-phase-twoshot.cal.cvdm \

@@ -46,10 +46,11 @@ REGISTRY: dict[str, RegisteredModel] = {
     "cvdm-phase-twoshot": RegisteredModel(
         "cvdm-phase-twoshot",
         "cvdm-phase-twoshot.cvdm",
-        "6febee21062ee7b5a3a977198e90573cd5b4604399048426860379ca2ea577d6",
+        "d0d2b55b9fd47286619b9224ced96af87a4198488e3eca6d9e14c74d1000e469",
         "two-shot defocus (I(−d), I(+d)) → quantitative phase (rad), trained on simulated pairs",
         task="phase",
     ),  # 9.2 MB, v4 weights (on US-TIE, 8000 steps + 4000 + 6000 with cosine decays, LD3 grids), calibrated at 20
+    # steps, pooled and per bin of the estimated noise ξ
     "cvdm-sr-widefield-wide-optics": RegisteredModel(
         "cvdm-sr-widefield-wide-optics",
         "cvdm-sr-widefield-wide-optics.cvdm",
