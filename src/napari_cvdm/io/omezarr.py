@@ -53,10 +53,6 @@ def lead_axes_for(axes: str, n_lead: int) -> str:
     return "Z" if n_lead == 1 else "TZ"
 
 
-def checksum(plane: np.ndarray) -> np.uint64:
-    return np.uint64(zlib.crc32(np.ascontiguousarray(plane, np.float32).tobytes())) | DONE_BIT
-
-
 @dataclass
 class PlaneStore:
     """An open output store; :meth:`create` makes one, :meth:`open` opens an existing one."""
@@ -199,11 +195,6 @@ class PlaneStore:
         return tuple(where.get(a, slice(None)) for a in self.axes)
 
     # -- planes --------------------------------------------------------------------------------------------------
-    def write_plane(self, k: int, arrays: list[np.ndarray]) -> None:
-        """Write plane ``k``'s channels (tile by tile: one zarr chunk each), then its completion mark."""
-        self.write_rows(k, 0, arrays)
-        self.mark(k)
-
     def write_rows(self, k: int, first: int, arrays: list[np.ndarray]) -> None:
         """Write rows ``first`` … of plane ``k``'s channels (one (rows, X) array per channel); the plane stays
         unmarked (unfinished) until :meth:`mark`."""
@@ -220,8 +211,8 @@ class PlaneStore:
         self.group[MARKS][k] = self.plane_checksum(k)
 
     def plane_checksum(self, k: int) -> np.uint64:
-        """:func:`checksum` of plane ``k`` as (C, Y, X) float32, read a channel and ``TILE`` rows at a time (the
-        same bytes in the same order, so a huge plane is never read whole)."""
+        """CRC-32 of plane ``k``'s (C, Y, X) float32 bytes, with bit 32 set; read a channel and ``TILE`` rows at a
+        time (the same bytes in the same order, so a huge plane is never read whole)."""
         data, index = self.group[DATA], list(self._index(k))
         c, y = self.axes.index("c"), self.axes.index("y")
         crc = 0
