@@ -251,3 +251,14 @@ class TrainJob(BaseModel):
                 "estimate that would need each pair's own optics (physics.PhaseOpticsRange simulates such pairs)"
             )
         return self
+
+
+ADAPT_PAIRS = 64  # simulated training pairs (a quarter held out for the recalibration)
+ADAPT_SIZE = 128  # input side of each simulated pair, pixels
+ADAPT_TRAIN = {"steps": 500, "batch_size": 8, "patch_size": 64, "val_fraction": 0.25}  # adapt's fine-tuning
+
+
+def adapt_train_settings(**overrides: object) -> TrainSettings:
+    """The fine-tuning settings of an adaptation: :data:`ADAPT_TRAIN` (shorter than a training run; a quarter of
+    the pairs held out), with ``overrides`` (the CLI's and the widget's fields)."""
+    return TrainSettings(**{**ADAPT_TRAIN, **overrides})

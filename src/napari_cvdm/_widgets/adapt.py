@@ -19,7 +19,7 @@ from superqt.utils import create_worker
 
 from .._runtime import CancelToken, Progress
 from ..registry import user_model_dir
-from ..settings import ReconstructSettings, TrainSettings
+from ..settings import ADAPT_PAIRS, ADAPT_SIZE, ADAPT_TRAIN, ReconstructSettings, adapt_train_settings
 from ..tasks import InputError
 from ..training.adapt import Microscope, iter_adapt
 from ..training.data import DataError
@@ -41,8 +41,8 @@ class AdaptWidget(Container):
         self._worker: Any = None
         self._stop = CancelToken()
         self.model_name = LineEdit(label="New model name", value="my-microscope")
-        self.n_pairs = SpinBox(label="Simulated pairs", value=64, min=4, max=10_000)
-        self.steps = SpinBox(label="Fine-tuning steps", value=500, min=1, max=1_000_000)
+        self.n_pairs = SpinBox(label="Simulated pairs", value=ADAPT_PAIRS, min=4, max=10_000)
+        self.steps = SpinBox(label="Fine-tuning steps", value=ADAPT_TRAIN["steps"], min=1, max=1_000_000)
         self.photons = FloatSpinBox(label="Photons (0: estimate)", value=0.0, min=0.0, max=1e7, step=10.0)
         self.photons.tooltip = (
             "SR: mean photo-electrons on the layer's foreground; 0 estimates them from its noise, which needs pixels "
@@ -126,9 +126,9 @@ class AdaptWidget(Container):
         image = image.reshape(-1, *image.shape[-plane_ndim:])[0]
         if base.task == "phase" and settings.plane_order == "plus-minus":
             image = image[::-1]
-        train = TrainSettings(steps=self.steps.value, batch_size=8, patch_size=64, val_fraction=0.25)
+        train = adapt_train_settings(steps=self.steps.value)
         job = iter_adapt(
-            base, image, scope, output, name=output.stem, n_pairs=self.n_pairs.value, size=128, train=train,
+            base, image, scope, output, name=output.stem, n_pairs=self.n_pairs.value, size=ADAPT_SIZE, train=train,
             photons=(self.photons.value or None) if base.task != "phase" else None, resume=self.resume.value,
             stop=self._stop,
         )  # fmt: skip

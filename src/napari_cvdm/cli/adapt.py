@@ -14,13 +14,14 @@ import sys
 import time
 from pathlib import Path
 
+from ..settings import ADAPT_PAIRS, ADAPT_SIZE, ADAPT_TRAIN, adapt_train_settings
+
 
 def cmd_adapt(args: argparse.Namespace) -> int:
     from .._runtime import CancelToken, Progress, drive
     from ..io.readers import open_source
     from ..model.metadata import parse_length_um
     from ..registry import load_model, user_model_dir
-    from ..settings import TrainSettings
     from ..tasks import InputError
     from ..training.adapt import Microscope, iter_adapt
     from ..training.loop import TrainProgress
@@ -49,7 +50,7 @@ def cmd_adapt(args: argparse.Namespace) -> int:
     output = Path(args.output) if args.output else user_model_dir() / f"{name}.cvdm"
     if output.exists() and not (args.resume or args.overwrite):
         raise FileExistsError(f"{output} exists; give another --name, --resume a stopped run, or --overwrite")
-    train = TrainSettings(
+    train = adapt_train_settings(
         steps=args.steps,
         batch_size=args.batch_size,
         patch_size=args.patch_size,
@@ -117,12 +118,13 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--name", help="name of the adapted model (default: <model>-adapted)")
     p.add_argument("-o", "--output", help="model file to write (default: the user model folder, <name>.cvdm)")
-    p.add_argument("--n-pairs", type=int, default=64, help="simulated training pairs (a quarter held out)")
-    p.add_argument("--size", type=int, default=128, help="input side of each simulated pair (pixels)")
-    p.add_argument("--steps", type=int, default=500, help="fine-tuning steps")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--patch-size", type=int, default=64)
-    p.add_argument("--val-fraction", type=float, default=0.25, help="simulated pairs held out for recalibration")
+    p.add_argument("--n-pairs", type=int, default=ADAPT_PAIRS, help="simulated training pairs (a quarter held out)")
+    p.add_argument("--size", type=int, default=ADAPT_SIZE, help="input side of each simulated pair (pixels)")
+    p.add_argument("--steps", type=int, default=ADAPT_TRAIN["steps"], help="fine-tuning steps")
+    p.add_argument("--batch-size", type=int, default=ADAPT_TRAIN["batch_size"])
+    p.add_argument("--patch-size", type=int, default=ADAPT_TRAIN["patch_size"])
+    held_out = "simulated pairs held out for recalibration"
+    p.add_argument("--val-fraction", type=float, default=ADAPT_TRAIN["val_fraction"], help=held_out)
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue a stopped run from its checkpoint")

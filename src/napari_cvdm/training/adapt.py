@@ -44,7 +44,7 @@ from ..physics.noise import (
 )
 from ..physics.optics import foreground_mean
 from ..physics.settings import SRSimulation
-from ..settings import TrainSettings
+from ..settings import ADAPT_PAIRS, ADAPT_SIZE, TrainSettings, adapt_train_settings
 from .data import DataError, PairedDataset
 from .jobs import finetune_start
 from .loop import TrainProgress
@@ -224,8 +224,8 @@ def iter_adapt(
     output: str | Path,
     *,
     name: str | None = None,
-    n_pairs: int = 64,
-    size: int = 128,
+    n_pairs: int = ADAPT_PAIRS,
+    size: int = ADAPT_SIZE,
     train: TrainSettings | None = None,
     offset: float = 0.0,
     photons: float | None = None,
@@ -250,7 +250,7 @@ def iter_adapt(
         raise DataError("adapting a super-resolution model needs the NA of your objective")
     if task == "phase" and scope.defocus_um is None:
         raise DataError("adapting a phase model needs the defocus d of your planes (±d)")
-    train = train or TrainSettings(steps=500, batch_size=8, patch_size=64, val_fraction=0.25)
+    train = train or adapt_train_settings()
     stated = photons is not None or gain_e_per_unit is not None
     how = "ξ of the pair" if task == "phase" else "as stated" if stated else "variance–mean fit above the cutoff"
     yield Progress(0, n_pairs + 1, f"estimating the camera noise ({how})")
