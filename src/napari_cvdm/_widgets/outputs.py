@@ -63,22 +63,16 @@ def output_names(base_name: str) -> dict[str, str]:
     return {key: f"{base_name} {suffix}" for key, suffix in SUFFIXES.items()}
 
 
-class ResultLayers:
-    """Writes one run's results into the viewer; remembers enough to undo it."""
+class OutputLayers:
+    """The viewer, the output layer names and the placement of one run's outputs: what the in-memory
+    :class:`ResultLayers` and the plane job's lazy layers (:mod:`.stack_job`) share."""
 
-    def __init__(
-        self, viewer: napari.Viewer, prepared: PreparedInput, metadata: dict[str, Any], interval_layers: bool = False
-    ) -> None:
+    def __init__(self, viewer: napari.Viewer, prepared: PreparedInput) -> None:
         self._viewer = viewer
-        self._interval_layers = interval_layers
         self._names = output_names(prepared.base_name)
         self._geometry = prepared.geometry
         self._units, self._labels = prepared.units, prepared.axis_labels
         self._lead = prepared.lead_shape
-        self._metadata = metadata
-        self._created: list[Image] = []
-        self._saved: list[tuple[Image, dict[str, Any]]] = []
-        self._mean: np.ndarray | None = None
 
     @property
     def names(self) -> dict[str, str]:
@@ -91,6 +85,20 @@ class ResultLayers:
         name = self._names[key]
         matches = [layer for layer in self._viewer.layers if layer.name == name and isinstance(layer, Image)]
         return matches[0] if matches else None
+
+
+class ResultLayers(OutputLayers):
+    """Writes one run's results into the viewer; remembers enough to undo it."""
+
+    def __init__(
+        self, viewer: napari.Viewer, prepared: PreparedInput, metadata: dict[str, Any], interval_layers: bool = False
+    ) -> None:
+        super().__init__(viewer, prepared)
+        self._interval_layers = interval_layers
+        self._metadata = metadata
+        self._created: list[Image] = []
+        self._saved: list[tuple[Image, dict[str, Any]]] = []
+        self._mean: np.ndarray | None = None
 
     def _put(
         self, key: str, data: np.ndarray, extra: dict[str, Any] | None = None, style: dict[str, Any] | None = None

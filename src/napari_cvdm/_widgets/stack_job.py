@@ -31,7 +31,7 @@ from ..settings import ReconstructSettings
 from ..tasks import InputError
 from .inputs import PreparedInput
 from .job import WorkerJob
-from .outputs import CALIBRATED, STYLES, output_names, robust_limits
+from .outputs import CALIBRATED, STYLES, OutputLayers, robust_limits
 from .workers import error_message, generator_worker, release_device_memory
 
 if TYPE_CHECKING:
@@ -119,7 +119,7 @@ def _limits(data: Any, at: tuple[int, ...]) -> tuple[float, float]:
     return robust_limits(np.asarray(window))
 
 
-class LazyResultLayers:
+class LazyResultLayers(OutputLayers):
     """The output layers of a plane job: dask views of its store, added once the first plane is in and refreshed
     as the others arrive.  Layers of an earlier run with the same names are reused; nothing is rolled back."""
 
@@ -131,11 +131,7 @@ class LazyResultLayers:
         store: Path,
         interval_layers: bool = False,
     ) -> None:
-        self._viewer = viewer
-        self._names = output_names(prepared.base_name)
-        self._geometry = prepared.geometry
-        self._units, self._labels = prepared.units, prepared.axis_labels
-        self._lead = prepared.lead_shape
+        super().__init__(viewer, prepared)
         meta = {**metadata, "store": str(store)}
         self._about = {"pixel_um": meta.pop("pixel_um", None), "optics": meta.pop("optics", {})}
         self._metadata = meta
@@ -144,18 +140,6 @@ class LazyResultLayers:
         self._partial = True  # until finish(): planes may be missing
         self._adding = False
         self.layers: dict[str, Image] = {}
-
-    @property
-    def names(self) -> dict[str, str]:
-        return dict(self._names)
-
-    def find(self, key: str) -> Image | None:
-        """The viewer's image layer for output ``key`` (by name), or None."""
-        from napari.layers import Image
-
-        name = self._names[key]
-        matches = [layer for layer in self._viewer.layers if layer.name == name and isinstance(layer, Image)]
-        return matches[0] if matches else None
 
     def plane_done(self, index: int) -> None:
         """Plane ``index`` is in the store: add the layers (the first time), else show the new plane.  (napari may
