@@ -156,13 +156,17 @@ def iter_reconstruct(
         stage = f"plane {p_idx + 1}/{len(planes)}"
         done = p_idx * run.evaluations_per_plane
         parts: list[Band] = []
+        preview: np.ndarray | None = None  # a tiled plane's mean so far: the finished rows, zeros below
         for event in run.iter_plane(plane, first_plane + p_idx, stage, done, total):
             if not isinstance(event, Band):
                 yield event
                 continue
             parts.append(event)
             if event.end < run.out_hw[0]:  # a band of a tiled plane: show the rows finished so far
-                yield RunningMean(p_idx, settings.n_samples, _partial(parts, run.out_hw))
+                if preview is None:
+                    preview = np.zeros((*event.mean.shape[:-2], *run.out_hw), np.float32)
+                preview[..., event.first : event.end, :] = event.mean
+                yield RunningMean(p_idx, settings.n_samples, preview.copy())
         per_plane.append(Band.join(parts))
 
     def stack(name: str) -> np.ndarray | None:
@@ -195,14 +199,6 @@ def iter_reconstruct(
             "noise": check_noise(model.info, planes[0], run.optics),  # advice from the first plane; never raises
         },
     )
-
-
-def _partial(parts: list[Band], shape: tuple[int, int]) -> np.ndarray:
-    """The mean of the rows finished so far, zeros below (a preview of a tiled plane)."""
-    done = Band.join(parts).mean
-    out = np.zeros((*done.shape[:-2], *shape), np.float32)
-    out[..., : done.shape[-2], :] = done
-    return out
 
 
 def reconstruct(
