@@ -95,7 +95,7 @@ def main() -> None:
     args = parser.parse_args()
     task = "super-resolution" if args.task == "sr" else "phase"
     model = load_model(args.model or ("cvdm-sr-widefield" if args.task == "sr" else "cvdm-phase-twoshot"))
-    cal_pairs, about = simulated_calibration_pairs(task, args.n_cal)
+    cal_pairs, about, _ = simulated_calibration_pairs(task, args.n_cal)
     tests = test_pairs(task, args.n_test)
     rows = json.loads(args.out.read_text()) if args.out.exists() else {}
     for config in args.configs:

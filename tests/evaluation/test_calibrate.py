@@ -20,6 +20,7 @@ from napari_cvdm.evaluation.calibrate import (
 from napari_cvdm.evaluation.quality import TEST_SEED_SR, held_out_rngs
 from napari_cvdm.inference.reconstruct import Reconstruction
 from napari_cvdm.model.files import load_model_file
+from napari_cvdm.model.metadata import psf_fwhm_px
 from napari_cvdm.physics import SRSimulation, simulate_sr_pair
 from napari_cvdm.tasks import input_scale, normalize_target
 from napari_cvdm.training.presets import simulate_pairs
@@ -31,14 +32,14 @@ def _result(mean: np.ndarray, variance: np.ndarray) -> Reconstruction:
 
 
 def test_simulated_calibration_pairs_are_neither_training_nor_bench_pairs():
-    pairs, about = simulated_calibration_pairs("super-resolution", 1)
+    pairs, about, widths = simulated_calibration_pairs("super-resolution", 1)
     wf = pairs[0][0]
     bench_wf = simulate_sr_pair(SRSimulation(structure="microtubules"), 128, held_out_rngs(TEST_SEED_SR, 1)[0])[0]
     train_wf = simulate_pairs("sr", 1, 128, 0)[0][0]
     assert wf.shape == (128, 128) and pairs[0][1].shape == (256, 256)
     assert not np.allclose(wf, bench_wf) and not np.allclose(wf, train_wf)
-    assert "seeds 20001+" in about
-    phase_pairs, about = simulated_calibration_pairs("phase", 2)
+    assert "seeds 20001+" in about and widths is None
+    phase_pairs, about, _ = simulated_calibration_pairs("phase", 2)
     assert phase_pairs[0][0].shape == (2, 256, 256) and "cell()" not in about
 
 
@@ -139,9 +140,10 @@ def test_cli_refuses_too_few_pairs_with_the_reason(tmp_path, capsys):
 
 
 def test_random_optics_calibration_pairs_vary_the_optics_and_phase_refuses_them():
-    pairs, about = simulated_calibration_pairs("super-resolution", 2, optics="random")
+    pairs, about, widths = simulated_calibration_pairs("super-resolution", 2, optics="random")
     assert pairs[0][0].shape == (128, 128) and pairs[0][1].shape == (256, 256) and "SROpticsRange" in about
-    nominal, _ = simulated_calibration_pairs("super-resolution", 2)
+    assert len(widths) == 2 and widths[0] != widths[1] and all(1.0 < w < 6.0 for w in widths)  # FWHM in WF px
+    nominal, *_ = simulated_calibration_pairs("super-resolution", 2)
     assert not np.allclose(pairs[0][0], nominal[0][0])
     with pytest.raises(ValueError, match="'random' for super-resolution"):
         simulated_calibration_pairs("phase", 2, optics="random")
@@ -156,18 +158,54 @@ def _noisy_phase_pairs(n: int = 8, size: int = 96) -> list[tuple[np.ndarray, np.
     ]
 
 
-def test_phase_calibration_adds_one_calibration_per_bin_of_the_estimated_noise():
-    model = tiny_model("phase")
-    pairs = _noisy_phase_pairs()
+def test_phase_calibration_adds_one_calibration_per_bin_of_the_estimated_noise(monkeypatch):
+    from napari_cvdm.sampling import calibration_bins
+
+    monkeypatch.setattr(calibration_bins, "BIN_MIN_GAIN", -1.0)  # every bin the rules allow (the count's choice:
+    model = tiny_model("phase")  # tests/sampling/test_calibration.py)
+    pairs = _noisy_phase_pairs(16)
     measured: list = []
     calibrations = drive(iter_calibrate(model, pairs, [SamplerSetting(steps=1)], n_samples=2, measurements=measured))
     pooled, *bins = calibrations
-    # 3 bins would hold 2 images (halves of 9216 < 10 000 pixels): 2 bins of 4
-    assert pooled.noise_xi is None and [c.n_images for c in calibrations] == [8, 4, 4]
+    # in a half of 8, 3 bins would hold 2–3 images (halves of 9216 < 10 000 pixels): 2 bins of 8
+    assert pooled.noise_xi is None and [c.n_images for c in calibrations] == [16, 8, 8]
     assert bins[0].noise_xi[0] < 0.02 and bins[0].noise_xi[1] == bins[1].noise_xi[0] and bins[1].noise_xi[1] > 0.19
-    assert len(measured) == 1 and len(measured[0]["errors"]) == 8 and measured[0]["noise_xi"][0] < 0.02
+    assert len(measured) == 1 and len(measured[0]["errors"]) == 16 and measured[0]["noise_xi"][0] < 0.02
     merged = with_calibrations(model.info, calibrations).calibrations
     assert [c.noise_xi for c in merged] == [None, bins[0].noise_xi, bins[1].noise_xi]
     assert len(with_calibrations(model.info.model_copy(update={"calibrations": merged}), [pooled]).calibrations) == 1
-    only = drive(iter_calibrate(model, pairs, [SamplerSetting(steps=1)], n_samples=2, by_noise=False))
+    only = drive(iter_calibrate(model, pairs, [SamplerSetting(steps=1)], n_samples=2, by_condition=False))
     assert [c.noise_xi for c in only] == [None]
+
+
+def test_sr_pairs_of_many_microscopes_are_calibrated_per_psf_width_and_refitted_from_saved_measurements(
+    tmp_path, monkeypatch
+):
+    from napari_cvdm.sampling import calibration_bins
+
+    monkeypatch.setattr(calibration_bins, "BIN_MIN_GAIN", -1.0)  # every bin the rules allow
+    model = tiny_model("sr", wavelength_um=0.515, numerical_aperture=1.3)
+    pairs = _tiny_pairs(8, 64)
+    own = psf_fwhm_px(0.515, 1.3, model.info.input_pixel_um)
+    widths = [own * f for f in (0.6, 0.7, 0.8, 0.9, 1.1, 1.2, 1.4, 1.6)]
+    measured: list = []
+    cals = drive(
+        iter_calibrate(model, pairs, [SamplerSetting(steps=1)], n_samples=2, measurements=measured, psf_fwhm_px=widths)
+    )
+    pooled, *bins = cals
+    assert pooled.psf_factor is None and len(bins) >= 2 and all(c.noise_xi is None for c in cals)
+    assert bins[0].psf_factor[0] == pytest.approx(0.6) and bins[-1].psf_factor[1] == pytest.approx(1.6)
+    assert measured[0]["psf_factor"] == pytest.approx([0.6, 0.7, 0.8, 0.9, 1.1, 1.2, 1.4, 1.6])
+    with pytest.raises(ValueError, match="3 PSF widths for 8 pairs"):
+        drive(iter_calibrate(model, pairs, [SamplerSetting(steps=1)], n_samples=2, psf_fwhm_px=widths[:3]))
+    from napari_cvdm.cli.calibrate import load_measurements, save_measurements
+
+    path = tmp_path / "m.npz"
+    save_measurements(path, measured, "tiny pairs", model.info.name)
+    loaded, about = load_measurements(path, model.info.name)
+    assert about == "tiny pairs" and loaded[0]["psf_factor"] == pytest.approx(measured[0]["psf_factor"])
+    from napari_cvdm.evaluation.calibrate import fit_measured
+
+    assert [c.psf_factor for c in fit_measured(loaded[0], about)] == [c.psf_factor for c in cals]
+    with pytest.raises(ValueError, match="measured with the model"):
+        load_measurements(path, "another-model")

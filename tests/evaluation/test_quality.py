@@ -265,6 +265,7 @@ def test_calibrated_columns_are_computed_from_the_calibrated_std_and_intervals()
         upper=mean + 1.6 * sigma,
         interval_level=0.9,
         settings={"method": "gamma", "eta": 1.0, "steps": 12},  # nearest calibrated steps: 10
+        optics={},
     )
     std, halves = calibrated_interval(model, result)
     assert std is sigma and set(halves) == {0.5, 0.9, 0.95}
@@ -302,7 +303,7 @@ def test_the_other_levels_of_a_noise_conditioned_phase_model_come_from_the_bin_o
     sigma = np.ones((8, 8))
     result = SimpleNamespace(
         calibrated_std=sigma, lower=-1.6 * sigma, upper=1.6 * sigma, interval_level=0.9,
-        settings={"method": "gamma", "eta": 1.0, "steps": 10},
+        settings={"method": "gamma", "eta": 1.0, "steps": 10}, optics={},
     )  # fmt: skip
     stack = 1.0 + 0.15 * np.random.default_rng(0).normal(size=(2, 64, 64))  # estimated ξ ≈ 0.18
     assert calibrated_interval(model, result, stack)[1][0.95] == pytest.approx(2.5 * sigma)

@@ -25,9 +25,10 @@ from napari_cvdm.tasks import input_scale, plane_condition
 from tests.conftest import tiny_model
 
 
-def calibration(smoothing_px: float) -> Calibration:
+def calibration(smoothing_px: float, feature: str = "spread", weight: float = 0.0, px: float = 0.0) -> Calibration:
     return Calibration(
         method="gamma", eta=1.0, steps=2, n_samples=2, smoothing_px=smoothing_px,
+        score_feature=feature, feature_weight=weight, feature_px=px, feature_clip_px=20.0 if feature == "border" else 0,
         raw_std=[0.01, 0.1, 1.0], calibrated_std=[0.02, 0.15, 1.2], interval_z={"0.5": 0.7, "0.9": 1.7, "0.99": 2.6},
         n_images=4, n_pixels=40_000,
     )  # fmt: skip
@@ -53,36 +54,47 @@ def test_a_bands_owners_are_the_whole_planes_owners_of_those_rows():
     assert all(a[1] == b[0] for a, b in itertools.pairwise(bands))  # consecutive, no gaps
 
 
-@pytest.mark.parametrize("smoothing_px", [0.0, 1.0, 2.5])
-def test_calibrating_band_by_band_equals_calibrating_the_whole_plane(smoothing_px):
+@pytest.mark.parametrize(
+    ("smoothing_px", "feature", "weight", "px"),
+    [
+        (0.0, "spread", 0.0, 0.0), (1.0, "spread", 0.0, 0.0), (2.5, "spread", 0.0, 0.0),
+        (0.0, "structure", 0.5, 0.0), (1.0, "structure", 0.75, 3.0), (2.5, "structure", 1.0, 1.0),
+        (0.0, "border", 0.5, 8.0), (2.5, "border", 0.25, 32.0),
+    ],
+)  # fmt: skip
+def test_calibrating_band_by_band_equals_calibrating_the_whole_plane(smoothing_px, feature, weight, px):
     rng = np.random.default_rng(1)
     height, width, scale, n = 61, 23, 37.0, 4
     variance = (scale * rng.uniform(0.005, 0.8, (height, width))) ** 2
     mean = rng.normal(0, 1, (height, width))
-    cal = calibration(smoothing_px)
-    calibrator = BandCalibrator(cal, scale, n, z=1.7)
-    cuts = [0, 3, 4, 20, 21, 40, 61]  # bands shorter and longer than the smoothing's reach (10 px at σ 2.5)
+    cal = calibration(smoothing_px, feature, weight, px)
+    calibrator = BandCalibrator(cal, scale, n, z=1.7, plane_rows=height)
+    cuts = [0, 3, 4, 20, 21, 40, 61]  # bands shorter and longer than the score's reach (13 px at structure σ 3)
     out: list[Band] = []
     for first, end in itertools.pairwise(cuts):
         band = Band(0, first, end, mean[first:end], variance[first:end], np.ones((end - first, width)))
         out += calibrator.push(band, last=end == height)
     joined = Band.join(out)
     assert (joined.first, joined.end) == (0, height)
-    expected = scale * error_std_factor(n) * posterior_std(cal, variance / scale**2)
+    expected = scale * error_std_factor(n) * posterior_std(cal, variance / scale**2, mean / scale)
     np.testing.assert_allclose(joined.calibrated_std, expected, rtol=1e-6)
     np.testing.assert_allclose(joined.upper - joined.lower, 2 * 1.7 * joined.calibrated_std, rtol=1e-6)
     np.testing.assert_array_equal(joined.mean, mean)
 
 
-def test_a_tiled_calibrated_plane_is_calibrated_as_a_whole(monkeypatch):
+@pytest.mark.parametrize(("feature", "weight"), [("spread", 0.0), ("structure", 0.5), ("border", 0.5)])
+def test_a_tiled_calibrated_plane_is_calibrated_as_a_whole(feature, weight):
     model = tiny_model("sr")
-    model.info.calibrations.append(calibration(2.0))
+    model.info.calibrations.append(calibration(2.0, feature, weight, 2.0))
     image = np.random.default_rng(2).poisson(60, (40, 36)).astype(np.float32) + 100
     settings = ReconstructSettings(n_samples=2, steps=2, method="gamma", eta=1.0, tile_size=32, tile_overlap=8)
     result = drive(nc.iter_reconstruct(model, image, settings))
     assert result.settings["tile_size"] == 32 and result.calibrated_std is not None
     scale = input_scale(image, model.info).scale
-    expected = scale * error_std_factor(2) * posterior_std(model.info.calibrations[0], result.variance / scale**2)
+    offset = input_scale(image, model.info).offset
+    net_mean = (result.mean - offset) / scale
+    sigma = posterior_std(model.info.calibrations[0], result.variance / scale**2, net_mean)
+    expected = scale * error_std_factor(2) * sigma
     np.testing.assert_allclose(result.calibrated_std, expected, rtol=1e-5)
 
 

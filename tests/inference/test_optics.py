@@ -214,3 +214,34 @@ def test_in_range_phase_conditions_on_the_user_s_optics(phase):
     info = phase.info.model_copy(update={"condition_on_tie": True})
     plan = plan_optics(info, ReconstructSettings(defocus_um=2.1, wavelength_um="500nm"))
     assert plan.action == "run" and plan.condition == {"wavelength_um": 0.5, "defocus_um": 2.1, "input_pixel_um": 0.21}
+
+
+def test_the_psf_width_the_network_sees_picks_an_sr_calibration_calibrated_per_psf_width(sr):
+    from napari_cvdm.inference.optics import network_psf_factor
+    from napari_cvdm.model.metadata import Calibration
+
+    base = dict(
+        method="gamma", eta=1.0, steps=2, n_samples=2, raw_std=[0.01, 1.0], interval_z={"0.9": 1.7}, n_images=4,
+        n_pixels=40_000, data="pairs",
+    )  # fmt: skip
+    pooled = Calibration(**base, calibrated_std=[0.02, 2.0])
+    narrow = Calibration(**base, calibrated_std=[0.04, 4.0], psf_factor=(0.5, 0.95))
+    wide = Calibration(**base, calibrated_std=[0.03, 3.0], psf_factor=(0.95, 2.0))
+    info = sr.info.model_copy(
+        update={"valid_optics": ValidOptics(basis="measured", psf_width_factor=(0.5, 2.0)),
+                "calibrations": [pooled, narrow, wide]}
+    )  # fmt: skip
+    model = type(sr)(sr.network, info, sr.source)
+    coarse = reconstruct(model, wf(), pixel_size_um=0.0626 / 0.8, method="gamma", eta=1.0, **FAST)  # PSF 0.8×
+    assert network_psf_factor(coarse.optics) == pytest.approx(0.8)
+    assert "PSF width 0.5–0.95× the model's" in coarse.calibration
+    nominal = reconstruct(model, wf(), pixel_size_um=0.0626, method="gamma", eta=1.0, **FAST)
+    assert network_psf_factor(nominal.optics) == pytest.approx(1.0) and "PSF width 0.95–2×" in nominal.calibration
+    unknown = reconstruct(model, wf(), method="gamma", eta=1.0, **FAST)  # no optics stated: not a fact, pooled
+    assert network_psf_factor(unknown.optics) is None and "pooled over every PSF width" in unknown.calibration
+    ratio = coarse.calibrated_std / np.maximum(nominal.calibrated_std, 1e-12)
+    assert ratio.mean() > 1.0  # the narrow-PSF bin's map is the wider one here
+    binned = plan_optics(info, ReconstructSettings(pixel_size_um="20.9nm"))  # PSF 3×: binned 3×3 → 1×
+    assert binned.action == "bin" and binned.bin == 3
+    assert network_psf_factor(binned.record) == pytest.approx(binned.record["check"]["value"] / 3)
+    assert network_psf_factor(plan_optics(tiny_model("phase").info, ReconstructSettings()).record) is None

@@ -13,12 +13,10 @@ from napari_cvdm.sampling.calibration import (
     conformal_quantile,
     error_std_factor,
     fit_calibration,
-    fit_noise_calibrations,
     interval_multiplier,
-    noise_groups,
     posterior_std,
-    select_calibration,
 )
+from napari_cvdm.sampling.calibration_bins import fit_binned_calibrations, quantile_groups, select_calibration
 
 N = 8
 
@@ -43,6 +41,7 @@ def synthetic(
 
 
 def _fit(raws, errs, **kw) -> Calibration:
+    kw.setdefault("feature_candidates", ())  # the map itself; the score's features are tested in their own file
     return fit_calibration(raws, errs, N, "gamma", 1.0, 10, data="synthetic", **kw)
 
 
@@ -187,11 +186,11 @@ def test_the_plane_s_estimated_noise_picks_its_bin_and_the_sentence_names_it() -
     assert chosen.noise_xi == (0.07, 0.21) and "above" in note
     chosen, note = select_calibration(cals, "gamma", 1.0, 10)  # no estimate: the pooled one, said so
     assert chosen.noise_xi is None and note.startswith("calibrated on 16 held-out images")
-    assert "pooled over all noise levels" in note and "0.02–0.07" in note
+    assert "pooled over every noise level" in note and "0.02–0.07" in note
     chosen, note = select_calibration(cals, "gamma", 1.0, 20, noise_xi=0.05)  # other steps: the bin, and said so
     assert chosen.noise_xi == (0.02, 0.07) and "applied to 20 steps" in note and "estimated noise ξ 0.02–0.07" in note
     chosen, note = select_calibration(cals[1:], "gamma", 1.0, 10)  # bins only, no estimate: the largest bin
-    assert chosen.noise_xi is not None and "could not be estimated" in note
+    assert chosen.noise_xi is not None and "noise level is not known" in note
 
 
 def test_a_version_1_header_without_a_condition_loads_and_is_used_for_every_noise_level() -> None:
@@ -210,13 +209,19 @@ def test_a_version_1_header_without_a_condition_loads_and_is_used_for_every_nois
         Calibration.model_validate({**old, "noise_xi": (0.2, 0.1)})
 
 
-def test_noise_groups_split_by_quantiles_into_touching_ranges_and_skip_images_without_an_estimate() -> None:
-    groups = noise_groups([0.1, 0.02, None, 0.3, 0.05, 0.2], 3)
+def test_quantile_groups_split_by_quantiles_into_touching_ranges_and_skip_images_without_an_estimate() -> None:
+    groups = quantile_groups([0.1, 0.02, None, 0.3, 0.05, 0.2], 3)
     assert [idx for idx, _ in groups] == [[1, 4], [0, 5], [3]]
     ranges = [r for _, r in groups]
     assert ranges[0][0] == 0.02 and ranges[-1][1] == 0.3
     assert ranges[0][1] == ranges[1][0] == pytest.approx(0.075) and ranges[1][1] == ranges[2][0] == 0.25
-    assert noise_groups([0.1, None], 2) == []
+    assert quantile_groups([0.1, None], 2) == []
+
+
+def _fit_noise(raws, errs, xis, **kw) -> list[Calibration]:
+    return fit_binned_calibrations(
+        raws, errs, xis, "noise_xi", N, "gamma", 1.0, 10, smoothing_candidates=(0.0,), feature_candidates=(), **kw
+    )
 
 
 def _two_noise_levels(rng: np.random.Generator, n_images: int, size: int = 128):
@@ -234,7 +239,7 @@ def _two_noise_levels(rng: np.random.Generator, n_images: int, size: int = 128):
 
 def test_two_noise_levels_that_need_two_maps_are_both_right_when_binned_and_not_when_pooled() -> None:
     raws, errs, xis = _two_noise_levels(np.random.default_rng(9), 12)
-    cals = fit_noise_calibrations(raws, errs, xis, N, "gamma", 1.0, 10, max_bins=2, smoothing_candidates=(0.0,))
+    cals = _fit_noise(raws, errs, xis, max_bins=2)
     pooled, low_bin, high_bin = cals
     assert pooled.noise_xi is None and 0.03 < low_bin.noise_xi[1] == high_bin.noise_xi[0] < 0.14
     assert (low_bin.n_images, high_bin.n_images, pooled.n_images) == (6, 6, 12)
@@ -256,13 +261,41 @@ def test_two_noise_levels_that_need_two_maps_are_both_right_when_binned_and_not_
 
 
 def test_bins_too_small_for_the_calibration_rules_give_fewer_bins_or_pooled_only() -> None:
-    raws, errs, xis = _two_noise_levels(np.random.default_rng(11), 8, size=96)  # 9216 pixels per image
-    cals = fit_noise_calibrations(raws, errs, xis, N, "gamma", 1.0, 10, smoothing_candidates=(0.0,))
-    # 3 bins would hold 2 images (halves of 9216 < MIN_PIXELS pixels); 2 bins of 4 pass
-    assert [c.n_images for c in cals] == [8, 4, 4]
-    cals = fit_noise_calibrations(raws[:4], errs[:4], xis[:4], N, "gamma", 1.0, 10, smoothing_candidates=(0.0,))
+    raws, errs, xis = _two_noise_levels(np.random.default_rng(11), 16, size=96)  # 9216 pixels per image
+    cals = _fit_noise(raws, errs, xis)
+    # in a half of 8 images, 3 bins would hold 2–3 images (halves of 9216 < MIN_PIXELS pixels); 2 bins pass
+    assert [c.n_images for c in cals] == [16, 8, 8]
+    cals = _fit_noise(raws[:4], errs[:4], xis[:4])
     assert [c.noise_xi for c in cals] == [None]
-    cals = fit_noise_calibrations(raws, errs, [None] * 8, N, "gamma", 1.0, 10, smoothing_candidates=(0.0,))
+    cals = _fit_noise(raws, errs, [None] * 16)
     assert [c.noise_xi for c in cals] == [None]
-    with pytest.raises(CalibrationError, match="noise estimates"):
-        fit_noise_calibrations(raws, errs, xis[:3], N, "gamma", 1.0, 10)
+    with pytest.raises(CalibrationError, match="3 values of noise_xi for 16 images"):
+        _fit_noise(raws, errs, xis[:3])
+
+
+def test_the_number_of_bins_is_chosen_on_held_out_images_and_a_condition_that_changes_nothing_gets_none() -> None:
+    rng = np.random.default_rng(12)
+    raws, errs = synthetic(rng, 16, factor=2.0)
+    xis = rng.uniform(0.0, 0.2, 16).tolist()  # unrelated to the errors
+    report: list = []
+    cals = _fit_noise(raws, errs, xis, report=report)
+    assert [c.noise_xi for c in cals] == [None] and [count for count, _ in report] == [1, 2, 3]
+    raws, errs, xis = _two_noise_levels(np.random.default_rng(13), 16)
+    report = []
+    assert len(_fit_noise(raws, errs, xis, report=report)) > 1  # the noise matters: binned
+    assert report[1][1] < report[0][1] - 0.005
+
+
+def test_an_sr_run_s_psf_width_picks_its_bin_and_a_plane_s_noise_does_not() -> None:
+    pooled, *bins = _binned([(0.6, 0.85), (0.85, 1.1), (1.1, 1.6)])
+    bins = [c.model_copy(update={"noise_xi": None, "psf_factor": c.noise_xi}) for c in bins]
+    cals = [pooled, *bins]
+    chosen, note = select_calibration(cals, "gamma", 1.0, 10, psf_factor=0.9)
+    assert chosen.psf_factor == (0.85, 1.1)
+    assert note.startswith("calibrated for images with PSF width 0.85–1.1× the model's on 6 held-out images")
+    chosen, note = select_calibration(cals, "gamma", 1.0, 10, psf_factor=0.5)
+    assert chosen.psf_factor == (0.6, 0.85) and "PSF width factor 0.5 is below the calibrated 0.6–1.6: nearest" in note
+    chosen, note = select_calibration(cals, "gamma", 1.0, 10, noise_xi=0.05)  # no PSF width known: pooled
+    assert chosen is pooled and "pooled over every PSF width" in note
+    with pytest.raises(ValueError, match="not both"):
+        Calibration.model_validate({**pooled.model_dump(), "noise_xi": (0.0, 0.1), "psf_factor": (0.6, 1.0)})

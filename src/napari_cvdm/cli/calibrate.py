@@ -10,8 +10,9 @@ from pathlib import Path
 from .flags import progress_line
 
 
-def _pairs(args: argparse.Namespace, task: str) -> tuple[list, str]:
-    """The user's validation pairs (``--inputs`` / ``--targets``, matched by file name) or simulated ones."""
+def _pairs(args: argparse.Namespace, task: str) -> tuple[list, str, list[float] | None]:
+    """The user's validation pairs (``--inputs`` / ``--targets``, matched by file name) or simulated ones, what they
+    are, and (simulated random optics) each pair's PSF FWHM in its input pixels."""
     from ..evaluation.calibrate import simulated_calibration_pairs
     from ..tasks import InputError
 
@@ -25,7 +26,7 @@ def _pairs(args: argparse.Namespace, task: str) -> tuple[list, str]:
 
     matched = match_folders(args.inputs, args.targets)
     pairs = [(read_tiff(i)[0], read_tiff(t)[0]) for _, i, t in matched]
-    return pairs, f"{len(pairs)} validation pairs from {args.inputs} / {args.targets}"
+    return pairs, f"{len(pairs)} validation pairs from {args.inputs} / {args.targets}", None
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
@@ -38,50 +39,104 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     if output.exists() and not args.overwrite:
         raise FileExistsError(f"{output} exists; pass --overwrite or choose another -o")
     model = load_model(args.model)
-    pairs, about = _pairs(args, model.task)
-    settings = [SamplerSetting(steps=s, method=args.method, eta=args.eta) for s in (args.steps or [None])]
     start = time.perf_counter()
+    if args.from_measurements:
+        from ..evaluation.calibrate import fit_measured
 
-    def show(event: object) -> None:
-        if isinstance(event, Progress) and not args.quiet:
-            progress_line(f"{event.stage} ({event.done}/{event.total} reconstructions)")
+        measured, about = load_measurements(Path(args.from_measurements), model.info.name)
+        calibrations = [c for m in measured for c in fit_measured(m, about, by_condition=not args.no_bins)]
+    else:
+        pairs, about, psf_fwhm = _pairs(args, model.task)
+        settings = [SamplerSetting(steps=s, method=args.method, eta=args.eta) for s in (args.steps or [None])]
 
-    measured: list = []
-    job = iter_calibrate(
-        model, pairs, settings, n_samples=args.n_samples, seed=args.seed, data=about,
-        by_noise=not args.no_noise_bins, measurements=measured,
-    )  # fmt: skip
-    calibrations = drive(job, show)
-    if not args.quiet:
-        sys.stderr.write("\n")
+        def show(event: object) -> None:
+            if isinstance(event, Progress) and not args.quiet:
+                progress_line(f"{event.stage} ({event.done}/{event.total} reconstructions)")
+
+        measured = []
+        job = iter_calibrate(
+            model, pairs, settings, n_samples=args.n_samples, seed=args.seed, data=about,
+            by_condition=not args.no_bins, measurements=measured, psf_fwhm_px=psf_fwhm,
+        )  # fmt: skip
+        calibrations = drive(job, show)
+        if not args.quiet:
+            sys.stderr.write("\n")
+        if args.save_measurements:
+            save_measurements(Path(args.save_measurements), measured, about, model.info.name)
     save_model(output, model.network, with_calibrations(model.info, calibrations))
-    if args.save_measurements:
-        _save_measurements(Path(args.save_measurements), measured)
     for c in calibrations:
         ratio = c.calibrated_std[len(c.calibrated_std) // 2] / c.raw_std[len(c.raw_std) // 2]
-        which = "all images" if c.noise_xi is None else f"estimated noise ξ {c.noise_xi[0]:.3f}–{c.noise_xi[1]:.3f}"
+        which = (
+            f"estimated noise ξ {c.noise_xi[0]:.3f}–{c.noise_xi[1]:.3f}" if c.noise_xi is not None
+            else f"PSF width {c.psf_factor[0]:.2f}–{c.psf_factor[1]:.2f}×" if c.psf_factor is not None
+            else "all images"
+        )  # fmt: skip
+        of = "the raw sample std"
+        if c.feature_weight > 0:
+            which += f", score blended with the {c.score_feature} (w = {c.feature_weight:g}, {c.feature_px:g} px)"
+            of = "the score"
         print(
             f"{c.method}, η = {c.eta:g}, {c.steps} steps, {c.n_samples} samples, {which}: posterior std ≈ "
-            f"{ratio:.2f} × the raw sample std at its median, smoothing {c.smoothing_px:g} px, 90 % interval = mean ± "
+            f"{ratio:.2f} × {of} at its median, smoothing {c.smoothing_px:g} px, 90 % interval = mean ± "
             f"{c.interval_z['0.9']:.2f} × calibrated std ({c.n_images} images, {c.n_pixels:,} pixels)"
         )
     print(f"wrote {output} in {time.perf_counter() - start:.0f} s")
     return 0
 
 
-def _save_measurements(path: Path, measured: list[dict]) -> None:
-    """Per setting and image: the raw variance, the error of the mean (network units) and the ξ estimate (NaN:
-    none), in one .npz, so that a calibration can be refitted without reconstructing again."""
+def save_measurements(path: Path, measured: list[dict], about: str, model_name: str) -> None:
+    """Per setting and image: the raw variance, the error of the mean, the mean (network units) and the conditions
+    (noise ξ estimate, PSF width factor; NaN: none), in one .npz with what the pairs were, so that a calibration can
+    be refitted without reconstructing again (``--from-measurements``)."""
     import numpy as np
 
-    arrays = {}
+    from ..sampling.calibration_bins import CONDITIONS
+
+    arrays = {"about": np.array(about), "model": np.array(model_name)}
     for s_idx, m in enumerate(measured):
-        key = f"{m['method']}_eta{m['eta']:g}_steps{m['steps']}_n{m['n_samples']}"
-        arrays[f"{s_idx}/{key}/variances"] = np.stack(m["variances"]).astype(np.float32)
-        arrays[f"{s_idx}/{key}/errors"] = np.stack(m["errors"]).astype(np.float32)
-        arrays[f"{s_idx}/{key}/noise_xi"] = np.array([np.nan if x is None else x for x in m["noise_xi"]], float)
+        key = f"{s_idx}/{m['method']}_eta{m['eta']:g}_steps{m['steps']}_n{m['n_samples']}"
+        arrays[f"{key}/variances"] = np.stack(m["variances"]).astype(np.float32)
+        arrays[f"{key}/errors"] = np.stack(m["errors"]).astype(np.float32)
+        arrays[f"{key}/means"] = np.stack(m["means"]).astype(np.float32)
+        for condition in CONDITIONS:
+            arrays[f"{key}/{condition}"] = np.array([np.nan if x is None else x for x in m[condition]], float)
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(path, **arrays)
+
+
+def load_measurements(path: Path, model_name: str) -> tuple[list[dict], str]:
+    """The records :func:`save_measurements` wrote, and what the pairs were; refuses another model's."""
+    import re
+
+    import numpy as np
+
+    from ..sampling.calibration_bins import CONDITIONS
+
+    if not path.is_file():
+        raise FileNotFoundError(f"no measurements file {path}: write one with --save-measurements")
+    with np.load(path, allow_pickle=False) as data:
+        measured_on = str(data["model"]) if "model" in data.files else model_name
+        if measured_on != model_name:
+            raise ValueError(
+                f"{path} was measured with the model {measured_on!r}, not {model_name!r}: refit with --model "
+                f"{measured_on}, or measure this model (without --from-measurements)"
+            )
+        keys = sorted({k.rsplit("/", 1)[0] for k in data.files if "/" in k}, key=lambda k: int(k.split("/")[0]))
+        measured = []
+        for key in keys:
+            match = re.fullmatch(r"\d+/(\S+)_eta([\d.e+-]+)_steps(\d+)_n(\d+)", key)
+            if match is None or f"{key}/errors" not in data.files:
+                raise ValueError(f"{path} is not a measurements file of napari-cvdm calibrate (entry {key!r})")
+            method, eta, steps, n = match.groups()
+            record: dict = {"method": method, "eta": float(eta), "steps": int(steps), "n_samples": int(n)}
+            for name in ("variances", "errors", "means"):
+                record[name] = list(data[f"{key}/{name}"]) if f"{key}/{name}" in data.files else None
+            for condition in CONDITIONS:
+                values = data[f"{key}/{condition}"] if f"{key}/{condition}" in data.files else []
+                record[condition] = [None if np.isnan(x) else float(x) for x in values]
+            measured.append(record)
+        about = str(data["about"]) if "about" in data.files else f"measurements from {path}"
+    return measured, about
 
 
 def add_command(sub: argparse._SubParsersAction) -> None:
@@ -105,13 +160,20 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--targets", help="folder of the matching target TIFFs (same file names)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed")
     p.add_argument(
+        "--no-bins",
         "--no-noise-bins",
+        dest="no_bins",
         action="store_true",
-        help="phase: fit only the calibration pooled over all noise levels, not one per bin of the estimated noise ξ",
+        help="fit only the pooled calibration, not one per bin of the estimated noise ξ (phase) or of the PSF width "
+        "(SR, --simulate-optics random)",
+    )
+    p.add_argument(
+        "--from-measurements",
+        help="refit from a --save-measurements file of the same model instead of reconstructing the pairs again",
     )
     p.add_argument(
         "--save-measurements",
-        help="also write the per-image raw variances, errors (network units) and noise estimates to this .npz",
+        help="also write the per-image raw variances, errors, means (network units) and noise estimates to this .npz",
     )
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("-q", "--quiet", action="store_true")

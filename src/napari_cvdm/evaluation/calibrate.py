@@ -7,8 +7,9 @@ sample variance and the error of the mean go to :func:`~napari_cvdm.sampling.cal
 network units (SR: the target normalised by its own percentiles, as in training; phase: radians over the model's
 target scale, mean removed because two defocused intensities do not determine a constant phase offset).
 :func:`iter_calibrate` is a generator like every long job (progress, cancel); it never changes the model passed in.
-For phase models it also fits one calibration per bin of the noise ξ estimated from each input, next to the pooled
-one (:func:`~napari_cvdm.sampling.calibration.fit_noise_calibrations`).
+For phase models it also fits one calibration per bin of the noise ξ estimated from each input, and for SR pairs
+of many microscopes one per bin of the PSF width, next to the pooled one
+(:func:`~napari_cvdm.sampling.calibration_bins.fit_binned_calibrations`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from .._runtime import Progress, relay
 from ..inference.noise_check import estimated_noise_xi
 from ..inference.reconstruct import Reconstruction, iter_reconstruct
 from ..model.files import TrainedModel
-from ..model.metadata import Calibration, ModelMetadata
+from ..model.metadata import Calibration, ModelMetadata, psf_fwhm_px
 from ..physics import (
     STRUCTURES,
     PhaseSimulation,
@@ -33,7 +34,8 @@ from ..physics import (
     simulate_sr_pair,
     simulate_sr_pair_random,
 )
-from ..sampling.calibration import fit_calibration, fit_noise_calibrations
+from ..sampling.calibration import fit_calibration
+from ..sampling.calibration_bins import fit_binned_calibrations
 from ..sampling.plan import plan_sampler
 from ..settings import ReconstructSettings
 from ..tasks import input_scale, normalize_target
@@ -53,25 +55,28 @@ class SamplerSetting:
 
 def simulated_calibration_pairs(
     task: str, n: int, seed_offset: int = 0, optics: str = "nominal"
-) -> tuple[list[tuple], str]:
-    """``n`` held-out (input, truth) pairs like the bundled models' training data, and a sentence saying what
-    they are.  SR: WF 128² → SIM 256², structure families in turn (``optics="random"``: each pair's optics and
-    noise drawn from :class:`~napari_cvdm.physics.SROpticsRange`, as ``train --simulate-optics random``); phase:
-    256², photos and cells in turn, noise ξ ~ U(0, 0.2) as in training.  Never ``skimage.data.cell()``, which is
+) -> tuple[list[tuple], str, list[float] | None]:
+    """``n`` held-out (input, truth) pairs like the bundled models' training data, a sentence saying what they are,
+    and (random optics only, else None) each pair's PSF FWHM in its WF pixels.  SR: WF 128² → SIM 256², structure
+    families in turn (``optics="random"``: each pair's optics and noise drawn from
+    :class:`~napari_cvdm.physics.SROpticsRange`, as ``train --simulate-optics random``); phase: 256², photos and
+    cells in turn, noise ξ ~ U(0, 0.2) as in training.  Never ``skimage.data.cell()``, which is
     reserved for evaluation."""
     pairs = []
     if optics not in ("nominal", "random") or (optics == "random" and task != "super-resolution"):
         raise ValueError(f"simulated optics {optics!r}: use 'nominal', or 'random' for super-resolution")
     if task == "super-resolution" and optics == "random":
         children = np.random.SeedSequence(CALIBRATION_SEED_SR + 1000 + seed_offset).spawn(n)
+        fwhm = []
         for child in children:
-            wf, sim, _ = simulate_sr_pair_random(SROpticsRange(), 128, np.random.default_rng(child))
+            wf, sim, drawn = simulate_sr_pair_random(SROpticsRange(), 128, np.random.default_rng(child))
             pairs.append((wf, sim))
+            fwhm.append(float(drawn["psf_fwhm_px"]))
         about = (
             "simulated WF 128² → SIM 256² with randomised optics and noise (physics.SROpticsRange), seeds "
             f"{CALIBRATION_SEED_SR + 1000}+"
         )
-        return pairs, about
+        return pairs, about, fwhm
     if task == "super-resolution":
         streams = {
             kind: np.random.SeedSequence(CALIBRATION_SEED_SR + 10 * j + seed_offset).spawn(n)
@@ -82,7 +87,7 @@ def simulated_calibration_pairs(
             wf, sim, _ = simulate_sr_pair(SRSimulation(structure=kind), 128, np.random.default_rng(streams[kind][k]))
             pairs.append((wf, sim))
         about = f"simulated WF 128² → SIM 256², {', '.join(STRUCTURES)} in turn, seeds {CALIBRATION_SEED_SR}+"
-        return pairs, about
+        return pairs, about, None
     sources = ("photos", "cells")
     streams = {
         s: np.random.SeedSequence(CALIBRATION_SEED_PHASE + j + seed_offset).spawn(n) for j, s in enumerate(sources)
@@ -96,7 +101,7 @@ def simulated_calibration_pairs(
         "simulated two-shot pairs 256², d = 2 µm, photos (other crops of the training photos) and cells in turn, "
         f"noise ξ ~ U(0, 0.2), seeds {CALIBRATION_SEED_PHASE}+"
     )
-    return pairs, about
+    return pairs, about, None
 
 
 def network_scale(image: np.ndarray, info: ModelMetadata) -> float:
@@ -127,6 +132,36 @@ def network_units_error(
     return result.variance / scale**2, err / scale
 
 
+def network_units_mean(result: Reconstruction, image: np.ndarray, info: ModelMetadata) -> np.ndarray:
+    """The mean of one reconstruction in the network's units, as the calibration sees it (SR: the input's
+    percentile offset removed; phase: its own mean removed), over the same scale as :func:`network_units_error`."""
+    if info.task == "phase":
+        return (result.mean - result.mean.mean()) / network_scale(image, info)
+    out = input_scale(np.asarray(image), info)
+    return (result.mean - out.offset) / out.scale
+
+
+def model_psf_fwhm_px(info: ModelMetadata) -> float | None:
+    """The PSF FWHM of an SR model's own optics in its input pixels (None when its header states no optics)."""
+    if info.task != "super-resolution" or None in (info.wavelength_um, info.numerical_aperture, info.input_pixel_um):
+        return None
+    return psf_fwhm_px(info.wavelength_um, info.numerical_aperture, info.input_pixel_um)  # type: ignore[arg-type]
+
+
+def fit_measured(measured: dict[str, Any], data: str = "", by_condition: bool = True) -> list[Calibration]:
+    """The calibrations of one measured sampler setting (a record of :func:`iter_calibrate`'s ``measurements``):
+    pooled, plus one per bin of the images' noise ξ or PSF width factor where those were measured and
+    ``by_condition``."""
+    m = measured
+    args = (m["variances"], m["errors"])
+    setting = (m["n_samples"], m["method"], m["eta"], m["steps"])
+    for condition in ("noise_xi", "psf_factor"):
+        values = m.get(condition) or []
+        if by_condition and values:
+            return fit_binned_calibrations(*args, values, condition, *setting, data=data, means=m.get("means"))
+    return [fit_calibration(*args, *setting, data=data, means=m.get("means"))]
+
+
 def iter_calibrate(
     model: TrainedModel,
     pairs: Sequence[tuple[np.ndarray, np.ndarray]],
@@ -135,25 +170,31 @@ def iter_calibrate(
     seed: int = 0,
     data: str = "",
     device: str = "auto",
-    by_noise: bool = True,
+    by_condition: bool = True,
     measurements: list[dict[str, Any]] | None = None,
+    psf_fwhm_px: Sequence[float] | None = None,
 ) -> Generator[Progress, None, list[Calibration]]:
     """Fit :class:`Calibration` s per sampler setting on ``pairs`` (input, truth on the output grid).
 
-    Phase models with ``by_noise``: the pooled calibration and one per bin of the noise ξ estimated from each
-    input (:func:`~napari_cvdm.sampling.calibration.fit_noise_calibrations`, the estimator reconstruction uses);
-    otherwise one pooled calibration per setting.  ``measurements``: a list that receives, per setting, the
-    per-image raw variances, errors (network units) and ξ estimates, to refit without reconstructing again."""
+    With ``by_condition``, next to the pooled calibration one per bin of a condition
+    (:mod:`~napari_cvdm.sampling.calibration_bins`): for phase models the noise ξ estimated from each input (the
+    estimator reconstruction uses); for SR models given each pair's PSF FWHM in its input pixels
+    (``psf_fwhm_px``, pairs of many microscopes), that width as a factor of the model's own.  Otherwise one pooled
+    calibration per setting.  ``measurements``: a list that receives, per setting, the per-image raw variances,
+    errors, means (network units) and conditions, to refit without reconstructing (:func:`fit_measured`)."""
     calibrations = []
     total = len(pairs) * len(settings_to_fit)
-    conditioned = by_noise and model.info.task == "phase"
-    noise_xi = [estimated_noise_xi(model.info.task, image) for image, _ in pairs] if conditioned else []
+    noise_xi = [estimated_noise_xi(model.info.task, image) for image, _ in pairs] if model.info.task == "phase" else []
+    own = model_psf_fwhm_px(model.info)
+    if psf_fwhm_px is not None and len(psf_fwhm_px) != len(pairs):
+        raise ValueError(f"{len(psf_fwhm_px)} PSF widths for {len(pairs)} pairs")
+    psf_factor = [w / own for w in psf_fwhm_px] if psf_fwhm_px is not None and own is not None else []
     for s_idx, wanted in enumerate(settings_to_fit):
         run = ReconstructSettings(
             n_samples=n_samples, steps=wanted.steps, method=wanted.method, eta=wanted.eta, seed=seed, device=device
         )
         plan = plan_sampler(model.info.sampler, run)  # refuses a bad setting before any work
-        variances, errors = [], []
+        variances, errors, means = [], [], []
         for k, (image, truth) in enumerate(pairs):
             stage = f"calibrating {plan.method}, η = {plan.eta:g}, {plan.steps} steps: image {k + 1}/{len(pairs)}"
             done = s_idx * len(pairs) + k
@@ -168,28 +209,27 @@ def iter_calibrate(
             variance, err = network_units_error(result, image, truth, model.info)
             variances.append(variance)
             errors.append(err)
-        steps = result.nfe_per_sample
+            means.append(network_units_mean(result, image, model.info))
+        measured = {
+            "method": plan.method, "eta": plan.eta, "steps": result.nfe_per_sample, "n_samples": n_samples,
+            "variances": variances, "errors": errors, "means": means, "noise_xi": noise_xi, "psf_factor": psf_factor,
+        }  # fmt: skip
         if measurements is not None:
-            measurements.append(
-                {"method": plan.method, "eta": plan.eta, "steps": steps, "n_samples": n_samples,
-                 "variances": variances, "errors": errors, "noise_xi": noise_xi}
-            )  # fmt: skip
-        if conditioned:
-            calibrations += fit_noise_calibrations(
-                variances, errors, noise_xi, n_samples, plan.method, plan.eta, steps, data=data
-            )
-        else:
-            calibrations.append(fit_calibration(variances, errors, n_samples, plan.method, plan.eta, steps, data=data))
+            measurements.append(measured)
+        calibrations += fit_measured(measured, data, by_condition)
     yield Progress(total, total, "calibrated")
     return calibrations
 
 
 def with_calibrations(info: ModelMetadata, calibrations: Sequence[Calibration]) -> ModelMetadata:
-    """``info`` with ``calibrations`` replacing every earlier one of the same (method, η, steps), noise-conditioned
-    ones included."""
+    """``info`` with ``calibrations`` replacing every earlier one of the same (method, η, steps), conditioned ones
+    included."""
     new = {(c.method, round(c.eta, 9), c.steps) for c in calibrations}
     kept = [c for c in info.calibrations if (c.method, round(c.eta, 9), c.steps) not in new]
-    merged = sorted(
-        [*kept, *calibrations], key=lambda c: (c.method, c.eta, c.steps, c.noise_xi is not None, c.noise_xi or ())
-    )
+
+    def order(c: Calibration) -> tuple:
+        condition = c.noise_xi or c.psf_factor
+        return (c.method, c.eta, c.steps, condition is not None, condition or ())
+
+    merged = sorted([*kept, *calibrations], key=order)
     return info.model_copy(update={"calibrations": merged}, deep=True)

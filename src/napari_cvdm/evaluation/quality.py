@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..inference.noise_check import estimated_noise_xi
+from ..inference.optics import network_psf_factor
 from ..inference.reconstruct import Reconstruction, reconstruct
 from ..model.files import TrainedModel
 from ..physics import (
@@ -50,7 +51,8 @@ from ..physics import (
     us_tie,
 )
 from ..physics.ranges import STOKES_SHIFT_UM, sr_pattern_spacing
-from ..sampling.calibration import interval_multiplier, select_calibration
+from ..sampling.calibration import interval_multiplier
+from ..sampling.calibration_bins import select_calibration
 from .calibrate import network_scale, network_units_error
 from .metrics import (
     calibration_ratio,
@@ -160,7 +162,8 @@ def calibrated_interval(
 
     The interval at ``result.interval_level`` is the reconstruction's own [lower, upper]; the other levels are
     z_q·σ_cal with z_q from the model's calibration for the sampler run (method, η, steps; nearest steps if no exact
-    match; for a noise-conditioned phase model, by the noise ξ estimated from the input plane ``image``), as
+    match; for a noise-conditioned phase model, by the noise ξ estimated from the input plane ``image``; for an SR
+    model calibrated per PSF width, by the run's), as
     reconstruct() picks it.  A level outside the calibrated ones is left out.  ``(None, {})`` when the
     reconstruction is not calibrated.
     """
@@ -168,7 +171,10 @@ def calibrated_interval(
         return None, {}
     settings = result.settings
     xi = None if image is None else estimated_noise_xi(model.info.task, image)
-    cal, _ = select_calibration(model.info.calibrations, settings["method"], settings["eta"], settings["steps"], xi)
+    psf = network_psf_factor(result.optics or {})
+    cal, _ = select_calibration(
+        model.info.calibrations, settings["method"], settings["eta"], settings["steps"], xi, psf_factor=psf
+    )
     halves: dict[float, np.ndarray] = {}
     for level in CALIBRATED_LEVELS:
         if result.lower is not None and result.upper is not None and abs(level - result.interval_level) < 1e-9:

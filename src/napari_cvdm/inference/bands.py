@@ -20,14 +20,12 @@ import torch
 from .._runtime import Progress, relay
 from ..model.cvdm import CVDM
 from ..model.metadata import Calibration
-from ..sampling.calibration import error_std_factor, posterior_std
+from ..sampling.calibration import error_std_factor, posterior_std, score_of
 from ..sampling.plan import SamplerPlan
 from ..sampling.samplers import Partial, Step, iter_sample, sample_seed
 from ..settings import ReconstructSettings
 from ..tasks import Condition, IntensityScale
 from .tiling import TileLayout
-
-GAUSSIAN_TRUNCATE = 4.0  # scipy.ndimage.gaussian_filter's default: its kernel reaches int(4σ + 0.5) pixels
 
 
 @dataclass
@@ -201,17 +199,18 @@ class BandCalibrator:
     """Adds the calibrated std (expected RMS error of the mean, σ·√(1+1/N), physical units) and the central
     interval at ``z`` to a plane's bands as they come, exactly as calibrating the whole plane would.
 
-    The calibration smooths the raw variance with a Gaussian (``smoothing_px``), which reaches ``radius`` rows:
-    the last ``radius`` rows of a band wait for the next band, and the ``radius`` rows before a band are kept as
-    context.  ``scale`` maps network units to physical ones (the calibration works in network units)."""
+    The calibration's score of a pixel depends on its neighbours within ``radius`` rows (the Gaussian smoothing of
+    the raw variance, and the local structure of the mean where the calibration uses it): the last ``radius`` rows
+    of a band wait for the next band, and the ``radius`` rows before a band are kept as context.  ``scale`` maps
+    network units to physical ones (the calibration works in network units); ``plane_rows`` is the plane's height
+    (where its edge lies, for a calibration whose score knows the edge)."""
 
-    def __init__(self, calibration: Calibration, scale: float, n_samples: int, z: float) -> None:
-        self.calibration, self.scale, self.z = calibration, scale, z
+    def __init__(self, calibration: Calibration, scale: float, n_samples: int, z: float, plane_rows: int) -> None:
+        self.calibration, self.scale, self.z, self.plane_rows = calibration, scale, z, plane_rows
         self.factor = error_std_factor(n_samples)
-        sigma = calibration.smoothing_px
-        self.radius = int(GAUSSIAN_TRUNCATE * sigma + 0.5) if sigma > 0 else 0
+        self.radius = score_of(calibration).reach()
         self.pending: list[Band] = []
-        self.context: np.ndarray | None = None  # network-unit variance of the rows just before ``pending``
+        self.context: tuple[np.ndarray, np.ndarray] | None = None  # network-unit (variance, mean) of rows before
 
     def push(self, band: Band, last: bool) -> list[Band]:
         """Take ``band`` (the plane's last when ``last``); return the bands now final, calibrated."""
@@ -221,15 +220,18 @@ class BandCalibrator:
         if emit_end <= merged.first:
             self.pending = [merged]
             return []
-        net_var = merged.variance / self.scale**2
-        n_ctx = 0 if self.context is None else self.context.shape[-2]
-        window = net_var if self.context is None else np.concatenate([self.context, net_var], axis=-2)
-        sigma = posterior_std(self.calibration, window)[..., n_ctx : n_ctx + emit_end - merged.first, :]
+        window = (merged.variance / self.scale**2, merged.mean / self.scale)
+        n_ctx = 0 if self.context is None else self.context[0].shape[-2]
+        if self.context is not None:
+            window = tuple(np.concatenate([c, w], axis=-2) for c, w in zip(self.context, window, strict=True))
+        sigma = posterior_std(self.calibration, *window, merged.first - n_ctx, self.plane_rows)
+        sigma = sigma[..., n_ctx : n_ctx + emit_end - merged.first, :]
         final = merged.rows(merged.first, emit_end)
         final.calibrated_std = (self.scale * self.factor * sigma).astype(np.float32)
         final.lower = final.mean - self.z * final.calibrated_std
         final.upper = final.mean + self.z * final.calibrated_std
         self.pending = [] if last else [merged.rows(emit_end, merged.end)]
         upto = emit_end - merged.first + n_ctx
-        self.context = None if last or self.radius == 0 else window[..., max(0, upto - self.radius) : upto, :]
+        start = max(0, upto - self.radius)
+        self.context = None if last or self.radius == 0 else tuple(w[..., start:upto, :] for w in window)
         return [final]

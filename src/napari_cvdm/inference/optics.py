@@ -40,6 +40,7 @@ FIELDS = {  # settings field → (header field, what it is)
     "defocus_um": ("defocus_um", "defocus d"),
 }
 ASSUMED = "the model's own (not stated: taken to be the model's)"
+OWN_PIXEL = "the model's own: pixel_size_um=None, the caller vouches the data are at it"
 ADAPT = "adapt this model to your microscope (napari-cvdm adapt, or Adapt to my microscope in napari)"
 FIXES = {
     "super-resolution": "use a model trained for these optics (the bundled cvdm-sr-widefield-wide-optics covers NA "
@@ -116,6 +117,24 @@ class OpticsPlan:
         return np.clip(out, 0.0, None) if non_negative else out.astype(np.float32)
 
 
+def network_psf_factor(record: Mapping[str, Any]) -> float | None:
+    """SR: the PSF width the network sees, in its input pixels, as a factor of the model's own — the user's factor
+    when run as is, divided by the binning, 1 when interpolated to the model's.  None where it is not known: phase,
+    unchecked optics, or none of pixel, wavelength and NA stated (the model's own optics are then an assumption, not
+    a fact about the image).  ``record`` is an :class:`OpticsPlan`'s record (also a reconstruction's ``optics``)."""
+    check = record.get("check") or {}
+    if "fwhm_px" not in check:
+        return None
+    used = record.get("used") or {}
+    keys = ("pixel_size_um", "wavelength_um", "numerical_aperture")
+    if all((used.get(k) or {}).get("source", ASSUMED) in (ASSUMED, OWN_PIXEL) for k in keys):
+        return None
+    action = record.get("action")
+    if action == "interpolate":
+        return 1.0
+    return float(check["value"]) / (int(record.get("bin", 1)) if action == "bin" else 1)
+
+
 def resample(image: np.ndarray, zoom: float, shape: tuple[int, int]) -> np.ndarray:
     """``image`` on a grid of pixel ``1/zoom`` input pixels, ``shape`` pixels, first pixel edge on the input's
     first pixel edge (pixel centres as in napari and ``align_corners=False``).  Cubic splines (exact to
@@ -143,7 +162,7 @@ def _stated(info: ModelMetadata, settings: ReconstructSettings, sources: Mapping
             default = getattr(info, header)
             src = ASSUMED
             if key == "pixel_size_um":
-                src = sources.get(key, "the model's own: pixel_size_um=None, the caller vouches the data are at it")
+                src = sources.get(key, OWN_PIXEL)
             used[key] = {"value": default, "source": src}
     return used
 

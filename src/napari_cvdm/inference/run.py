@@ -21,13 +21,14 @@ from .._runtime.device import auto_tile_size, default_precision, inference_copy
 from ..model.cvdm import CVDM
 from ..model.files import TrainedModel
 from ..model.metadata import Calibration, ModelMetadata
-from ..sampling.calibration import interval_multiplier, noise_bins, select_calibration
+from ..sampling.calibration import interval_multiplier
+from ..sampling.calibration_bins import conditioned_on, select_calibration
 from ..sampling.plan import SamplerPlan, plan_sampler
 from ..settings import ReconstructSettings, overlap_message
 from ..tasks import InputError, check_image, output_scale, output_units, plane_condition
 from .bands import Band, BandCalibrator, PlaneSampler, RunningMean
 from .noise_check import estimated_noise_xi
-from .optics import OpticsPlan, plan_optics
+from .optics import OpticsPlan, network_psf_factor, plan_optics
 from .tiling import TileLayout
 
 
@@ -69,7 +70,7 @@ class ReconstructionRun:
     tile: int  # tile side on the output grid (px)
     overlap: int  # pixels neighbouring tiles share
     nfe: int
-    calibration: Calibration | None  # the pooled one; a noise-conditioned model picks per plane (plane_calibration)
+    calibration: Calibration | None  # the run's: pooled, or its PSF width's; a noise-conditioned model picks per plane
     calibration_note: str
     plane_notes: dict[int, str] = field(default_factory=dict)  # the calibration sentence of each plane run
     _network: CVDM | None = field(default=None, repr=False)
@@ -134,10 +135,10 @@ class ReconstructionRun:
         bands = sampler.bands(condition, out, index, stage, done, total)
         calibrator = None
         calibration, self.plane_notes[index] = self.plane_calibration(plane)
+        height = self.out_hw[0]
         if calibration is not None:
             z = interval_multiplier(calibration, self.settings.interval_level)
-            calibrator = BandCalibrator(calibration, out.scale, self.settings.n_samples, z)
-        height = self.out_hw[0]
+            calibrator = BandCalibrator(calibration, out.scale, self.settings.n_samples, z, height)
         for event in self._on_input_grid(bands) if optics.back_to_input else bands:
             if not isinstance(event, Band) or calibrator is None:
                 yield event
@@ -148,12 +149,11 @@ class ReconstructionRun:
         """The calibration of one input plane and its sentence: when the model holds noise-conditioned
         calibrations for the run's sampler, the one for the plane's estimated noise ξ (pooled without an
         estimate); otherwise the run's."""
-        if self.calibration is None or not noise_bins(self.model.info.calibrations, self.calibration):
+        cals = self.model.info.calibrations
+        if self.calibration is None or conditioned_on(cals, self.calibration) != "noise_xi":
             return self.calibration, self.calibration_note
         xi = estimated_noise_xi(self.model.info.task, plane)
-        calibration, note = select_calibration(
-            self.model.info.calibrations, self.plan.method, self.plan.eta, self.nfe, xi
-        )
+        calibration, note = select_calibration(cals, self.plan.method, self.plan.eta, self.nfe, xi)
         return calibration, note if xi is not None else f"this plane's noise could not be estimated: {note}"
 
     def calibration_summary(self, planes: list[int]) -> str:
@@ -221,7 +221,8 @@ def prepare_run(
     if tile < max(out_h, out_w) and overlap > tile // 2:
         raise InputError(overlap_message(overlap, tile, f"automatic tile size on {device}, which is"))
     nfe = (len(plan.time_grid) - 1) if plan.time_grid is not None else plan.steps
-    calibration, note = select_calibration(info.calibrations, plan.method, plan.eta, nfe)
+    psf_factor = network_psf_factor(optics.record)  # SR models calibrated per PSF width pick theirs
+    calibration, note = select_calibration(info.calibrations, plan.method, plan.eta, nfe, psf_factor=psf_factor)
     if settings.n_samples < 2:
         calibration, note = None, "not calibrated: one sample has no spread; draw at least 2 samples"
     return ReconstructionRun(

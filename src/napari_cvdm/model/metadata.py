@@ -172,11 +172,21 @@ class Calibration(BaseModel):
     (:func:`~napari_cvdm.inference.noise_check.estimated_noise_xi`) of the calibration images this one was fitted
     on.  Several calibrations of one (method, η, steps) with disjoint ranges may coexist, next to a pooled one
     (``None``, fitted on all images), which is the fallback.  Version 1 files have no condition and load as pooled.
+
+    ``psf_factor`` (version 3): likewise, for a super-resolution model trained over many microscopes, the range of
+    the PSF width (in the network's input pixels, as a factor of the model's own optics) of its calibration images;
+    a reconstruction picks it by the optics it runs with.  A calibration has at most one such condition.
+
+    ``score_feature`` (version 3): the knots are in the score u = s^(1 − w)·f^w, the raw std s blended (weight
+    ``feature_weight``) with the local structure of the mean or the nearness to the plane's edge f (width
+    ``feature_px``; :mod:`~napari_cvdm.sampling.calibration_score`); ``"spread"`` (versions 1–2) is s alone.
     """
 
     model_config = ConfigDict(extra="forbid")
 
-    version: int = Field(2, ge=1, description="calibration format version (2: optional noise_xi condition)")
+    version: int = Field(
+        3, ge=1, description="calibration format version (2: optional noise_xi condition; 3: optional score feature)"
+    )
     method: SamplerMethod
     eta: float = Field(ge=0, le=1)
     steps: int = Field(ge=1)
@@ -191,11 +201,28 @@ class Calibration(BaseModel):
     noise_xi: tuple[float, float] | None = Field(
         None, description="phase: (low, high) of the estimated noise ξ of the images it applies to; None: pooled"
     )
+    psf_factor: tuple[float, float] | None = Field(
+        None,
+        description="SR: (low, high) PSF width in the network's input pixels, as a factor of the model's own, of the "
+        "images it applies to; None: pooled",
+    )
+    score_feature: Literal["spread", "structure", "border"] = Field(
+        "spread", description="what is blended with the raw std in the score: nothing, the mean's structure, the edge"
+    )
+    feature_weight: float = Field(0.0, ge=0, le=1, description="w of the score s^(1−w)·f^w")
+    feature_px: float = Field(0.0, ge=0, description="structure: Gaussian σ of its average; border: its length, px")
+    feature_clip_px: float = Field(0.0, ge=0, description="border: distances to the edge beyond this count as this")
 
     @model_validator(mode="after")
     def _monotone(self) -> Calibration:
-        if self.noise_xi is not None and not 0 <= self.noise_xi[0] <= self.noise_xi[1]:
-            raise ValueError(f"noise_xi={self.noise_xi} must be (low, high) with 0 ≤ low ≤ high")
+        if self.score_feature == "border" and self.feature_weight > 0 and self.feature_px <= 0:
+            raise ValueError("a border score needs its length feature_px > 0")
+        for name in ("noise_xi", "psf_factor"):
+            value = getattr(self, name)
+            if value is not None and not 0 <= value[0] <= value[1]:
+                raise ValueError(f"{name}={value} must be (low, high) with 0 ≤ low ≤ high")
+        if self.noise_xi is not None and self.psf_factor is not None:
+            raise ValueError("a calibration is conditioned on the noise ξ or on the PSF width, not both")
         if len(self.raw_std) != len(self.calibrated_std):
             raise ValueError("raw_std and calibrated_std must have the same number of knots")
         if any(b <= a for a, b in itertools.pairwise(self.raw_std)):

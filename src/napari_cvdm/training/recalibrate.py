@@ -102,7 +102,7 @@ def iter_recalibrate(
     total = len(wanted) * len(pairs)
     phase = info.task == "phase"
     for s_idx, (method, eta, steps) in enumerate(wanted):
-        variances, errors = [], []
+        variances, errors, means = [], [], []
         for k, pair in enumerate(pairs):
             done = s_idx * len(pairs) + k
             stage = f"recalibrating {method}, η = {eta:g}, {steps} steps: validation image {k + 1}/{len(pairs)}"
@@ -125,9 +125,12 @@ def iter_recalibrate(
             err = (mean - mean.mean()) - (target - target.mean()) if phase else mean - target
             variances.append(stats.variance.float().cpu().numpy()[0])
             errors.append(err)
+            means.append(mean)
         about = f"{len(pairs)} validation pairs of the training data (never trained on), central {side}² crops"
         try:
-            calibrations.append(fit_calibration(variances, errors, n_samples, method, eta, steps, data=about))
+            calibrations.append(
+                fit_calibration(variances, errors, n_samples, method, eta, steps, data=about, means=means)
+            )
         except CalibrationError as err:
             return Recalibration(info, f"not recalibrated: {err}", False)
     yield Progress(total, total, "recalibrated")

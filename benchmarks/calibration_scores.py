@@ -1,0 +1,75 @@
+"""Which score ranks a model's errors: the raw sample spread, the mean's local structure, or the nearness to the
+plane's edge (``sampling/calibration_score.py``).
+
+Reads a ``napari-cvdm calibrate --save-measurements`` file and prints, for each measured sampler setting:
+
+* every score the calibration tries on all its images (pooled) and its cross-fitted negative log-likelihood per
+  pixel (lower is better; a blend is kept only where it gains more than ``FEATURE_MIN_GAIN`` over the raw spread);
+* the RMS error of the mean by distance to the plane's edge;
+* Spearman(feature, |err|) per image, averaged, for the raw std, the structure (1 px) and the edge nearness.
+
+    napari-cvdm calibrate --model cvdm-phase-twoshot -o /tmp/phase.cvdm --save-measurements runs/phase.npz
+    python benchmarks/calibration_scores.py runs/phase.npz --model cvdm-phase-twoshot
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from napari_cvdm.cli.calibrate import load_measurements
+from napari_cvdm.evaluation.quality import spearman
+from napari_cvdm.sampling.calibration import FEATURE_MIN_GAIN, fit_calibration
+from napari_cvdm.sampling.calibration_score import edge_distance, local_structure
+
+EDGE_BANDS = ((0, 4), (4, 8), (8, 16), (16, 32), (32, 64), (64, 10_000))  # px from the plane's edge
+
+
+def describe(score) -> str:
+    blend = "" if not score.blended else f" + {score.feature} (w {score.weight:g}, {score.width_px:g} px)"
+    return f"raw std, smoothed {score.smoothing_px:g} px{blend}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("measurements", type=Path)
+    ap.add_argument("--model", required=True, help="the model the file was measured with (name as registered)")
+    args = ap.parse_args()
+    measured, about = load_measurements(args.measurements, args.model)
+    print(f"{args.measurements}: {about}")
+    for m in measured:
+        errors, variances, means = m["errors"], m["variances"], m["means"]
+        print(f"\n{m['method']}, η = {m['eta']:g}, {m['steps']} steps, {m['n_samples']} samples, {len(errors)} images")
+        report: list = []
+        chosen = fit_calibration(variances, errors, m["n_samples"], m["method"], m["eta"], m["steps"], means=means,
+                                 report=report)  # fmt: skip
+        spread_best = min(nll for s, nll in report if not s.blended)
+        print(f"  chosen: {chosen.score_feature} (w {chosen.feature_weight:g}), smoothing {chosen.smoothing_px:g} px")
+        print(f"  best raw-spread NLL {spread_best:.4f} per pixel; the best of each blend (gain needed > "
+              f"{FEATURE_MIN_GAIN}):")  # fmt: skip
+        for feature in ("structure", "border"):
+            tried = [(nll, s) for s, nll in report if s.feature == feature]
+            if tried:
+                nll, s = min(tried, key=lambda t: t[0])
+                print(f"    {describe(s)}: NLL {nll:.4f} (gain {spread_best - nll:+.4f})")
+        err = np.stack(errors)
+        distance = np.stack([edge_distance(np.shape(e)) for e in errors])
+        rms = [np.sqrt(np.mean(err[(distance >= a) & (distance < b)] ** 2)) for a, b in EDGE_BANDS]
+        bands = ", ".join(
+            f"{a}–{b if b < 10_000 else '…'} px {r:.3f}" for (a, b), r in zip(EDGE_BANDS, rms, strict=True)
+        )
+        print(f"  RMS error by distance to the edge (network units): {bands}")
+        ranks = {
+            "raw std": [spearman(np.sqrt(v), np.abs(e)) for v, e in zip(variances, errors, strict=True)],
+            "structure (1 px)": [
+                spearman(local_structure(mu, 1.0), np.abs(e)) for mu, e in zip(means, errors, strict=True)
+            ],
+            "edge nearness": [spearman(-d, np.abs(e)) for d, e in zip(distance, errors, strict=True)],
+        }
+        print("  Spearman(·, |err|) per image, mean: " + ", ".join(f"{k} {np.mean(v):.3f}" for k, v in ranks.items()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+"""The calibration's score: the raw spread blended with the mean's local structure — known answers, its reach,
+and a fit that uses the structure exactly when it explains the error."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_cvdm.sampling.calibration import error_std_factor, fit_calibration, posterior_std
+from napari_cvdm.sampling.calibration_score import Score, edge_distance, local_structure
+
+N = 8
+
+
+def test_the_local_structure_of_a_ramp_is_its_slope_everywhere() -> None:
+    yy, xx = np.mgrid[:40, :30].astype(np.float64)
+    ramp = 0.3 * xx - 0.1 * yy
+    for sigma_px in (0.0, 1.0, 3.0):
+        np.testing.assert_allclose(local_structure(ramp, sigma_px), np.hypot(0.3, 0.1), rtol=1e-9)
+    stack = np.stack([ramp, 2 * ramp])  # leading axes are channels, never differenced
+    np.testing.assert_allclose(local_structure(stack, 1.0)[1], 2 * np.hypot(0.3, 0.1), rtol=1e-9)
+
+
+def test_the_score_blends_spread_and_feature_geometrically() -> None:
+    xx = np.mgrid[:16, :16][1].astype(np.float64)
+    mean, variance = 0.4 * xx, np.full((16, 16), 0.01)  # f = 0.4, s = 0.1
+    np.testing.assert_allclose(Score()(variance), 0.1)
+    np.testing.assert_allclose(Score(0.0, "structure", 1.0, 2.0)(variance, mean), 0.4)
+    np.testing.assert_allclose(Score(1.0, "structure", 0.5, 2.0)(variance, mean), np.sqrt(0.1 * 0.4))
+    with pytest.raises(ValueError, match="pass the mean"):
+        Score(0.0, "structure", 0.5, 1.0)(variance)
+    with pytest.raises(ValueError, match="differ in shape"):
+        Score(0.0, "structure", 0.5, 1.0)(variance, mean[:8])
+
+
+def test_the_border_feature_knows_where_the_planes_edge_is_and_stops_at_the_clip() -> None:
+    d = edge_distance((7, 5))
+    np.testing.assert_array_equal(d[3], [0, 1, 2, 1, 0])
+    np.testing.assert_array_equal(d[:, 2], [0, 1, 2, 2, 2, 1, 0])
+    np.testing.assert_array_equal(edge_distance((2, 5), first_row=3, plane_rows=7), d[3:5])  # a band of the plane
+    border = Score(0.0, "border", 1.0, 10.0, clip_px=1.0)
+    f = border.feature_map(None, (7, 5))
+    np.testing.assert_allclose(f[3], 1 / (1 + np.array([0, 1, 1, 1, 0]) / 10))  # 2 px from the edge counts as 1
+
+
+def test_the_reach_covers_the_gradient_and_both_gaussians() -> None:
+    assert Score().reach() == 0 and Score(2.5).reach() == 10
+    assert Score(0.0, "structure", 0.5, 0.0).reach() == 1  # central differences only
+    assert Score(1.0, "structure", 0.5, 3.0).reach() == 13  # 1 + int(4·3 + 0.5)
+    assert Score(4.0, "structure", 0.5, 1.0).reach() == 16  # the variance smoothing reaches further
+    assert Score(1.0, "border", 0.5, 64.0).reach() == 4  # positional: no neighbours
+
+
+def structured(rng: np.random.Generator, n_images: int, size: int = 128):
+    """Images whose error follows the local structure of the mean (a texture whose strength grows across the image
+    in a random direction) while the raw sample spread is the same everywhere: the case where the spread alone
+    cannot say where the error is."""
+    raws, errs, means = [], [], []
+    yy, xx = np.mgrid[:size, :size] / size
+    for _ in range(n_images):
+        strength = (xx if rng.random() < 0.5 else yy) ** 2
+        mean = 0.2 * np.sin(3 * xx + rng.uniform(0, 6)) + 0.3 * strength * rng.normal(size=(size, size))
+        f = local_structure(mean, 1.0)
+        raw_var = 0.02**2 * rng.chisquare(N - 1, (size, size)) / (N - 1)
+        errs.append(rng.normal(size=(size, size)) * (0.005 + 0.5 * f) * error_std_factor(N))
+        raws.append(raw_var)
+        means.append(mean)
+    return raws, errs, means
+
+
+def _ratios(cal, raws, errs, means) -> tuple[float, float]:
+    """err²/σ² of the most and of the least textured third of the pixels."""
+    pairs = zip(raws, means, strict=True)
+    sigma = np.concatenate([(posterior_std(cal, r, m) * error_std_factor(N)).ravel() for r, m in pairs])
+    err = np.concatenate([e.ravel() for e in errs])
+    f = np.concatenate([local_structure(m, 1.0).ravel() for m in means])
+    rough, smooth = f > np.quantile(f, 2 / 3), f < np.quantile(f, 1 / 3)
+    return float(np.mean(err[rough] ** 2) / np.mean(sigma[rough] ** 2)), float(
+        np.mean(err[smooth] ** 2) / np.mean(sigma[smooth] ** 2)
+    )
+
+
+def test_when_the_error_follows_the_structure_the_fit_blends_it_in_and_both_regions_are_calibrated() -> None:
+    raws, errs, means = structured(np.random.default_rng(0), 8)
+    fresh = structured(np.random.default_rng(1), 6)
+    blended = fit_calibration(raws, errs, N, "gamma", 1.0, 10, means=means, smoothing_candidates=(0.0, 2.0))
+    assert blended.score_feature == "structure" and blended.feature_weight >= 0.5 and blended.version == 3
+    rough, smooth = _ratios(blended, *fresh)
+    assert 0.8 < rough < 1.25 and 0.8 < smooth < 1.25
+    spread_only = fit_calibration(raws, errs, N, "gamma", 1.0, 10, smoothing_candidates=(0.0, 2.0))
+    assert spread_only.score_feature != "structure"
+    rough, smooth = _ratios(spread_only, *fresh)
+    assert rough > 1.5 and smooth < 0.5  # one map for all: too narrow on texture, too wide where smooth
+
+
+def test_a_structure_that_explains_nothing_is_left_out() -> None:
+    rng = np.random.default_rng(2)
+    raws, errs, means = [], [], []
+    yy, xx = np.mgrid[:128, :128] / 128
+    for _ in range(8):  # the error follows the spread; the mean's texture is unrelated to either
+        true_raw = 0.01 + 0.05 * (1 + np.sin(6 * xx + rng.uniform(0, 6))) * (1 + np.cos(5 * yy))
+        raws.append(true_raw**2 * rng.chisquare(N - 1, true_raw.shape) / (N - 1))
+        errs.append(rng.normal(size=true_raw.shape) * 2.0 * true_raw * error_std_factor(N))
+        means.append(rng.normal(size=true_raw.shape) * rng.uniform(0.1, 1.0))
+    cal = fit_calibration(raws, errs, N, "gamma", 1.0, 10, means=means, smoothing_candidates=(2.0,))
+    assert cal.score_feature == "spread" and cal.feature_weight == 0 and cal.feature_px == 0
+
+
+def test_errors_that_grow_towards_the_edge_are_scored_by_the_border() -> None:
+    """Phase-like: a smooth error field twice as large at the plane's edge as inside, the same spread everywhere."""
+    rng = np.random.default_rng(3)
+    size = 128
+    near = 1 / (1 + edge_distance((size, size)) / 16)  # 1 at the edge, 0.2 at the centre
+    raws, errs = [], []
+    for _ in range(12):
+        raws.append(0.02**2 * rng.chisquare(N - 1, (size, size)) / (N - 1))
+        errs.append(rng.normal(size=(size, size)) * 0.03 * (0.5 + near) * error_std_factor(N))
+    cal = fit_calibration(raws[:8], errs[:8], N, "gamma", 1.0, 10, smoothing_candidates=(0.0,))
+    assert cal.score_feature == "border" and cal.feature_clip_px == 63
+    sigma = np.stack([posterior_std(cal, r) * error_std_factor(N) for r in raws[8:]])
+    err = np.stack(errs[8:])
+    edge = edge_distance((size, size)) < 8
+    for where in (edge, ~edge):
+        assert 0.8 < np.mean(err[:, where] ** 2) / np.mean(sigma[:, where] ** 2) < 1.25
