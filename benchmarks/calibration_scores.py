@@ -6,7 +6,9 @@ Reads a ``napari-cvdm calibrate --save-measurements`` file and prints, for each 
 * every score the calibration tries on all its images (pooled) and its cross-fitted negative log-likelihood per
   pixel (lower is better; a blend is kept only where it gains more than ``FEATURE_MIN_GAIN`` over the raw spread);
 * the RMS error of the mean by distance to the plane's edge;
-* Spearman(feature, |err|) per image, averaged, for the raw std, the structure (1 px) and the edge nearness.
+* Spearman(feature, |err|) per image, averaged, for the raw std, the structure (1 px) and the edge nearness;
+* where the file holds a condition (phase noise ξ, SR PSF width), the held-out likelihood of each number of bins
+  (``calibration_bins.fit_binned_calibrations``) and the count chosen.
 
     napari-cvdm calibrate --model cvdm-phase-twoshot -o /tmp/phase.cvdm --save-measurements runs/phase.npz
     python benchmarks/calibration_scores.py runs/phase.npz --model cvdm-phase-twoshot
@@ -22,6 +24,7 @@ import numpy as np
 from napari_cvdm.cli.calibrate import load_measurements
 from napari_cvdm.evaluation.quality import spearman
 from napari_cvdm.sampling.calibration import FEATURE_MIN_GAIN, fit_calibration
+from napari_cvdm.sampling.calibration_bins import BIN_MIN_GAIN, CONDITIONS, fit_binned_calibrations
 from napari_cvdm.sampling.calibration_score import edge_distance, local_structure
 
 EDGE_BANDS = ((0, 4), (4, 8), (8, 16), (16, 32), (32, 64), (64, 10_000))  # px from the plane's edge
@@ -69,6 +72,14 @@ def main() -> None:
             "edge nearness": [spearman(-d, np.abs(e)) for d, e in zip(distance, errors, strict=True)],
         }
         print("  Spearman(·, |err|) per image, mean: " + ", ".join(f"{k} {np.mean(v):.3f}" for k, v in ranks.items()))
+        for condition in CONDITIONS:
+            if m[condition]:
+                counts: list = []
+                cals = fit_binned_calibrations(variances, errors, m[condition], condition, m["n_samples"], m["method"],
+                                               m["eta"], m["steps"], means=means, report=counts)  # fmt: skip
+                tried = ", ".join(f"{c} bin{'s' if c > 1 else ''} {nll:.4f}" for c, nll in counts)
+                print(f"  bins of {condition}, held-out NLL per pixel (each bin beyond the first must gain "
+                      f"{BIN_MIN_GAIN}): {tried}; chosen: {max(1, len(cals) - 1)}")  # fmt: skip
 
 
 if __name__ == "__main__":
