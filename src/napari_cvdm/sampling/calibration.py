@@ -162,6 +162,23 @@ def _fit_map(raw_std: np.ndarray, err: np.ndarray, n_samples: int, n_bins: int) 
     return np.array(keep_k), np.sqrt(np.maximum(np.maximum.accumulate(keep_v), floor))
 
 
+def _choose_score(
+    tried: list[tuple[Score, tuple[float, float], np.ndarray, list[np.ndarray]]], sizes: list[int]
+) -> tuple[Score, tuple[float, float], np.ndarray, list[np.ndarray]]:
+    """The best raw-spread score by pooled out-of-half NLL, replaced by the best blend only when that blend gains
+    more than ``FEATURE_MIN_GAIN`` nats per pixel on *each* half's images: a gain one half does not confirm is noise
+    of a small calibration set, not a property of the model."""
+
+    def pooled(nll: tuple[float, float]) -> float:
+        return (nll[0] * sizes[1] + nll[1] * sizes[0]) / sum(sizes)  # nll: (on halves[1]'s images, on halves[0]'s)
+
+    spread = min((t for t in tried if not t[0].blended), key=lambda t: pooled(t[1]))
+    confirmed = [
+        t for t in tried if t[0].blended and all(b < a - FEATURE_MIN_GAIN for a, b in zip(spread[1], t[1], strict=True))
+    ]
+    return min(confirmed, key=lambda t: pooled(t[1])) if confirmed else spread
+
+
 def conformal_quantile(scores: np.ndarray, level: float) -> float:
     """The ⌈(n + 1)q⌉-th smallest of n scores: an interval with it covers ≥ q of exchangeable new scores."""
     n = scores.size
@@ -244,7 +261,8 @@ def fit_calibration(
             interval_z={"0.9": 1.645}, n_images=len(errors), n_pixels=sum(sizes), data=data,
         )  # fmt: skip
 
-    best: tuple[float, Score, list[np.ndarray], np.ndarray] | None = None  # (NLL, score, u, out-of-half scores)
+    # per score: (NLL per pixel of each half's images under the other half's map, its out-of-half |err|/std, u)
+    tried: list[tuple[Score, tuple[float, float], np.ndarray, list[np.ndarray]]] = []
     for smoothing in smoothing_candidates:
         spread = [Score(float(smoothing)).spread(v).ravel() for v in raw_variances]
         for feature, weight, px in blends:
@@ -253,21 +271,19 @@ def fit_calibration(
                 u = [score.combine(s, f) for s, f in zip(spread, features[feature, px], strict=True)]
             else:
                 score, u = Score(float(smoothing)), spread
-            nll_sum, out_of_half = 0.0, []
+            per_half, out_of_half = [], []
             for fit_half, test_half in (halves, halves[::-1]):
                 provisional = fitted(fit_half, u, score)
                 std = _map_score(provisional, np.concatenate([u[i] for i in test_half])) * error_std_factor(n_samples)
                 err = np.concatenate([errs[i] for i in test_half])
-                nll_sum += float(np.sum(np.log(std) + 0.5 * np.square(err / std)))
+                per_half.append(float(np.mean(np.log(std) + 0.5 * np.square(err / std))))
                 out_of_half.append(np.abs(err) / std)
-            nll = nll_sum / sum(sizes)
+            nll = sum(n * size for n, size in zip(per_half, sizes[::-1], strict=True)) / sum(sizes)
             if report is not None:
                 report.append((score, nll))
-            nll += FEATURE_MIN_GAIN if weight > 0 else 0.0
-            if best is None or nll < best[0]:
-                best = (nll, score, u, np.concatenate(out_of_half))
-    assert best is not None
-    _, chosen, u, out_of_half = best
+            tried.append((score, (per_half[0], per_half[1]), np.concatenate(out_of_half), u))
+    best = _choose_score(tried, sizes)
+    chosen, _, out_of_half, u = best
     calibration = fitted(range(len(errors)), u, chosen)
     calibration.interval_z = {f"{q:g}": conformal_quantile(out_of_half, q) for q in INTERVAL_LEVELS}
     return calibration

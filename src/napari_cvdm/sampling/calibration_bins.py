@@ -211,7 +211,8 @@ def fit_binned_calibrations(
     How many quantile bins (1 — the pooled one only — up to ``max_bins``, default :data:`MAX_BINS`) is chosen like
     the rest of a calibration, on images the fit did not see: the images are split into two random halves, each
     half's bins score the other half's images in the bin of their value, and the count with the lowest Gaussian
-    negative log-likelihood per pixel wins, each bin beyond the first having to gain ``BIN_MIN_GAIN``.  A count
+    negative log-likelihood per pixel wins, each bin beyond the first having to gain ``BIN_MIN_GAIN`` on each
+    half's images (a gain only one half shows is noise of a small calibration set).  A count
     whose bins fall short of ``fit_calibration``'s rules (``MIN_IMAGES``, ``MIN_PIXELS`` per half) in a half is not
     tried.  ``report`` receives (count, held-out NLL per pixel) of every count tried.
     """
@@ -231,21 +232,26 @@ def fit_binned_calibrations(
     order = np.random.default_rng(1).permutation(len(errors))  # its own split: not the one inside fit_calibration
     halves = (sorted(order[: (len(errors) + 1) // 2].tolist()), sorted(order[(len(errors) + 1) // 2 :].tolist()))
     data_ = (raw_variances, errors, means, n_samples)
-    best: tuple[float, int] | None = None  # (held-out NLL per pixel with the margin, count)
+    held_out: list[tuple[int, list[float]]] = []  # (count, NLL per pixel on each half's images)
     for count in range(1, (MAX_BINS[condition] if max_bins is None else max_bins) + 1):
         try:
-            nll, pixels = 0.0, 0
+            per_half = []
             for fit_half, test_half in (halves, halves[::-1]):
                 part, n = _held_out_nll(_fit_bins(fit_half, values, count, fit, condition), test_half, data_, values,
                                         condition)  # fmt: skip
-                nll, pixels = nll + part, pixels + n
+                per_half.append(part / n)
         except CalibrationError:
             break  # a bin too small in a half: no more bins than this
-        score = nll / pixels + BIN_MIN_GAIN * (count - 1)
+        held_out.append((count, per_half))
         if report is not None:
-            report.append((count, nll / pixels))
-        if best is None or score < best[0]:
-            best = (score, count)
+            report.append((count, float(np.mean(per_half))))
+    pooled_nll = held_out[0][1] if held_out else [0.0, 0.0]
+    confirmed = [  # counts whose every extra bin gains BIN_MIN_GAIN on *each* half's images
+        (float(np.mean(nll)) + BIN_MIN_GAIN * (c - 1), c)
+        for c, nll in held_out
+        if c == 1 or all(b < a - BIN_MIN_GAIN * (c - 1) for a, b in zip(pooled_nll, nll, strict=True))
+    ]
+    best = min(confirmed) if confirmed else None
     count = 1 if best is None else best[1]
     if count == 1:
         return [pooled]
