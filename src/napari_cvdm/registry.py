@@ -46,7 +46,7 @@ REGISTRY: dict[str, RegisteredModel] = {
     "cvdm-phase-twoshot": RegisteredModel(
         "cvdm-phase-twoshot",
         "cvdm-phase-twoshot.cvdm",
-        "d0d2b55b9fd47286619b9224ced96af87a4198488e3eca6d9e14c74d1000e469",
+        "1a292c4d4673227811f8aadb8871e6524ec9f679b289f9fb5517db7410be73ee",
         "two-shot defocus (I(−d), I(+d)) → quantitative phase (rad), trained on simulated pairs",
         task="phase",
     ),  # 9.2 MB, v4 weights (on US-TIE, 8000 steps + 4000 + 6000 with cosine decays, LD3 grids), calibrated at 20
