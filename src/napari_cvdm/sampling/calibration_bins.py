@@ -174,12 +174,15 @@ def _held_out_nll(
     bins: list[Calibration], test: Sequence[int], data: tuple, values: Sequence[float | None], condition: Condition
 ) -> tuple[float, int]:
     """Σ of the Gaussian negative log-likelihood of the errors of images ``test`` under the calibration of their
-    value's bin (the only one when pooled), and their pixel count."""
+    value's bin (the only one when pooled), and their pixel count.  Images without a value are left out: every
+    count would score them with a pooled calibration."""
     variances, errors, means, n_samples = data
     total, pixels = 0.0, 0
     for i in test:
         value = values[i]
-        cal = bins[0] if len(bins) == 1 or value is None else _in_bin(bins, condition, float(value))[0]
+        if value is None:
+            continue
+        cal = bins[0] if len(bins) == 1 else _in_bin(bins, condition, float(value))[0]
         std = posterior_std(cal, variances[i], None if means is None else means[i]) * error_std_factor(n_samples)
         err = np.asarray(errors[i], dtype=np.float64)
         total += float(np.sum(np.log(std) + 0.5 * np.square(err / std)))
@@ -239,7 +242,7 @@ def fit_binned_calibrations(
             for fit_half, test_half in (halves, halves[::-1]):
                 part, n = _held_out_nll(_fit_bins(fit_half, values, count, fit, condition), test_half, data_, values,
                                         condition)  # fmt: skip
-                per_half.append(part / n)
+                per_half.append(part / max(n, 1))
         except CalibrationError:
             break  # a bin too small in a half: no more bins than this
         held_out.append((count, per_half))
