@@ -102,7 +102,7 @@ def iter_recalibrate(
     total = len(wanted) * len(pairs)
     phase = info.task == "phase"
     for s_idx, (method, eta, steps) in enumerate(wanted):
-        variances, errors, means = [], [], []
+        variances, errors = [], []
         for k, pair in enumerate(pairs):
             done = s_idx * len(pairs) + k
             stage = f"recalibrating {method}, η = {eta:g}, {steps} steps: validation image {k + 1}/{len(pairs)}"
@@ -125,11 +125,10 @@ def iter_recalibrate(
             err = (mean - mean.mean()) - (target - target.mean()) if phase else mean - target
             variances.append(stats.variance.float().cpu().numpy()[0])
             errors.append(err)
-            means.append(mean)
         about = f"{len(pairs)} validation pairs of the training data (never trained on), central {side}² crops"
         try:
-            calibrations.append(
-                fit_calibration(variances, errors, n_samples, method, eta, steps, data=about, means=means)
+            calibrations.append(  # the raw spread only: a fine-tune's few validation pairs cannot choose a blend
+                fit_calibration(variances, errors, n_samples, method, eta, steps, data=about, feature_candidates=())
             )
         except CalibrationError as err:
             return Recalibration(info, f"not recalibrated: {err}", False)
