@@ -209,3 +209,6 @@ def test_sr_pairs_of_many_microscopes_are_calibrated_per_psf_width_and_refitted_
     assert [c.psf_factor for c in fit_measured(loaded[0], about)] == [c.psf_factor for c in cals]
     with pytest.raises(ValueError, match="measured with the model"):
         load_measurements(path, "another-model")
+    code = main(["calibrate", "--model", "cvdm-sr-widefield", "--from-measurements", str(path), "-o",
+                 str(tmp_path / "x.cvdm")])  # fmt: skip
+    assert code == 2 and not (tmp_path / "x.cvdm").exists()  # refused in one line, nothing written

@@ -111,13 +111,14 @@ def load_measurements(path: Path, model_name: str) -> tuple[list[dict], str]:
     import numpy as np
 
     from ..sampling.calibration_bins import CONDITIONS
+    from ..tasks import InputError
 
     if not path.is_file():
         raise FileNotFoundError(f"no measurements file {path}: write one with --save-measurements")
     with np.load(path, allow_pickle=False) as data:
         measured_on = str(data["model"]) if "model" in data.files else model_name
         if measured_on != model_name:
-            raise ValueError(
+            raise InputError(
                 f"{path} was measured with the model {measured_on!r}, not {model_name!r}: refit with --model "
                 f"{measured_on}, or measure this model (without --from-measurements)"
             )
@@ -126,7 +127,7 @@ def load_measurements(path: Path, model_name: str) -> tuple[list[dict], str]:
         for key in keys:
             match = re.fullmatch(r"\d+/(\S+)_eta([\d.e+-]+)_steps(\d+)_n(\d+)", key)
             if match is None or f"{key}/errors" not in data.files:
-                raise ValueError(f"{path} is not a measurements file of napari-cvdm calibrate (entry {key!r})")
+                raise InputError(f"{path} is not a measurements file of napari-cvdm calibrate (entry {key!r})")
             method, eta, steps, n = match.groups()
             record: dict = {"method": method, "eta": float(eta), "steps": int(steps), "n_samples": int(n)}
             for name in ("variances", "errors", "means"):

@@ -185,7 +185,12 @@ def add_command(sub: argparse._SubParsersAction) -> None:
         help="input TIFF, OME-TIFF or zarr store(s), folders of them, or a quoted glob: SR planes (H, W), phase "
         "planes (2, H, W) = (I(−d), I(+d)), each optionally a T/Z stack",
     )
-    p.add_argument("--sample", help="use bundled sample data instead: 'widefield' or 'defocus-pair'")
+    p.add_argument(
+        "--sample",
+        choices=["widefield", "defocus-pair"],
+        help="use bundled sample data instead: 'widefield' (SR) or 'defocus-pair' (phase, with --model "
+        "cvdm-phase-twoshot)",
+    )
     p.add_argument("--model", default="cvdm-sr-widefield", help="registered model name or .cvdm path")
     p.add_argument(
         "-o",
