@@ -144,6 +144,29 @@ def uncertainty(model: TrainedModel, result: Reconstruction, image: np.ndarray, 
     }
 
 
+def _row(
+    task: str,
+    model: TrainedModel,
+    label: str,
+    factor: float,
+    k: int,
+    about: dict[str, Any],
+    scores: dict[str, dict[str, float]],
+    result: Reconstruction,
+    pair: tuple[np.ndarray, np.ndarray],
+    inside: bool,
+    seconds: float,
+) -> dict[str, Any]:
+    """One case × test image: what the image was (``about``), the scores, the calibrated uncertainty of the
+    (input, truth) ``pair``, the noise verdict, what was done with the optics, and the time."""
+    return {
+        "task": task, "model": model.info.name, "case": label, "factor": factor, "image": k, **about,
+        "scores": scores, **uncertainty(model, result, *pair),
+        "noise_check": result.optics.get("noise", {}).get("verdict"), "action": result.optics.get("action"),
+        "in_stated_range": inside, "seconds": seconds,
+    }  # fmt: skip
+
+
 def sr_rows(
     n: int,
     n_samples: int,
@@ -175,22 +198,8 @@ def sr_rows(
                 name: {"PSNR_dB": psnr(p, sim, normalize="minmax"), "MS-SSIM": ms_ssim(p, sim, normalize="minmax")}
                 for name, p in {"CVDM": result.mean, **baselines}.items()
             }
-            rows.append(
-                {
-                    "task": "sr",
-                    "model": model.info.name,
-                    "case": label,
-                    "factor": factor,
-                    "image": k,
-                    "structure": info["structure"],
-                    "scores": scores,
-                    **uncertainty(model, result, wf, sim),
-                    "noise_check": result.optics.get("noise", {}).get("verdict"),
-                    "action": result.optics.get("action"),
-                    "in_stated_range": inside,
-                    "seconds": seconds,
-                }
-            )
+            about = {"structure": info["structure"]}
+            rows.append(_row("sr", model, label, factor, k, about, scores, result, (wf, sim), inside, seconds))
             log(rows[-1])
     return rows
 
@@ -220,23 +229,8 @@ def phase_rows(
                 name: {"MAE_rad": mae(p, truth), "MS-SSIM": ms_ssim(p, truth, data_range=settings.max_phase_rad)}
                 for name, p in estimates.items()
             }
-            rows.append(
-                {
-                    "task": "phase",
-                    "model": model.info.name,
-                    "case": label,
-                    "factor": factor,
-                    "image": k,
-                    "source": info["source"],
-                    "noise_xi": info["noise_xi"],
-                    "scores": scores,
-                    **uncertainty(model, result, stack, phase),
-                    "noise_check": result.optics.get("noise", {}).get("verdict"),
-                    "action": result.optics.get("action"),
-                    "in_stated_range": inside,
-                    "seconds": seconds,
-                }
-            )
+            about = {"source": info["source"], "noise_xi": info["noise_xi"]}
+            rows.append(_row("phase", model, label, factor, k, about, scores, result, (stack, phase), inside, seconds))
             log(rows[-1])
     return rows
 
