@@ -213,9 +213,11 @@ class TrainJob(BaseModel):
     simulate_seed: int = Field(0, ge=0, description="seed of the simulated training set")
     simulate_optics: Literal["nominal", "random"] = Field(
         "nominal",
-        description="simulated SR pairs: 'nominal' (the model header's optics), or 'random': each pair draws its NA, "
-        "emission, camera pixel, photons, background and read noise from physics.SROpticsRange (recorded in the "
-        "model header's training['optics_range'])",
+        description="simulated pairs: 'nominal' (the model header's optics), or 'random': each pair draws its "
+        "optics and noise — SR: NA, emission, camera pixel, photons, background and read noise from "
+        "physics.SROpticsRange; phase: defocus, wavelength, pixel, weak absorption and ξ from "
+        "physics.PhaseOpticsRange, its TIE condition computed with its own set-up — recorded in the model header's "
+        "training['optics_range'], which then states the optics the model covers",
     )
     resume: bool = Field(
         False, description="continue exactly from the checkpoint next to output (<output stem>.ckpt) of a stopped run"
@@ -245,11 +247,6 @@ class TrainJob(BaseModel):
             raise ValueError("give both input_dir and target_dir")
         if self.simulate_optics == "random" and self.simulate_n is None:
             raise ValueError("simulate_optics='random' applies to simulated pairs only: give simulate_n as well")
-        if self.simulate_optics == "random" and self.task == "phase":
-            raise ValueError(
-                "simulate_optics='random' is available for task 'sr' only: a phase model is conditioned on a TIE "
-                "estimate that would need each pair's own optics (physics.PhaseOpticsRange simulates such pairs)"
-            )
         return self
 
 

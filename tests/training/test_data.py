@@ -183,10 +183,53 @@ def test_simulate_optics_random_draws_each_pair_and_records_the_range(tmp_path):
     assert data.fingerprint() == PairedDataset.from_arrays(inputs, targets, info).fingerprint()
 
 
+def test_random_optics_phase_pairs_get_a_tie_condition_with_their_own_set_up(tmp_path):
+    """Each phase pair's US-TIE channel is computed with the defocus, λ and pixel it was simulated with (as a
+    reconstruction computes it with the stated optics), not with the header's; the header states the drawn range."""
+    from napari_cvdm.physics import PhaseOpticsRange, simulate_phase_pair_random
+    from napari_cvdm.settings import TrainJob
+    from napari_cvdm.tasks import tie_estimate
+    from napari_cvdm.training.jobs import prepare_job
+
+    job = TrainJob(
+        task="phase", output=str(tmp_path / "m.cvdm"), simulate_n=3, simulate_size=32, simulate_optics="random",
+        tie_method="us-tie", width=8, depth=2,
+    )  # fmt: skip
+    _, info, data = prepare_job(job)
+    assert info.training["optics_range"]["model"] == "PhaseOpticsRange"
+    assert info.training["optics_range"]["fresnel_factor"] == [0.5, 2.0]
+    assert info.covered_optics().fresnel_factor == (0.5, 2.0)
+    assert (info.defocus_um, info.input_pixel_um) == (2.0, 0.21)  # the nominal set-up the model is run with
+    assert data.input_pixel_um is None and "PhaseOpticsRange" in data.description
+    for k, child in enumerate(np.random.SeedSequence(0).spawn(3)):
+        stack, phase, drawn = simulate_phase_pair_random(PhaseOpticsRange(), 32, np.random.default_rng(child))
+        assert drawn["defocus_um"] != info.defocus_um
+        own = info.model_copy(
+            update={k: drawn[k] for k in ("defocus_um", "wavelength_um")} | {"input_pixel_um": drawn["pixel_um"]}
+        )
+        np.testing.assert_array_equal(data.pairs[k].condition[2], tie_estimate(stack, own))
+        assert not np.allclose(data.pairs[k].condition[2], tie_estimate(stack, info), atol=1e-3)
+        np.testing.assert_allclose(data.pairs[k].target[0] * 1.75, phase - phase.mean(), atol=1e-5)
+
+
+def test_a_random_optics_fine_tune_covers_its_training_range_not_the_base_models(tmp_path):
+    """cvdm-sr-widefield states 0.95–1.05× its PSF width; fine-tuned on randomised optics it covers their range."""
+    from napari_cvdm.settings import TrainJob
+    from napari_cvdm.training.jobs import prepare_job
+
+    job = TrainJob(
+        task="sr", output=str(tmp_path / "m.cvdm"), base_model="cvdm-sr-widefield", simulate_n=2,
+        simulate_size=32, simulate_optics="random",
+    )  # fmt: skip
+    _, info, _ = prepare_job(job)
+    assert info.valid_optics is None
+    low, high = info.covered_optics().psf_width_factor
+    assert low < 0.7 and high > 1.5
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"task": "phase", "simulate_n": 4, "simulate_optics": "random"}, "available for task 'sr' only"),
         ({"task": "sr", "input_dir": "a", "target_dir": "b", "simulate_optics": "random"}, "simulated pairs only"),
         ({"task": "sr", "simulate_n": 4, "simulate_optics": "wild"}, "nominal"),
     ],

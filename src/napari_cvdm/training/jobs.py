@@ -13,10 +13,10 @@ from .._runtime import CancelToken, Progress
 from ..model.cvdm import CVDM
 from ..model.files import TrainedModel
 from ..model.metadata import ModelMetadata
-from ..physics.ranges import SROpticsRange, simulate_sr_pair_random
+from ..physics.ranges import PhaseOpticsRange, SROpticsRange, simulate_phase_pair_random, simulate_sr_pair_random
 from ..settings import TrainJob
 from . import presets
-from .data import PairedDataset
+from .data import Pair, PairedDataset, prepare_pair
 from .loop import TrainProgress
 from .recalibrate import iter_train_recalibrated
 
@@ -78,15 +78,24 @@ def prepare_job(job: TrainJob) -> tuple[CVDM, ModelMetadata, PairedDataset]:
         torch.manual_seed(job.train.seed)  # a fresh τ network ('separate') starts from the same weights on a resume
         network = with_time_parameterisation(network, job.time_parameterisation)
     if job.simulate_n is not None and job.simulate_optics == "random":
-        optics = SROpticsRange()
-        inputs, targets = simulate_random_optics_pairs(optics, job.simulate_n, job.simulate_size, job.simulate_seed)
+        optics = SROpticsRange() if job.task == "sr" else PhaseOpticsRange()
         about = (
-            f"{job.simulate_n} simulated pairs with randomised optics and noise (physics.SROpticsRange), "
+            f"{job.simulate_n} simulated pairs with randomised optics and noise (physics.{type(optics).__name__}), "
             f"size {job.simulate_size}, seed {job.simulate_seed}"
         )
-        # the header keeps the nominal optics (what the model is run with); the range says which optics it covers
-        info.training = {**info.training, "optics_range": {"model": "SROpticsRange", **optics.model_dump(mode="json")}}
-        data = PairedDataset.from_arrays(inputs, targets, info, description=about, input_pixel_um=None)
+        # the header keeps the nominal optics (what the model is run with); the range says which optics it covers,
+        # in place of any range a base model stated for its own narrower training
+        info.valid_optics = None
+        info.training = {
+            **info.training,
+            "optics_range": {"model": type(optics).__name__, **optics.model_dump(mode="json")},
+        }
+        if job.task == "sr":
+            inputs, targets = simulate_random_optics_pairs(optics, job.simulate_n, job.simulate_size, job.simulate_seed)
+            data = PairedDataset.from_arrays(inputs, targets, info, description=about, input_pixel_um=None)
+        else:
+            pairs = random_setup_phase_pairs(optics, job.simulate_n, job.simulate_size, job.simulate_seed, info)
+            data = PairedDataset(pairs, about, input_pixel_um=None)
     elif job.simulate_n is not None:
         inputs, targets = presets.simulate_pairs(job.task, job.simulate_n, job.simulate_size, job.simulate_seed)
         about = f"{job.simulate_n} simulated pairs, size {job.simulate_size}, seed {job.simulate_seed}"
@@ -107,6 +116,19 @@ def simulate_random_optics_pairs(
         inputs.append(x)
         targets.append(y)
     return inputs, targets
+
+
+def random_setup_phase_pairs(optics: PhaseOpticsRange, n: int, size: int, seed: int, info: ModelMetadata) -> list[Pair]:
+    """``n`` normalised phase pairs, item k drawing its defocus, wavelength, pixel, absorption and noise from
+    ``optics`` with ``SeedSequence(seed).spawn(n)[k]``.  A model conditioned on a TIE estimate gets each pair's
+    estimate computed with that pair's own set-up, as a reconstruction computes it with the optics the user states."""
+    pairs = []
+    for k, child in enumerate(np.random.SeedSequence(seed).spawn(n)):
+        stack, phase, drawn = simulate_phase_pair_random(optics, size, np.random.default_rng(child))
+        setup = {"defocus_um": drawn["defocus_um"], "wavelength_um": drawn["wavelength_um"]}
+        own = info.model_copy(update={**setup, "input_pixel_um": drawn["pixel_um"]})
+        pairs.append(prepare_pair(stack, phase, own, name=f"pair {k}"))
+    return pairs
 
 
 def run_job(job: TrainJob, stop: CancelToken | None = None) -> Generator[TrainProgress | Progress, None, TrainedModel]:
