@@ -159,9 +159,20 @@ def test_phase_table_scores_uncertainty_in_radians(tiny_phase_model, monkeypatch
         calls.append((error, variance))
         real_add(self, error, variance, *calibrated)
 
+    told = []
+    real_reconstruct = bench.reconstruct
+
+    def reconstruct_spy(model, image, **kwargs):
+        told.append({k: kwargs.get(k) for k in ("defocus_um", "wavelength_um", "pixel_size_um")})
+        return real_reconstruct(model, image, **kwargs)
+
     monkeypatch.setattr(bench.Uncertainty, "add", spy)
+    monkeypatch.setattr(bench, "reconstruct", reconstruct_spy)
     table = bench.phase_benchmark(tiny_phase_model, n=1, n_samples=2, steps=2, log=lambda _: None)
     assert [r[1] for r in table.rows] == ["TIE", "US-TIE", "CVDM"] * 7  # 5 nominal rows, 2 held-out set-ups
+    none = {"defocus_um": None, "wavelength_um": None, "pixel_size_um": None}
+    set_ups = [{"defocus_um": d, "wavelength_um": 0.521, "pixel_size_um": 0.21} for d in (1.2, 3.6)]
+    assert told == [none] * 5 + set_ups  # the held-out set-ups are stated, as the baselines get them
     assert len(calls) == 7 and all(e.shape == v.shape == (256, 256) for e, v in calls)
     for (error, variance), row in zip(calls, [r for r in table.rows if r[1] == "CVDM"], strict=True):
         assert len(row) == len(table.header)
@@ -217,21 +228,29 @@ def test_held_out_rows_keep_the_old_rows_and_add_new_microscopes_from_unused_see
     phase = phase_optics_cases(1)
     assert [s.defocus_um for _, s, _ in phase] == [1.2, 3.6]
     assert [fresnel_factor(s.defocus_um, s.wavelength_um, s.pixel_um) for _, s, _ in phase] == pytest.approx([0.6, 1.8])
-    assert all("header's d = 2" in label for label, _, _ in phase)
+    assert [label for label, _, _ in phase] == [
+        "* mixed, noisy, λd/p² 0.6× (d = 1.2 µm, stated)",
+        "* mixed, noisy, λd/p² 1.8× (d = 3.6 µm, stated)",
+    ]
     seeds = [TEST_SEED_SR_OPTICS, TEST_SEED_SR_OPTICS + 10, TEST_SEED_PHASE_OPTICS, TEST_SEED_PHASE_OPTICS + 10]
     used = [TEST_SEED_PHASE, TEST_SEED_PHASE + 1, *(TEST_SEED_SR + 10 * j for j in range(4))]
     assert min(seeds) >= 10_000 and not set(seeds) & set(used) and len(set(seeds)) == 4
 
 
 def test_no_held_out_microscope_image_is_in_a_random_optics_training_set():
-    from napari_cvdm.evaluation.quality import sr_cases
-    from napari_cvdm.physics import SROpticsRange
+    from napari_cvdm.evaluation.quality import phase_optics_cases, sr_cases
+    from napari_cvdm.physics import PhaseOpticsRange, SROpticsRange, simulate_phase_pair_random
     from napari_cvdm.training.jobs import simulate_random_optics_pairs
 
     _, train = simulate_random_optics_pairs(SROpticsRange(), 2, 32, 0)
     for label, settings, rngs in sr_cases(2)[4:]:
         held_out = [simulate_sr_pair(settings, 32, rng)[1] for rng in rngs]
         assert not any(a.shape == b.shape and np.array_equal(a, b) for a in train for b in held_out), label
+    phase_rng = (np.random.default_rng(c) for c in np.random.SeedSequence(0).spawn(2))  # as train's random set-ups
+    train = [simulate_phase_pair_random(PhaseOpticsRange(), 32, rng)[1] for rng in phase_rng]
+    for label, settings, rngs in phase_optics_cases(2):
+        held_out = [simulate_phase_pair(settings, 32, rng)[1] for rng in rngs]
+        assert not any(np.array_equal(a, b) for a in train for b in held_out), label
 
 
 def _calibration(**z):
