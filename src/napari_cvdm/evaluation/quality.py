@@ -231,9 +231,7 @@ def phase_optics_cases(n: int) -> list[tuple[str, PhaseSimulation, list[np.rando
     cases = []
     for j, factor in enumerate((0.6, 1.8)):
         d = round(factor * nominal.defocus_um, 6)
-        label = (
-            f"* mixed, noisy, λd/p² {factor:g}× (d = {d:g} µm, stated)"
-        )
+        label = f"* mixed, noisy, λd/p² {factor:g}× (d = {d:g} µm, stated)"
         rngs = held_out_rngs(TEST_SEED_PHASE_OPTICS + 10 * j, n)
         cases.append((label, PhaseSimulation(source="mixed", defocus_um=d), rngs))
     return cases
