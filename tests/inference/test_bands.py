@@ -60,16 +60,25 @@ def test_a_bands_owners_are_the_whole_planes_owners_of_those_rows():
         (0.0, "spread", 0.0, 0.0), (1.0, "spread", 0.0, 0.0), (2.5, "spread", 0.0, 0.0),
         (0.0, "structure", 0.5, 0.0), (1.0, "structure", 0.75, 3.0), (2.5, "structure", 1.0, 1.0),
         (0.0, "border", 0.5, 8.0), (2.5, "border", 0.25, 32.0),
+        (64.0, "spread", 0.0, 0.0),  # a smoothing that reaches past the whole plane (256 rows)
     ],
 )  # fmt: skip
 def test_calibrating_band_by_band_equals_calibrating_the_whole_plane(smoothing_px, feature, weight, px):
+    _bands_equal_the_plane(calibration(smoothing_px, feature, weight, px), 61, [0, 3, 4, 20, 21, 40, 61])
+
+
+def test_a_wide_smoothing_band_by_band_equals_the_whole_plane_when_the_plane_is_taller_than_its_reach():
+    """σ = 16 px reaches 64 rows: bands of 10–150 rows with their context, on a plane of 300."""
+    _bands_equal_the_plane(calibration(16.0), 300, [0, 10, 30, 180, 190, 300])
+
+
+def _bands_equal_the_plane(cal: Calibration, height: int, cuts: list[int]) -> None:
     rng = np.random.default_rng(1)
-    height, width, scale, n = 61, 23, 37.0, 4
+    width, scale, n = 23, 37.0, 4
     variance = (scale * rng.uniform(0.005, 0.8, (height, width))) ** 2
     mean = rng.normal(0, 1, (height, width))
-    cal = calibration(smoothing_px, feature, weight, px)
     calibrator = BandCalibrator(cal, scale, n, z=1.7, plane_rows=height)
-    cuts = [0, 3, 4, 20, 21, 40, 61]  # bands shorter and longer than the score's reach (13 px at structure σ 3)
+    # bands shorter and longer than the score's reach (13 px at structure σ 3)
     out: list[Band] = []
     for first, end in itertools.pairwise(cuts):
         band = Band(0, first, end, mean[first:end], variance[first:end], np.ones((end - first, width)))

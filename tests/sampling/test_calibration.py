@@ -68,6 +68,21 @@ def test_smoothing_is_chosen_when_the_raw_variance_is_a_noisy_estimate_of_a_smoo
     assert clean.smoothing_px == 0
 
 
+def test_a_wide_smoothing_is_chosen_when_the_error_follows_each_image_s_spread_not_each_pixel_s() -> None:
+    """Phase-like: each image has one true spread (log-uniform over 10×) that its pixels' 8-sample variances
+    estimate noisily, and the error grows faster than it; averaging over tens of pixels estimates it best."""
+    rng = np.random.default_rng(4)
+    raws, errs = [], []
+    for _ in range(8):
+        level = 0.02 * 10 ** rng.uniform(0, 1)
+        raws.append(level**2 * rng.chisquare(N - 1, (96, 96)) / (N - 1))
+        errs.append(rng.normal(size=(96, 96)) * 3 * level * (level / 0.02) ** 0.7)
+    cal = _fit(raws, errs)
+    assert cal.smoothing_px >= 16
+    sigma = posterior_std(cal, raws[0])
+    assert np.std(sigma) / np.mean(sigma) < 0.05  # nearly one σ for the image
+
+
 def test_the_map_is_monotone_and_extends_flat_below_and_proportional_above() -> None:
     cal = _fit(*synthetic(np.random.default_rng(3), 4, factor=2.0, noisy=True), smoothing_candidates=(0.0,))
     assert np.all(np.diff(cal.raw_std) > 0) and np.all(np.diff(cal.calibrated_std) >= 0)

@@ -36,7 +36,9 @@ from ..model.metadata import Calibration, SamplerMethod
 from .calibration_score import Score, farthest_from_edge
 
 INTERVAL_LEVELS = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.975, 0.99)  # stored z_q; others are interpolated
-SMOOTHING_CANDIDATES_PX = (0.0, 1.0, 2.0, 4.0)  # chosen by the Gaussian log-likelihood on the held-out half
+# chosen by the Gaussian log-likelihood on the held-out half: a few pixels where the spread says which pixel errs
+# (SR), tens where it says which region or image errs most (phase, whose errors are smooth low-frequency fields)
+SMOOTHING_CANDIDATES_PX = (0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
 # (feature, weight w, width px) blended into the score, tried next to the raw spread alone (the structure only where
 # the means are given); calibration_score says what they are
 FEATURE_CANDIDATES: tuple[tuple[str, float, float], ...] = (
