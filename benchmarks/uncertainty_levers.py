@@ -95,7 +95,8 @@ def main() -> None:
     args = parser.parse_args()
     task = "super-resolution" if args.task == "sr" else "phase"
     model = load_model(args.model or ("cvdm-sr-widefield" if args.task == "sr" else "cvdm-phase-twoshot"))
-    cal_pairs, about, _ = simulated_calibration_pairs(task, args.n_cal)
+    held_out = simulated_calibration_pairs(task, args.n_cal)
+    cal_pairs, about = held_out.pairs, held_out.about
     tests = test_pairs(task, args.n_test)
     rows = json.loads(args.out.read_text()) if args.out.exists() else {}
     for config in args.configs:

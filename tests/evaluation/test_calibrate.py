@@ -22,6 +22,7 @@ from napari_cvdm.inference.reconstruct import Reconstruction
 from napari_cvdm.model.files import load_model_file
 from napari_cvdm.model.metadata import psf_fwhm_px
 from napari_cvdm.physics import SRSimulation, simulate_sr_pair
+from napari_cvdm.physics.ranges import fresnel_factor
 from napari_cvdm.tasks import input_scale, normalize_target
 from napari_cvdm.training.presets import simulate_pairs
 from tests.conftest import save_tiny_models, tiny_model
@@ -32,14 +33,16 @@ def _result(mean: np.ndarray, variance: np.ndarray) -> Reconstruction:
 
 
 def test_simulated_calibration_pairs_are_neither_training_nor_bench_pairs():
-    pairs, about, widths = simulated_calibration_pairs("super-resolution", 1)
+    held_out = simulated_calibration_pairs("super-resolution", 1)
+    pairs, about, widths = held_out.pairs, held_out.about, held_out.psf_fwhm_px
     wf = pairs[0][0]
     bench_wf = simulate_sr_pair(SRSimulation(structure="microtubules"), 128, held_out_rngs(TEST_SEED_SR, 1)[0])[0]
     train_wf = simulate_pairs("sr", 1, 128, 0)[0][0]
     assert wf.shape == (128, 128) and pairs[0][1].shape == (256, 256)
     assert not np.allclose(wf, bench_wf) and not np.allclose(wf, train_wf)
     assert "seeds 20001+" in about and widths is None
-    phase_pairs, about, _ = simulated_calibration_pairs("phase", 2)
+    phase = simulated_calibration_pairs("phase", 2)
+    phase_pairs, about = phase.pairs, phase.about
     assert phase_pairs[0][0].shape == (2, 256, 256) and "cell()" not in about
 
 
@@ -139,14 +142,39 @@ def test_cli_refuses_too_few_pairs_with_the_reason(tmp_path, capsys):
     assert code == 2 and "at least 2 held-out images" in capsys.readouterr().err
 
 
-def test_random_optics_calibration_pairs_vary_the_optics_and_phase_refuses_them():
-    pairs, about, widths = simulated_calibration_pairs("super-resolution", 2, optics="random")
-    assert pairs[0][0].shape == (128, 128) and pairs[0][1].shape == (256, 256) and "SROpticsRange" in about
+def test_random_optics_calibration_pairs_vary_the_optics():
+    held_out = simulated_calibration_pairs("super-resolution", 2, optics="random")
+    pairs, widths = held_out.pairs, held_out.psf_fwhm_px
+    assert pairs[0][0].shape == (128, 128) and pairs[0][1].shape == (256, 256) and "SROpticsRange" in held_out.about
     assert len(widths) == 2 and widths[0] != widths[1] and all(1.0 < w < 6.0 for w in widths)  # FWHM in WF px
-    nominal, *_ = simulated_calibration_pairs("super-resolution", 2)
-    assert not np.allclose(pairs[0][0], nominal[0][0])
-    with pytest.raises(ValueError, match="'random' for super-resolution"):
-        simulated_calibration_pairs("phase", 2, optics="random")
+    nominal = simulated_calibration_pairs("super-resolution", 2)
+    assert not np.allclose(pairs[0][0], nominal.pairs[0][0]) and nominal.psf_fwhm_px is None
+    phase = simulated_calibration_pairs("phase", 2, optics="random")
+    assert "PhaseOpticsRange" in phase.about and phase.psf_fwhm_px is None and len(phase.stated_optics) == 2
+    for (stack, _), told in zip(phase.pairs, phase.stated_optics, strict=True):
+        q = fresnel_factor(told["defocus_um"], told["wavelength_um"], told["pixel_size_um"])
+        assert stack.shape == (2, 256, 256) and 0.5 <= q <= 2.0
+    assert phase.stated_optics[0] != phase.stated_optics[1]
+    with pytest.raises(ValueError, match="'nominal' or 'random'"):
+        simulated_calibration_pairs("phase", 2, optics="wide")
+
+
+def test_each_phase_pair_s_reconstruction_is_told_its_own_set_up(monkeypatch):
+    import napari_cvdm.evaluation.calibrate as calibrate
+
+    told, real = [], calibrate.iter_reconstruct
+
+    def spy(model, image, settings):
+        told.append((settings.defocus_um, settings.wavelength_um, settings.pixel_size_um))
+        return real(model, image, settings)
+
+    monkeypatch.setattr(calibrate, "iter_reconstruct", spy)
+    pairs = _noisy_phase_pairs(4, 96)
+    stated = [{"defocus_um": 1.0 + k, "wavelength_um": 0.5, "pixel_size_um": 0.2} for k in range(4)]
+    drive(iter_calibrate(tiny_model("phase"), pairs, [SamplerSetting(steps=1)], n_samples=2, stated_optics=stated))
+    assert told == [(1.0 + k, 0.5, 0.2) for k in range(4)]
+    with pytest.raises(ValueError, match="3 stated optics for 4 pairs"):
+        drive(iter_calibrate(tiny_model("phase"), pairs, [SamplerSetting(steps=1)], stated_optics=stated[:3]))
 
 
 def _noisy_phase_pairs(n: int = 8, size: int = 96) -> list[tuple[np.ndarray, np.ndarray]]:

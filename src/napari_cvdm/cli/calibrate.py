@@ -6,27 +6,28 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .flags import progress_line
 
+if TYPE_CHECKING:
+    from ..evaluation.calibrate import CalibrationPairs
 
-def _pairs(args: argparse.Namespace, task: str) -> tuple[list, str, list[float] | None]:
-    """The user's validation pairs (``--inputs`` / ``--targets``, matched by file name) or simulated ones, what they
-    are, and (simulated random optics) each pair's PSF FWHM in its input pixels."""
-    from ..evaluation.calibrate import simulated_calibration_pairs
+
+def _pairs(args: argparse.Namespace, task: str) -> CalibrationPairs:
+    """The user's validation pairs (``--inputs`` / ``--targets``, matched by file name) or simulated ones."""
+    from ..evaluation.calibrate import CalibrationPairs, simulated_calibration_pairs
     from ..tasks import InputError
 
     if bool(args.inputs) != bool(args.targets):
         raise InputError("give both --inputs and --targets (folders of matching TIFFs), or neither (simulated pairs)")
     if not args.inputs:
-        if args.simulate_optics == "random" and task != "super-resolution":
-            raise InputError("--simulate-optics random exists for super-resolution models only")
         return simulated_calibration_pairs(task, args.n, optics=args.simulate_optics)
     from ..training.data import match_folders, read_tiff
 
     matched = match_folders(args.inputs, args.targets)
     pairs = [(read_tiff(i)[0], read_tiff(t)[0]) for _, i, t in matched]
-    return pairs, f"{len(pairs)} validation pairs from {args.inputs} / {args.targets}", None
+    return CalibrationPairs(pairs, f"{len(pairs)} validation pairs from {args.inputs} / {args.targets}")
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
@@ -46,7 +47,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         measured, about = load_measurements(Path(args.from_measurements), model.info.name)
         calibrations = [c for m in measured for c in fit_measured(m, about, by_condition=not args.no_bins)]
     else:
-        pairs, about, psf_fwhm = _pairs(args, model.task)
+        held_out = _pairs(args, model.task)
+        about = held_out.about
         settings = [SamplerSetting(steps=s, method=args.method, eta=args.eta) for s in (args.steps or [None])]
 
         def show(event: object) -> None:
@@ -55,8 +57,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
         measured = []
         job = iter_calibrate(
-            model, pairs, settings, n_samples=args.n_samples, seed=args.seed, data=about,
-            by_condition=not args.no_bins, measurements=measured, psf_fwhm_px=psf_fwhm,
+            model, held_out.pairs, settings, n_samples=args.n_samples, seed=args.seed, data=about,
+            by_condition=not args.no_bins, measurements=measured, psf_fwhm_px=held_out.psf_fwhm_px,
+            stated_optics=held_out.stated_optics,
         )  # fmt: skip
         calibrations = drive(job, show)
         if not args.quiet:
@@ -155,7 +158,8 @@ def add_command(sub: argparse._SubParsersAction) -> None:
         "--simulate-optics",
         choices=["nominal", "random"],
         default="nominal",
-        help="simulated pairs at the model's optics, or (SR) with the randomised optics of train --simulate-optics",
+        help="simulated pairs at the model's optics, or with the randomised optics of train --simulate-optics random "
+        "(each phase pair's set-up is stated to its reconstruction)",
     )
     p.add_argument("--inputs", help="folder of the user's validation input TIFFs (never the training pairs)")
     p.add_argument("--targets", help="folder of the matching target TIFFs (same file names)")

@@ -27,10 +27,12 @@ from ..model.files import TrainedModel
 from ..model.metadata import Calibration, ModelMetadata, psf_fwhm_px
 from ..physics import (
     STRUCTURES,
+    PhaseOpticsRange,
     PhaseSimulation,
     SROpticsRange,
     SRSimulation,
     simulate_phase_pair,
+    simulate_phase_pair_random,
     simulate_sr_pair,
     simulate_sr_pair_random,
 )
@@ -53,22 +55,30 @@ class SamplerSetting:
     eta: float | None = None
 
 
-def simulated_calibration_pairs(
-    task: str, n: int, seed_offset: int = 0, optics: str = "nominal"
-) -> tuple[list[tuple], str, list[float] | None]:
-    """``n`` held-out (input, truth) pairs like the bundled models' training data, a sentence saying what they are,
-    and (random optics only, else None) each pair's PSF FWHM in its WF pixels.  SR: WF 128² → SIM 256², structure
-    families in turn (``optics="random"``: each pair's optics and noise drawn from
-    :class:`~napari_cvdm.physics.SROpticsRange`, as ``train --simulate-optics random``); phase: 256², photos and
-    cells in turn, noise ξ ~ U(0, 0.2) as in training.  Never ``skimage.data.cell()``, which is
-    reserved for evaluation."""
-    pairs = []
-    if optics not in ("nominal", "random") or (optics == "random" and task != "super-resolution"):
-        raise ValueError(f"simulated optics {optics!r}: use 'nominal', or 'random' for super-resolution")
+@dataclass
+class CalibrationPairs:
+    """Held-out (input, truth) pairs and what they are; for pairs of many microscopes also, per pair, the SR PSF
+    FWHM in its input pixels (``psf_fwhm_px``: the calibration's condition) or the phase set-up a user would state
+    (``stated_optics``: ``defocus_um``, ``wavelength_um``, ``pixel_size_um``, told to the reconstruction)."""
+
+    pairs: list[tuple[np.ndarray, np.ndarray]]
+    about: str
+    psf_fwhm_px: list[float] | None = None
+    stated_optics: list[dict[str, float]] | None = None
+
+
+def simulated_calibration_pairs(task: str, n: int, seed_offset: int = 0, optics: str = "nominal") -> CalibrationPairs:
+    """``n`` held-out pairs like the bundled models' training data.  SR: WF 128² → SIM 256², structure families in
+    turn (``optics="random"``: each pair's optics and noise drawn from :class:`~napari_cvdm.physics.SROpticsRange`,
+    as ``train --simulate-optics random``); phase: 256², photos and cells in turn, noise ξ ~ U(0, 0.2) as in
+    training (``optics="random"``: each pair's set-up, absorption and noise drawn from
+    :class:`~napari_cvdm.physics.PhaseOpticsRange`).  Never ``skimage.data.cell()``, which is reserved for
+    evaluation."""
+    if optics not in ("nominal", "random"):
+        raise ValueError(f"simulated optics {optics!r}: use 'nominal' or 'random'")
     if task == "super-resolution" and optics == "random":
-        children = np.random.SeedSequence(CALIBRATION_SEED_SR + 1000 + seed_offset).spawn(n)
-        fwhm = []
-        for child in children:
+        pairs, fwhm = [], []
+        for child in np.random.SeedSequence(CALIBRATION_SEED_SR + 1000 + seed_offset).spawn(n):
             wf, sim, drawn = simulate_sr_pair_random(SROpticsRange(), 128, np.random.default_rng(child))
             pairs.append((wf, sim))
             fwhm.append(float(drawn["psf_fwhm_px"]))
@@ -76,32 +86,44 @@ def simulated_calibration_pairs(
             "simulated WF 128² → SIM 256² with randomised optics and noise (physics.SROpticsRange), seeds "
             f"{CALIBRATION_SEED_SR + 1000}+"
         )
-        return pairs, about, fwhm
+        return CalibrationPairs(pairs, about, psf_fwhm_px=fwhm)
     if task == "super-resolution":
         streams = {
             kind: np.random.SeedSequence(CALIBRATION_SEED_SR + 10 * j + seed_offset).spawn(n)
             for j, kind in enumerate(STRUCTURES)
         }
+        pairs = []
         for k in range(n):
             kind = STRUCTURES[k % len(STRUCTURES)]
             wf, sim, _ = simulate_sr_pair(SRSimulation(structure=kind), 128, np.random.default_rng(streams[kind][k]))
             pairs.append((wf, sim))
         about = f"simulated WF 128² → SIM 256², {', '.join(STRUCTURES)} in turn, seeds {CALIBRATION_SEED_SR}+"
-        return pairs, about, None
+        return CalibrationPairs(pairs, about)
     sources = ("photos", "cells")
-    streams = {
-        s: np.random.SeedSequence(CALIBRATION_SEED_PHASE + j + seed_offset).spawn(n) for j, s in enumerate(sources)
-    }
+    first = CALIBRATION_SEED_PHASE + (1000 if optics == "random" else 0)
+    streams = {s: np.random.SeedSequence(first + j + seed_offset).spawn(n) for j, s in enumerate(sources)}
+    pairs, stated = [], []
     for k in range(n):
-        source = sources[k % 2]
-        settings = PhaseSimulation(source=source)
-        stack, phase, _ = simulate_phase_pair(settings, 256, np.random.default_rng(streams[source][k]))
+        source = PhaseSimulation(source=sources[k % 2])
+        rng = np.random.default_rng(streams[source.source][k])
+        if optics == "random":
+            stack, phase, drawn = simulate_phase_pair_random(PhaseOpticsRange(), 256, rng, source)
+            keys = {"defocus_um": "defocus_um", "wavelength_um": "wavelength_um", "pixel_size_um": "pixel_um"}
+            stated.append({key: float(drawn[field]) for key, field in keys.items()})
+        else:
+            stack, phase, _ = simulate_phase_pair(source, 256, rng)
         pairs.append((stack, phase))
+    if optics == "random":
+        about = (
+            "simulated two-shot pairs 256² with randomised set-ups, absorption and noise (physics.PhaseOpticsRange), "
+            f"photos (other crops of the training photos) and cells in turn, seeds {first}+"
+        )
+        return CalibrationPairs(pairs, about, stated_optics=stated)
     about = (
         "simulated two-shot pairs 256², d = 2 µm, photos (other crops of the training photos) and cells in turn, "
         f"noise ξ ~ U(0, 0.2), seeds {CALIBRATION_SEED_PHASE}+"
     )
-    return pairs, about, None
+    return CalibrationPairs(pairs, about)
 
 
 def network_scale(image: np.ndarray, info: ModelMetadata) -> float:
@@ -173,6 +195,7 @@ def iter_calibrate(
     by_condition: bool = True,
     measurements: list[dict[str, Any]] | None = None,
     psf_fwhm_px: Sequence[float] | None = None,
+    stated_optics: Sequence[dict[str, float]] | None = None,
 ) -> Generator[Progress, None, list[Calibration]]:
     """Fit :class:`Calibration` s per sampler setting on ``pairs`` (input, truth on the output grid).
 
@@ -180,8 +203,10 @@ def iter_calibrate(
     (:mod:`~napari_cvdm.sampling.calibration_bins`): for phase models the noise ξ estimated from each input (the
     estimator reconstruction uses); for SR models given each pair's PSF FWHM in its input pixels
     (``psf_fwhm_px``, pairs of many microscopes), that width as a factor of the model's own.  Otherwise one pooled
-    calibration per setting.  ``measurements``: a list that receives, per setting, the per-image raw variances,
-    errors, means (network units) and conditions, to refit without reconstructing (:func:`fit_measured`)."""
+    calibration per setting.  ``stated_optics``: per pair, the optics its reconstruction is told (phase pairs of
+    many set-ups: ``defocus_um``, ``wavelength_um``, ``pixel_size_um``), as a user states them.
+    ``measurements``: a list that receives, per setting, the per-image raw variances, errors, means (network units)
+    and conditions, to refit without reconstructing (:func:`fit_measured`)."""
     calibrations = []
     total = len(pairs) * len(settings_to_fit)
     noise_xi = [estimated_noise_xi(model.info.task, image) for image, _ in pairs] if model.info.task == "phase" else []
@@ -189,6 +214,8 @@ def iter_calibrate(
     if psf_fwhm_px is not None and len(psf_fwhm_px) != len(pairs):
         raise ValueError(f"{len(psf_fwhm_px)} PSF widths for {len(pairs)} pairs")
     psf_factor = [w / own for w in psf_fwhm_px] if psf_fwhm_px is not None and own is not None else []
+    if stated_optics is not None and len(stated_optics) != len(pairs):
+        raise ValueError(f"{len(stated_optics)} stated optics for {len(pairs)} pairs")
     for s_idx, wanted in enumerate(settings_to_fit):
         run = ReconstructSettings(
             n_samples=n_samples, steps=wanted.steps, method=wanted.method, eta=wanted.eta, seed=seed, device=device
@@ -199,7 +226,8 @@ def iter_calibrate(
             stage = f"calibrating {plan.method}, η = {plan.eta:g}, {plan.steps} steps: image {k + 1}/{len(pairs)}"
             done = s_idx * len(pairs) + k
             yield Progress(done, total, stage)
-            job = iter_reconstruct(model, image, run.model_copy(update={"seed": seed + k}))
+            told = stated_optics[k] if stated_optics is not None else {}
+            job = iter_reconstruct(model, image, run.model_copy(update={"seed": seed + k, **told}))
 
             def translate(event: object, done: int = done, stage: str = stage) -> list[Progress]:
                 # every network evaluation is a point where the run can be cancelled

@@ -142,6 +142,7 @@ def _fit_map(raw_std: np.ndarray, err: np.ndarray, n_samples: int, n_bins: int) 
     """Knots (raw std, posterior std) of the binned isotonic map, strictly increasing raw std."""
     order = np.argsort(raw_std, kind="stable")
     s, e2 = raw_std[order], np.square(err[order])
+    s = np.maximum(s, max(float(s[-1]) * 1e-12, 1e-30))  # a spread of exactly 0 (degenerate pixels) keeps log u finite
     edges = np.linspace(0, s.size, n_bins + 1).round().astype(int)
     knots, var, counts = [], [], []
     for a, b in itertools.pairwise(edges):
