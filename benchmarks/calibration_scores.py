@@ -7,6 +7,10 @@ Reads a ``napari-cvdm calibrate --save-measurements`` file and prints, for each 
   pixel (lower is better; a blend is kept only where it gains more than ``FEATURE_MIN_GAIN`` over the raw spread);
 * the RMS error of the mean by distance to the plane's edge;
 * Spearman(feature, |err|) per image, averaged, for the raw std, the structure (1 px) and the edge nearness;
+* the held-out NLL of the raw spread at each smoothing;
+* across images: the log–log slope of each image's RMS error against its RMS raw std (1: the error scales with the
+  spread), the range of each image's mean(err²)/mean(σ_cal²) under the chosen calibration and its Spearman
+  correlation with the image's raw std and (where measured) its noise ξ — what the calibration leaves unexplained;
 * where the file holds a condition (phase noise ξ, SR PSF width), the held-out likelihood of each number of bins
   (``calibration_bins.fit_binned_calibrations``) and the count chosen.
 
@@ -23,7 +27,7 @@ import numpy as np
 
 from napari_cvdm.cli.calibrate import load_measurements
 from napari_cvdm.evaluation.quality import spearman
-from napari_cvdm.sampling.calibration import FEATURE_MIN_GAIN, fit_calibration
+from napari_cvdm.sampling.calibration import FEATURE_MIN_GAIN, error_std_factor, fit_calibration, posterior_std
 from napari_cvdm.sampling.calibration_bins import BIN_MIN_GAIN, CONDITIONS, fit_binned_calibrations
 from napari_cvdm.sampling.calibration_score import edge_distance, local_structure
 
@@ -57,6 +61,9 @@ def main() -> None:
             if tried:
                 nll, s = min(tried, key=lambda t: t[0])
                 print(f"    {describe(s)}: NLL {nll:.4f} (gain {spread_best - nll:+.4f})")
+        by_smoothing = ", ".join(f"{s.smoothing_px:g} px {nll:.4f}" for s, nll in report if not s.blended)
+        print(f"  raw spread by smoothing, NLL per pixel: {by_smoothing}")
+        across_images(chosen, variances, errors, means, m["n_samples"], m.get("noise_xi") or [])
         err = np.stack(errors)
         distance = np.stack([edge_distance(np.shape(e)) for e in errors])
         rms = [np.sqrt(np.mean(err[(distance >= a) & (distance < b)] ** 2)) for a, b in EDGE_BANDS]
@@ -80,6 +87,27 @@ def main() -> None:
                 tried = ", ".join(f"{c} bin{'s' if c > 1 else ''} {nll:.4f}" for c, nll in counts)
                 print(f"  bins of {condition}, held-out NLL per pixel (each bin beyond the first must gain "
                       f"{BIN_MIN_GAIN}): {tried}; chosen: {max(1, len(cals) - 1)}")  # fmt: skip
+
+
+def across_images(chosen, variances, errors, means, n_samples: int, noise_xi: list) -> None:
+    """What differs between images: the error's power law in the spread, and the calibrated ratio's spread."""
+    raw = np.array([np.sqrt(np.mean(v)) for v in variances])
+    rmse = np.array([np.sqrt(np.mean(np.square(e))) for e in errors])
+    slope = np.polyfit(np.log(raw), np.log(rmse), 1)[0]
+    ratio = np.array(
+        [
+            np.mean(np.square(e)) / np.mean(np.square(posterior_std(chosen, v, mu) * error_std_factor(n_samples)))
+            for v, e, mu in zip(variances, errors, means, strict=True)
+        ]
+    )
+    line = (
+        f"  across images: RMS error ∝ RMS raw std^{slope:.2f}; mean(err²)/mean(σ_cal²) per image "
+        f"{ratio.min():.2f}–{ratio.max():.2f} (median {np.median(ratio):.2f}), Spearman with the raw std "
+        f"{spearman(raw, ratio):.3f}"
+    )
+    if len(noise_xi) == len(ratio):
+        line += f", with the noise ξ {spearman(np.array(noise_xi), ratio):.3f}"
+    print(line)
 
 
 if __name__ == "__main__":
