@@ -93,3 +93,31 @@ def test_a_stopped_training_keeps_its_calibration_and_says_so(tmp_path):
     out = drive(job, lambda event: token.cancel())
     assert out.info.calibrations == [BASE]
     assert out.info.training["calibration"].startswith("not recalibrated: training was stopped early")
+
+
+def test_a_stop_during_the_recalibration_ends_it_and_keeps_the_trained_weights(tmp_path):
+    """Ctrl-C (or SIGTERM) after the last training step used to wait for every validation image."""
+    from napari_cvdm._runtime import CancelToken, Progress
+    from napari_cvdm.model.files import load_model_file
+    from napari_cvdm.settings import TrainSettings
+    from napari_cvdm.training.recalibrate import iter_train_recalibrated
+
+    model = tiny_model("sr", sampler={"steps": 2}, calibrations=[BASE])
+    token = CancelToken()
+    settings = TrainSettings(steps=2, batch_size=2, patch_size=32, val_fraction=0.4, device="cpu")
+    job = iter_train_recalibrated(
+        model.network, model.info, _pairs(model, 10), settings, tmp_path / "m.cvdm", n_samples=2, stop=token
+    )
+    stages = []
+
+    def on_event(event):
+        if isinstance(event, Progress):
+            stages.append(event.stage)
+            token.cancel()  # at the first recalibration event: training itself has finished
+
+    out = drive(job, on_event)
+    assert out.info.training["steps"] == 2 and not out.info.training.get("stopped_early")
+    assert out.info.calibrations == [BASE]
+    assert out.info.training["calibration"].startswith("not recalibrated: stopped during the recalibration")
+    assert len({s for s in stages if "validation image" in s}) == 1  # it stopped before the second image
+    assert load_model_file(tmp_path / "m.cvdm").info.training["calibration"] == out.info.training["calibration"]

@@ -73,8 +73,10 @@ def iter_recalibrate(
     crop: int = DEFAULT_CROP,
     device: str = "auto",
     seed: int = 0,
+    stop: CancelToken | None = None,
 ) -> Generator[Progress, None, Recalibration]:
-    """Recalibrate ``model`` on ``validation`` (pairs training never used); yields progress, returns the result."""
+    """Recalibrate ``model`` on ``validation`` (pairs training never used); yields progress, returns the result.
+    ``stop`` (checked before each validation image) ends it early, keeping the calibration the model has."""
     info = model.info
     pairs = list(validation.pairs) if validation is not None else []
     side = max(model.network.min_size, crop - crop % model.network.min_size)
@@ -104,6 +106,9 @@ def iter_recalibrate(
     for s_idx, (method, eta, steps) in enumerate(wanted):
         variances, errors = [], []
         for k, pair in enumerate(pairs):
+            if stop is not None and stop.cancelled:
+                note = _kept_note("not recalibrated: stopped during the recalibration", info)
+                return Recalibration(info, note, False)
             done = s_idx * len(pairs) + k
             stage = f"recalibrating {method}, η = {eta:g}, {steps} steps: validation image {k + 1}/{len(pairs)}"
             yield Progress(done, total, stage)
@@ -141,6 +146,12 @@ def iter_recalibrate(
     )
 
 
+def _kept_note(note: str, info: ModelMetadata) -> str:
+    if info.calibrations:
+        note += "; the model keeps the calibration it started with, which describes other weights"
+    return note
+
+
 def iter_train_recalibrated(
     network: CVDM,
     info: ModelMetadata,
@@ -164,15 +175,12 @@ def iter_train_recalibrated(
     if model is None or int(os.environ.get("RANK", "0")) != 0:
         return model
     if model.info.training.get("stopped_early"):
-        note = "not recalibrated: training was stopped early"
-        if model.info.calibrations:
-            note += "; the model keeps the calibration it started with, which describes other weights"
-        model.info.training["calibration"] = note
+        model.info.training["calibration"] = _kept_note("not recalibrated: training was stopped early", model.info)
         if output is not None:
             save_model(output, model.network, model.info)
         return model
     _, validation = data.split(settings.val_fraction, settings.seed)  # the loop's own split
-    out = yield from iter_recalibrate(model, validation, n_samples=n_samples, device=settings.device)
+    out = yield from iter_recalibrate(model, validation, n_samples=n_samples, device=settings.device, stop=stop)
     new_info = out.info.model_copy(deep=True)
     new_info.training["calibration"] = out.message
     if output is not None:
