@@ -37,7 +37,7 @@ from ..physics import (
     simulate_sr_pair_random,
 )
 from ..sampling.calibration import fit_calibration
-from ..sampling.calibration_bins import fit_binned_calibrations
+from ..sampling.calibration_bins import CONDITIONS, fit_binned_calibrations
 from ..sampling.plan import plan_sampler
 from ..settings import ReconstructSettings
 from ..tasks import input_scale, normalize_target
@@ -65,6 +65,12 @@ class CalibrationPairs:
     about: str
     psf_fwhm_px: list[float] | None = None
     stated_optics: list[dict[str, float]] | None = None
+
+
+def stated_set_up(defocus_um: float, wavelength_um: float, pixel_um: float) -> dict[str, float]:
+    """A two-shot set-up as a user states it to a reconstruction (:class:`~napari_cvdm.settings.ReconstructSettings`
+    fields)."""
+    return {"defocus_um": float(defocus_um), "wavelength_um": float(wavelength_um), "pixel_size_um": float(pixel_um)}
 
 
 def simulated_calibration_pairs(task: str, n: int, seed_offset: int = 0, optics: str = "nominal") -> CalibrationPairs:
@@ -108,8 +114,7 @@ def simulated_calibration_pairs(task: str, n: int, seed_offset: int = 0, optics:
         rng = np.random.default_rng(streams[source.source][k])
         if optics == "random":
             stack, phase, drawn = simulate_phase_pair_random(PhaseOpticsRange(), 256, rng, source)
-            keys = {"defocus_um": "defocus_um", "wavelength_um": "wavelength_um", "pixel_size_um": "pixel_um"}
-            stated.append({key: float(drawn[field]) for key, field in keys.items()})
+            stated.append(stated_set_up(drawn["defocus_um"], drawn["wavelength_um"], drawn["pixel_um"]))
         else:
             stack, phase, _ = simulate_phase_pair(source, 256, rng)
         pairs.append((stack, phase))
@@ -177,7 +182,7 @@ def fit_measured(measured: dict[str, Any], data: str = "", by_condition: bool = 
     m = measured
     args = (m["variances"], m["errors"])
     setting = (m["n_samples"], m["method"], m["eta"], m["steps"])
-    for condition in ("noise_xi", "psf_factor"):
+    for condition in CONDITIONS:
         values = m.get(condition) or []
         if by_condition and values:
             return fit_binned_calibrations(*args, values, condition, *setting, data=data, means=m.get("means"))

@@ -53,7 +53,7 @@ from ..physics import (
 from ..physics.ranges import STOKES_SHIFT_UM, sr_pattern_spacing
 from ..sampling.calibration import interval_multiplier
 from ..sampling.calibration_bins import select_calibration
-from .calibrate import network_scale, network_units_error
+from .calibrate import network_scale, network_units_error, stated_set_up
 from .metrics import (
     calibration_ratio,
     decorrelation_resolution,
@@ -290,8 +290,9 @@ def phase_benchmark(
     cases += phase_optics_cases(n)
     uncertainty: list[Uncertainty] = []
     for c, (label, settings, rngs) in enumerate(cases):
-        stated = {"defocus_um": settings.defocus_um, "wavelength_um": settings.wavelength_um}
-        told = {**stated, "pixel_size_um": settings.pixel_um} if c >= n_nominal else {}  # the held-out set-ups
+        told = (  # the held-out set-ups are stated, as the baselines get them
+            stated_set_up(settings.defocus_um, settings.wavelength_um, settings.pixel_um) if c >= n_nominal else {}
+        )
         scores: dict[str, list[tuple[float, float]]] = {"TIE": [], "US-TIE": [], "CVDM": []}
         row = Uncertainty(n_samples)
         uncertainty.append(row)
