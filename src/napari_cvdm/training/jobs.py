@@ -125,8 +125,12 @@ def random_setup_phase_pairs(optics: PhaseOpticsRange, n: int, size: int, seed: 
     pairs = []
     for k, child in enumerate(np.random.SeedSequence(seed).spawn(n)):
         stack, phase, drawn = simulate_phase_pair_random(optics, size, np.random.default_rng(child))
-        setup = {"defocus_um": drawn["defocus_um"], "wavelength_um": drawn["wavelength_um"]}
-        own = info.model_copy(update={**setup, "input_pixel_um": drawn["pixel_um"]})
+        setup = {
+            "defocus_um": drawn["defocus_um"],
+            "wavelength_um": drawn["wavelength_um"],
+            "input_pixel_um": drawn["pixel_um"],
+        }
+        own = info.model_copy(update=setup)  # the header's optics fields, as this pair's
         pairs.append(prepare_pair(stack, phase, own, name=f"pair {k}"))
     return pairs
 
