@@ -342,3 +342,32 @@ def test_std_metrics_have_their_known_answers_for_calibrated_gaussian_errors():
     rows = std_reliability(error, sigma, bins=5)
     assert len(rows) == 5 and sum(r[3] for r in rows) == sigma.size
     assert [r[0] for r in rows] == sorted(r[0] for r in rows)  # bins ordered by σ
+
+
+def test_speed_comparison_alternates_the_models_and_reports_the_fastest_run_of_each(monkeypatch, tiny_sr_model):
+    """Side by side: repeats run A B, B A, A B …; each model at its own steps; × faster = first's seconds ÷ its own
+    (a fake clock makes the seconds known: 2 s per run of the first model, 0.5 s of the second)."""
+    from napari_cvdm.evaluation import speed
+    from napari_cvdm.evaluation.speed import speed_comparison
+    from tests.conftest import tiny_model
+
+    other = tiny_model("sr", wavelength_um=0.515)
+    clock, order = [0.0], []
+    real_reconstruct = speed.reconstruct
+
+    def reconstruct(model, image, **kwargs):
+        result = real_reconstruct(model, image, **kwargs)
+        if kwargs["steps"] != 1:  # a timed run, not the one-step warm-up
+            order.append("A" if model is tiny_sr_model else "B")
+            clock[0] += 2.0 if model is tiny_sr_model else 0.5
+        return result
+
+    monkeypatch.setattr(speed, "reconstruct", reconstruct)
+    monkeypatch.setattr(speed.time, "perf_counter", lambda: clock[0])
+    models = [("today", tiny_sr_model, 4), ("cheaper", other, 2)]
+    table = speed_comparison(models, size=16, n_samples=2, device="cpu", repeats=3, log=lambda m: None)
+    assert order == ["A", "B", "B", "A", "A", "B"]
+    assert [r[0] for r in table.rows] == ["today", "cheaper"]
+    assert [r[3] for r in table.rows] == ["4", "2"]
+    assert [float(r[4]) for r in table.rows] == [2.0, 0.5]
+    assert [r[5] for r in table.rows] == ["1.00", "4.00"]

@@ -19,6 +19,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from .sampling import cmd_bench_nfe
 
         return cmd_bench_nfe(args)
+    if args.speed and args.against:
+        return _speed_side_by_side(args, log)
     if args.speed:
         from ..evaluation.speed import speed_benchmark
 
@@ -70,6 +72,31 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _speed_side_by_side(args: argparse.Namespace, log) -> int:
+    """``--speed --against MODEL[:STEPS] ...``: the task's model (at ``--steps``) and each other model timed in turn."""
+    from ..evaluation.speed import speed_comparison
+    from ..registry import load_model
+
+    if args.task == "both":
+        raise SystemExit("error: --against compares models of one task; add --task sr or --task phase")
+    name = args.sr_model if args.task == "sr" else args.phase_model
+    models = [(name, load_model(name), args.steps)]
+    for spec in args.against:
+        head, sep, tail = spec.rpartition(":")
+        other, steps = (head, int(tail)) if sep and tail.isdigit() else (spec, None)
+        models.append((spec, load_model(other), steps))
+    for label, model, _ in models[1:]:
+        if model.task != models[0][1].task:
+            raise SystemExit(f"error: --against {label!r} is a {model.task} model, not {models[0][1].task}")
+    for size in args.sizes:
+        for n in args.samples or [args.n_samples]:
+            table = speed_comparison(
+                models, size, n, device=args.device, precision=args.precision, repeats=args.repeats, log=log
+            )
+            print(table.markdown() + "\n", flush=True)
+    return 0
+
+
 def add_command(sub: argparse._SubParsersAction) -> None:
     b = sub.add_parser("bench", help="models vs classical baselines on the held-out simulated test set")
     b.add_argument("--task", choices=["sr", "phase", "both"], default="both")
@@ -92,6 +119,12 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--samples", type=int, nargs="+", help="--speed: sample counts (default: --n-samples)")
     b.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto", help="--speed: arithmetic")
     b.add_argument("--repeats", type=int, default=1, help="--speed: time each case this often, keep the fastest")
+    b.add_argument(
+        "--against",
+        nargs="+",
+        metavar="MODEL[:STEPS]",
+        help="--speed: time these models side by side with --sr-model/--phase-model (at --steps), alternating runs",
+    )
     b.add_argument("--nfe", action="store_true", help="quality and calibration vs NFE for every sampler instead")
     b.add_argument("--results", default="runs/nfe_study.jsonl", help="--nfe: results file (resumes from it)")
     b.add_argument(

@@ -95,3 +95,50 @@ def speed_benchmark(
             )
             log(f"speed: {size}², {n} samples: {seconds:.1f} s (network alone {floor:.1f} s)")
     return table
+
+
+def speed_comparison(
+    models: list[tuple[str, TrainedModel, int | None]],
+    size: int = 256,
+    n_samples: int = 8,
+    device: str = "auto",
+    precision: str = "auto",
+    repeats: int = 2,
+    log: Callable[[str], None] = print,
+) -> Table:
+    """Seconds of one reconstruction of a ``size``² input with ``n_samples`` samples for each (label, model, steps),
+    timed side by side: every repeat runs all models in turn (the order reversed on every other repeat, so that a
+    drifting load of the machine favours none), and the fastest run of each is kept.  "× faster" is against the
+    first model.
+    """
+    if not models:
+        raise ValueError("speed_comparison needs at least one (label, model, steps)")
+    dev = resolve_device(device)
+    prec = default_precision(dev) if precision == "auto" else precision
+    rng = np.random.default_rng(0)
+    best = [float("inf")] * len(models)
+    nfe = [0] * len(models)
+    images = []
+    for _, model, _ in models:
+        shape = (2, size, size) if model.task == "phase" else (size, size)
+        image = rng.uniform(0.5, 1.5, shape).astype(np.float32)
+        reconstruct(model, image[..., :64, :64], n_samples=1, steps=1, device=str(dev), precision=prec)  # warm-up
+        images.append(image)
+    for r in range(max(repeats, 1)):
+        order = range(len(models)) if r % 2 == 0 else reversed(range(len(models)))
+        for i in order:
+            label, model, steps = models[i]
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            result = reconstruct(model, images[i], n_samples=n_samples, steps=steps, device=str(dev), precision=prec)
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+            seconds = time.perf_counter() - start
+            best[i], nfe[i] = min(best[i], seconds), result.nfe_per_sample
+            log(f"speed: {label}, {size}², {n_samples} samples, {nfe[i]} NFE: {seconds:.1f} s")
+    header = ["model", "input", "samples", "NFE/sample", "seconds", "× faster"]
+    table = Table(f"Side by side on {describe_device(dev)}, {prec}, best of {max(repeats, 1)}", header)
+    for (label, _, _), seconds, n in zip(models, best, nfe, strict=True):
+        table.rows.append([label, f"{size}²", str(n_samples), str(n), f"{seconds:.3g}", f"{best[0] / seconds:.2f}"])
+    return table
