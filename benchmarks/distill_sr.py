@@ -32,6 +32,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--patch-size", type=int, default=64)
     p.add_argument("--learning-rate", type=float, default=4e-4)
     p.add_argument("--data-weight", type=float, default=0.0)
+    p.add_argument("--x0-weight-max", type=float, default=0.0)
+    p.add_argument("--init", help="a student model file to continue from (instead of the teacher's inner weights)")
     p.add_argument("--pixel-unshuffle", type=int, default=2)
     p.add_argument("--fine-head", type=int, default=8)
     p.add_argument("--checkpoint-every", type=int, default=500)
@@ -49,6 +51,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"simulated {a.simulate_n} pairs in {time.perf_counter() - t0:.0f} s", flush=True)
     torch.manual_seed(a.seed)
     student = student_network(teacher.network, a.pixel_unshuffle, a.fine_head)
+    if a.init:
+        student.load_state_dict(load_model(a.init).network.state_dict())
     settings = TrainSettings(
         steps=a.steps,
         batch_size=a.batch_size,
@@ -60,7 +64,9 @@ def main(argv: list[str] | None = None) -> None:
         checkpoint_every=a.checkpoint_every,
         val_every=250,
     )
-    for event in iter_distill(teacher, student, data, settings, a.output, data_weight=a.data_weight):
+    for event in iter_distill(
+        teacher, student, data, settings, a.output, data_weight=a.data_weight, x0_weight_max=a.x0_weight_max
+    ):
         if event.step % 50 == 0 or event.val_loss is not None:
             val = f" val match {event.val_loss:.5f}" if event.val_loss is not None else ""
             print(

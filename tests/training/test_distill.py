@@ -11,6 +11,7 @@ import torch
 
 from napari_cvdm import CancelToken, load_model
 from napari_cvdm.model import TrainedModel
+from napari_cvdm.model.cvdm import GAMMA_MAX, GAMMA_MIN
 from napari_cvdm.settings import TrainSettings
 from napari_cvdm.training.data import PairedDataset
 from napari_cvdm.training.distill import _distill_loss, iter_distill, student_network
@@ -67,6 +68,23 @@ def test_a_student_equal_to_its_teacher_has_zero_match_loss_and_the_teachers_noi
     assert parts["match"] == 0.0
     assert parts["noise"] == pytest.approx(float(reference), rel=1e-6)
     assert float(loss) == pytest.approx(0.5 * float(reference), rel=1e-6)
+
+
+def test_the_x0_weighting_weights_each_pixel_by_the_truncated_inverse_snr(teacher):
+    """Known answer: with x0_weight_max, the term of a pixel is weighted by clamp((1 − γ)/γ, 1, max)."""
+    twin = copy.deepcopy(teacher.network)
+    x, y = torch.rand(3, 1, 32, 32), torch.rand(3, 1, 32, 32)
+    t, noise = torch.tensor([0.05, 0.5, 0.95]), torch.randn(3, 1, 32, 32)
+    loss, parts = _distill_loss(twin, teacher.network, x, y, t, noise, data_weight=1.0, x0_weight_max=10.0)
+    with torch.no_grad():
+        net = teacher.network
+        gamma = net.schedule.at(net.schedule.lam(x).float(), t).gamma.clamp(GAMMA_MIN, GAMMA_MAX)
+        z = gamma.sqrt() * net.to_diffused(y, x) + (1 - gamma).sqrt() * noise
+        error = (net.predict_noise(z, x, gamma) - noise) ** 2
+        weight = ((1 - gamma) / gamma).clamp(1, 10)
+    assert parts["match"] == 0.0
+    assert float(weight.min()) == 1.0 and float(weight.max()) == 10.0  # both ends of the truncation are reached
+    assert float(loss) == pytest.approx(float((weight * error).mean()), rel=1e-5)
 
 
 def test_distillation_learns_the_teachers_predictions_and_changes_neither_schedule_nor_teacher(teacher, data, tmp_path):

@@ -9,7 +9,9 @@ training patches (y, x), a time t and noise ε, forms z_t = √γ·y₀ + √(1�
 
 The teacher's prediction is the conditional mean of ε that plain training only reaches on average over many
 steps, so the student learns from a target without the noise of ε: far fewer steps than training from scratch.
-``w_data`` > 0 keeps the true-noise term of ordinary training as well.
+``w_data`` > 0 keeps the true-noise term of ordinary training as well.  With ``x0_weight_max`` > 0 each pixel's
+term is weighted by (1 − γ)/γ truncated to [1, x0_weight_max]: the squared error of the implied ŷ₀ where the noise
+dominates, which a sampler with few steps relies on and a plain ε-error barely counts (there ε ≈ z_t is easy).
 
 The student's uncertainty calibration and LD3 grids are not the teacher's: the header is written without them,
 and `napari-cvdm calibrate` fits a calibration for the student.
@@ -63,6 +65,7 @@ def _distill_loss(
     t: torch.Tensor,
     noise: torch.Tensor,
     data_weight: float,
+    x0_weight_max: float = 0.0,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     with torch.no_grad():
         y0 = student.to_diffused(target, cond)
@@ -73,7 +76,11 @@ def _distill_loss(
     eps = student.predict_noise(z_t, cond, gamma).float()
     match = F.mse_loss(eps, eps_teacher)
     data = F.mse_loss(eps, noise)
-    loss = match + data_weight * data
+    if x0_weight_max > 0:  # the same errors as errors of ŷ₀ = (z − √(1−γ)·ε̂)/√γ, truncated to [1, max]
+        weight = ((1 - gamma) / gamma).clamp(1.0, x0_weight_max)
+        loss = (weight * ((eps - eps_teacher) ** 2 + data_weight * (eps - noise) ** 2)).mean()
+    else:
+        loss = match + data_weight * data
     return loss, {"match": float(match.detach()), "noise": float(data.detach()), "total": float(loss.detach())}
 
 
@@ -85,6 +92,7 @@ def iter_distill(
     output: str | Path | None = None,
     *,
     data_weight: float = 0.0,
+    x0_weight_max: float = 0.0,
     stop: CancelToken | None = None,
 ) -> Generator[TrainProgress, None, TrainedModel]:
     """Train ``student``'s denoiser to match ``teacher``'s on patches of ``data``; yields progress every step.
@@ -141,6 +149,7 @@ def iter_distill(
             "total_steps": s.steps,
             "settings": s.model_dump(mode="json"),
             "data_weight": data_weight,
+            "x0_weight_max": x0_weight_max,
             "seconds": round(time.perf_counter() - t0, 1),
             "device": describe_device(device),
             "torch": torch.__version__,
@@ -167,7 +176,7 @@ def iter_distill(
             t = (torch.rand((), generator=gen, device=device) + torch.arange(b, device=device) / b) % 1.0
             noise = torch.randn(target.shape, generator=gen, device=device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=s.precision == "bf16"):
-                loss, losses = _distill_loss(student, teacher_net, cond, target, t, noise, data_weight)
+                loss, losses = _distill_loss(student, teacher_net, cond, target, t, noise, data_weight, x0_weight_max)
             if not math.isfinite(losses["total"]):
                 raise FloatingPointError(
                     f"the distillation loss became {losses['total']} at step {step + 1}; lower the learning rate "
