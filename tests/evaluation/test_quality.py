@@ -371,3 +371,21 @@ def test_speed_comparison_alternates_the_models_and_reports_the_fastest_run_of_e
     assert [r[3] for r in table.rows] == ["4", "2"]
     assert [float(r[4]) for r in table.rows] == [2.0, 0.5]
     assert [r[5] for r in table.rows] == ["1.00", "4.00"]
+
+
+def test_bench_speed_against_times_each_named_model_at_its_steps_and_refuses_mixed_tasks(tmp_path, capsys):
+    from napari_cvdm.cli import main
+    from tests.conftest import save_tiny_models
+
+    paths = save_tiny_models(tmp_path)
+    sr, phase = str(paths["tiny-sr"]), str(paths["tiny-phase"])
+    args = ["bench", "--speed", "--task", "sr", "--sr-model", sr, "--sizes", "16", "--samples", "2", "-q"]
+    assert main([*args, "--steps", "3", "--against", f"{sr}:2", sr]) == 0
+    rows = [line.split("|")[1:-1] for line in capsys.readouterr().out.splitlines() if line.startswith(f"| {sr}")]
+    # --steps is the first model's; MODEL:STEPS its own; a bare MODEL its header's default (20 for the tiny model)
+    assert [(r[0].strip(), r[3].strip()) for r in rows] == [(sr, "3"), (f"{sr}:2", "2"), (sr, "20")]
+    assert rows[0][5].strip() == "1.00"
+    with pytest.raises(SystemExit, match="is a phase model, not super-resolution"):
+        main([*args, "--against", phase])
+    with pytest.raises(SystemExit, match="add --task sr or --task phase"):
+        main([*args[:3], "both", *args[4:], "--against", sr])

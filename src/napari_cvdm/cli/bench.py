@@ -123,7 +123,8 @@ def add_command(sub: argparse._SubParsersAction) -> None:
         "--against",
         nargs="+",
         metavar="MODEL[:STEPS]",
-        help="--speed: time these models side by side with --sr-model/--phase-model (at --steps), alternating runs",
+        help="--speed: time these models side by side with --sr-model/--phase-model (at --steps), alternating runs; "
+        "each at STEPS, or at its own default steps",
     )
     b.add_argument("--nfe", action="store_true", help="quality and calibration vs NFE for every sampler instead")
     b.add_argument("--results", default="runs/nfe_study.jsonl", help="--nfe: results file (resumes from it)")
