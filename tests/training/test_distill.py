@@ -123,3 +123,11 @@ def test_a_stop_ends_distillation_after_the_current_step_and_saves(teacher, data
             stop.cancel()
     assert steps == [1, 2, 3]
     assert load_model(tmp_path / "s.cvdm").info.training["steps"] == 3
+
+
+def test_a_student_with_another_schedule_is_refused_before_any_step(teacher, data):
+    student = student_network(teacher.network, pixel_unshuffle=2, fine_head=0)
+    with torch.no_grad():
+        next(student.schedule.parameters()).add_(0.1)
+    with pytest.raises(ValueError, match="schedule is not the teacher's"):
+        next(iter_distill(teacher, student, data, TrainSettings(steps=2, **FAST)))

@@ -102,6 +102,13 @@ def iter_distill(
     student's schedule are never changed.
     """
     s = settings.resolved()
+    theirs = teacher.network.schedule.state_dict()
+    mine = student.schedule.state_dict()
+    if mine.keys() != theirs.keys() or any(not torch.equal(mine[k], theirs[k].to(mine[k].device)) for k in mine):
+        raise ValueError(
+            f"the student's schedule is not the teacher's ({teacher.info.name!r}): build the student with "
+            "student_network(teacher.network, ...), which copies it, so that γ(t, x) means the same for both"
+        )
     device = torch.device("cpu") if s.device == "auto" else torch.device(s.device)
     teacher_net = copy.deepcopy(teacher.network).to(device, memory_format=torch.contiguous_format).eval()
     teacher_net.requires_grad_(False)
