@@ -67,7 +67,7 @@ def test_a_student_equal_to_its_teacher_has_zero_match_loss_and_the_teachers_noi
         reference = teacher.network.loss(y, x, t=t, noise=noise).noise
     assert parts["match"] == 0.0
     assert parts["noise"] == pytest.approx(float(reference), rel=1e-6)
-    assert float(loss) == pytest.approx(0.5 * float(reference), rel=1e-6)
+    assert float(loss.detach()) == pytest.approx(0.5 * float(reference), rel=1e-6)
 
 
 def test_the_x0_weighting_weights_each_pixel_by_the_truncated_inverse_snr(teacher):
@@ -84,7 +84,7 @@ def test_the_x0_weighting_weights_each_pixel_by_the_truncated_inverse_snr(teache
         weight = ((1 - gamma) / gamma).clamp(1, 10)
     assert parts["match"] == 0.0
     assert float(weight.min()) == 1.0 and float(weight.max()) == 10.0  # both ends of the truncation are reached
-    assert float(loss) == pytest.approx(float((weight * error).mean()), rel=1e-5)
+    assert float(loss.detach()) == pytest.approx(float((weight * error).mean()), rel=1e-5)
 
 
 def test_distillation_learns_the_teachers_predictions_and_changes_neither_schedule_nor_teacher(teacher, data, tmp_path):
