@@ -389,3 +389,5 @@ def test_bench_speed_against_times_each_named_model_at_its_steps_and_refuses_mix
         main([*args, "--against", phase])
     with pytest.raises(SystemExit, match="add --task sr or --task phase"):
         main([*args[:3], "both", *args[4:], "--against", sr])
+    with pytest.raises(SystemExit, match="it needs --speed"):
+        main(["bench", "--task", "sr", "--sr-model", sr, "--against", sr])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -19,6 +20,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from .sampling import cmd_bench_nfe
 
         return cmd_bench_nfe(args)
+    if args.against and not args.speed:
+        raise SystemExit("error: --against times models side by side; it needs --speed")
     if args.speed and args.against:
         return _speed_side_by_side(args, log)
     if args.speed:
@@ -72,7 +75,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def _speed_side_by_side(args: argparse.Namespace, log) -> int:
+def _speed_side_by_side(args: argparse.Namespace, log: Callable[[str], None]) -> int:
     """``--speed --against MODEL[:STEPS] ...``: the task's model (at ``--steps``) and each other model timed in turn."""
     from ..evaluation.speed import speed_comparison
     from ..registry import load_model
