@@ -36,7 +36,7 @@ from ..model.cvdm import CVDM, GAMMA_MAX, GAMMA_MIN
 from ..model.files import TrainedModel, save_model
 from ..settings import TrainSettings
 from .data import PairedDataset
-from .loop import _EMA, TrainProgress, lr_factor
+from .loop import _EMA, TrainProgress, lr_factor, validation_batches
 
 
 def student_network(teacher: CVDM, pixel_unshuffle: int = 2, fine_head: int = 8) -> CVDM:
@@ -128,13 +128,8 @@ def iter_distill(
     t0 = time.perf_counter()
 
     def validate(net: CVDM) -> float:
-        vrng, vgen = np.random.default_rng(s.seed + 1), torch.Generator(device=device).manual_seed(s.seed + 1)
         total = 0.0
-        for _ in range(s.val_batches):
-            cond, target = val_set.sample(s.batch_size, s.patch_size, vrng, augment=False)
-            cond, target = cond.to(device), target.to(device)
-            t = torch.rand(target.shape[0], generator=vgen, device=device)
-            noise = torch.randn(target.shape, generator=vgen, device=device)
+        for cond, target, t, noise in validation_batches(val_set, s, device, s.seed + 1):
             with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=s.precision == "bf16"):
                 total += _distill_loss(net, teacher_net, cond, target, t, noise, data_weight)[1]["match"]
         return total / s.val_batches

@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -95,17 +95,26 @@ class _EMA:
         return self.shadow if self.shadow is not None else network
 
 
-def _validation_loss(
-    network: CVDM, val: PairedDataset, settings: TrainSettings, device: torch.device, seed: int
-) -> float:
+def validation_batches(
+    val: PairedDataset, settings: TrainSettings, device: torch.device, seed: int
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """The ``settings.val_batches`` fixed validation batches (condition, target, t, ε) of ``seed``: the same
+    patches, times and noise at every validation, so that the validation loss is a function of the weights alone."""
     rng = np.random.default_rng(seed)
     gen = torch.Generator(device=device).manual_seed(seed)
-    total = 0.0
     for _ in range(settings.val_batches):
         cond, target = val.sample(settings.batch_size, settings.patch_size, rng, augment=False)
         cond, target = cond.to(device), target.to(device)
         t = torch.rand(target.shape[0], generator=gen, device=device)
         noise = torch.randn(target.shape, generator=gen, device=device)
+        yield cond, target, t, noise
+
+
+def _validation_loss(
+    network: CVDM, val: PairedDataset, settings: TrainSettings, device: torch.device, seed: int
+) -> float:
+    total = 0.0
+    for cond, target, t, noise in validation_batches(val, settings, device, seed):
         with torch.no_grad():  # the schedule's time derivatives are closed-form: no graph needed
             terms = network.loss(target, cond, settings.alpha, t=t, noise=noise)
             total += terms.weighted_total(settings.loss_weights)
