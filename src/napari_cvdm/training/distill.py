@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from .._runtime import CancelToken
-from .._runtime.device import describe_device
+from .._runtime.device import describe_device, resolve_device
 from ..model.cvdm import CVDM, GAMMA_MAX, GAMMA_MIN
 from ..model.files import TrainedModel, save_model
 from ..settings import TrainSettings
@@ -109,7 +109,7 @@ def iter_distill(
             f"the student's schedule is not the teacher's ({teacher.info.name!r}): build the student with "
             "student_network(teacher.network, ...), which copies it, so that γ(t, x) means the same for both"
         )
-    device = torch.device("cpu") if s.device == "auto" else torch.device(s.device)
+    device = resolve_device(s.device)
     teacher_net = copy.deepcopy(teacher.network).to(device, memory_format=torch.contiguous_format).eval()
     teacher_net.requires_grad_(False)
     student = student.to(device).train()
