@@ -22,7 +22,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         return cmd_bench_nfe(args)
     if args.against and not args.speed:
         raise SystemExit("error: --against times models side by side; it needs --speed")
-    if args.speed and args.against:
+    if args.against:
         return _speed_side_by_side(args, log)
     if args.speed:
         from ..evaluation.speed import speed_benchmark

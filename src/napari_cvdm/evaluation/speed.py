@@ -21,6 +21,12 @@ from ..model.files import TrainedModel
 from .report import Table
 
 
+def _sync(dev: torch.device) -> None:
+    """Wait for the GPU's queued work, so that a clock read after it times the work (no-op on the CPU)."""
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+
+
 def speed_benchmark(
     model: TrainedModel,
     sizes: tuple[int, ...] = (256, 512),
@@ -49,10 +55,6 @@ def speed_benchmark(
     rng = np.random.default_rng(0)
     layout = torch.channels_last if dev.type == "cpu" else torch.contiguous_format
 
-    def sync() -> None:
-        if dev.type == "cuda":
-            torch.cuda.synchronize()
-
     for size in sizes:
         shape = (2, size, size) if model.task == "phase" else (size, size)
         image = rng.uniform(0.5, 1.5, shape).astype(np.float32)
@@ -61,10 +63,10 @@ def speed_benchmark(
             c = net.config
             seconds, floor = float("inf"), float("inf")
             for _ in range(max(repeats, 1)):
-                sync()
+                _sync(dev)
                 start = time.perf_counter()
                 result = reconstruct(model, image, n_samples=n, steps=steps, device=str(dev), precision=prec)
-                sync()
+                _sync(dev)
                 seconds = min(seconds, time.perf_counter() - start)
                 out = result.mean.shape[-1]
                 batch = samples_per_call(dev, out * out, n, c.widest)
@@ -73,12 +75,12 @@ def speed_benchmark(
                 x = torch.randn(batch, c.cond_channels, out, out, device=dev).contiguous(memory_format=layout)
                 g = (torch.rand_like(z) * 0.9 + 0.05).contiguous(memory_format=layout)
                 with torch.no_grad(), autocast(dev, prec):
-                    sync()
+                    _sync(dev)
                     start = time.perf_counter()
                     for b in calls:
                         for _ in range(result.nfe_per_sample):
                             net.predict_noise(z[:b], x[:b], g[:b])
-                    sync()
+                    _sync(dev)
                     floor = min(floor, time.perf_counter() - start)
             per = seconds / (result.nfe_per_sample * n) / (out * out / 1e6)
             table.rows.append(
@@ -128,12 +130,10 @@ def speed_comparison(
         order = range(len(models)) if r % 2 == 0 else reversed(range(len(models)))
         for i in order:
             label, model, steps = models[i]
-            if dev.type == "cuda":
-                torch.cuda.synchronize()
+            _sync(dev)
             start = time.perf_counter()
             result = reconstruct(model, images[i], n_samples=n_samples, steps=steps, device=str(dev), precision=prec)
-            if dev.type == "cuda":
-                torch.cuda.synchronize()
+            _sync(dev)
             seconds = time.perf_counter() - start
             best[i], nfe[i] = min(best[i], seconds), result.nfe_per_sample
             log(f"speed: {label}, {size}², {n_samples} samples, {nfe[i]} NFE: {seconds:.1f} s")
