@@ -117,13 +117,12 @@ def speed_comparison(
         raise ValueError("speed_comparison needs at least one (label, model, steps)")
     dev = resolve_device(device)
     prec = default_precision(dev) if precision == "auto" else precision
-    rng = np.random.default_rng(0)
     best = [float("inf")] * len(models)
     nfe = [0] * len(models)
-    images = []
+    images = []  # models of one task get the same image: only the model differs between their runs
     for _, model, _ in models:
         shape = (2, size, size) if model.task == "phase" else (size, size)
-        image = rng.uniform(0.5, 1.5, shape).astype(np.float32)
+        image = np.random.default_rng(0).uniform(0.5, 1.5, shape).astype(np.float32)
         reconstruct(model, image[..., :64, :64], n_samples=1, steps=1, device=str(dev), precision=prec)  # warm-up
         images.append(image)
     for r in range(max(repeats, 1)):
