@@ -131,12 +131,8 @@ LEVELS = (0.5, 0.9, 0.95)
 
 def head_inputs(data: np.lib.npyio.NpzFile, k: int) -> tuple[HeadInputs, np.ndarray]:
     """Image ``k`` of a measured set as the head sees it (:func:`_planes_and_condition`), and its error."""
-    if "planes" not in data:  # a phase set measured before the planes were stored
-        stack = data["stack"][k].astype(np.float64)
-        planes, condition = (stack / stack.mean() - 1).astype(np.float32), [float(np.log(data["fresnel"][k]))]
-    else:
-        planes, condition = data["planes"][k], list(data["condition"][k])
-    return HeadInputs(planes, data["mean"][k], data["variance"][k], condition), data["error"][k]
+    inputs = HeadInputs(data["planes"][k], data["mean"][k], data["variance"][k], list(data["condition"][k]))
+    return inputs, data["error"][k]
 
 
 def train(files: list[Path], out: Path, steps: int, width: int) -> None:
@@ -177,7 +173,7 @@ def score(bench: Path, head_file: Path) -> None:
     head = VarianceHead(saved["in_channels"], saved["log_var_channel"], saved["width"])
     head.load_state_dict(saved["state"])
     data = np.load(bench)
-    info = load_model(MODELS[str(data["task"]) if "task" in data else "phase"]).info
+    info = load_model(MODELS[str(data["task"])]).info
     cal, _ = select_calibration(info.calibrations, info.sampler.method, info.sampler.eta, info.sampler.steps, None)
     z_cal = {f"{q:g}": interval_multiplier(cal, q) for q in LEVELS}
     z_head = saved["interval_z"]
