@@ -100,13 +100,18 @@ def _planes_and_condition(task: str, image: np.ndarray, told: dict[str, float], 
     return planes, [float(np.log(f / nominal))]
 
 
-def measure(task: str, which: str, n: int, out: Path, n_samples: int, steps: int | None) -> None:
+def measure(task: str, which: str, n: int, out: Path, n_samples: int, steps: int | None, first: int = 0) -> None:
     """Reconstruct each pair as the bench does (seed k within a row) and keep what the head sees, in network
-    units (:func:`~napari_cvdm.evaluation.calibrate.network_units_error`)."""
+    units (:func:`~napari_cvdm.evaluation.calibrate.network_units_error`); a simulated set from its pair
+    ``first`` on (its first pairs are the same for every ``n``, so a set can be extended)."""
     model = load_model(MODELS[task])
     pairs = _pairs(task, which, n)
+    if first:
+        if which == "bench":
+            raise SystemExit("--first extends a simulated set (nominal or random), not the bench rows")
+        pairs = pairs[first:]
     rec: dict[str, list] = {k: [] for k in ("label", "planes", "condition", "mean", "variance", "error", "sigma_cal")}
-    start, row_index = time.perf_counter(), {}
+    start, row_index = time.perf_counter(), {which: first}
     for label, image, truth, told in pairs:
         k = row_index.get(label, 0)
         row_index[label] = k + 1
@@ -203,6 +208,7 @@ def main() -> None:
     m.add_argument("--task", choices=list(TASKS), default="phase")
     m.add_argument("--set", choices=["nominal", "random", "bench"], required=True)
     m.add_argument("--n", type=int, required=True, help="pairs (bench: per row)")
+    m.add_argument("--first", type=int, default=0, help="start at this pair of a simulated set (to extend it)")
     m.add_argument("--n-samples", type=int, default=8)
     m.add_argument("--steps", type=int, default=None)
     m.add_argument("--out", type=Path, required=True)
@@ -216,7 +222,7 @@ def main() -> None:
     c.add_argument("--head", type=Path, required=True)
     args = parser.parse_args()
     if args.command == "measure":
-        measure(args.task, args.set, args.n, args.out, args.n_samples, args.steps)
+        measure(args.task, args.set, args.n, args.out, args.n_samples, args.steps, args.first)
     elif args.command == "train":
         train(args.files, args.out, args.steps, args.width)
     else:
