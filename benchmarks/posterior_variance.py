@@ -134,7 +134,13 @@ def measure(task: str, which: str, n: int, out: Path, n_samples: int, steps: int
 LEVELS = (0.5, 0.9, 0.95)
 
 
-def head_inputs(data: np.lib.npyio.NpzFile, k: int) -> tuple[HeadInputs, np.ndarray]:
+def _load(path: Path) -> dict[str, np.ndarray]:
+    """A measured set's arrays, each read once (indexing an ``NpzFile`` reads the whole array every time)."""
+    with np.load(path) as data:
+        return dict(data)
+
+
+def head_inputs(data: dict[str, np.ndarray], k: int) -> tuple[HeadInputs, np.ndarray]:
     """Image ``k`` of a measured set as the head sees it (:func:`_planes_and_condition`), and its error."""
     inputs = HeadInputs(data["planes"][k], data["mean"][k], data["variance"][k], list(data["condition"][k]))
     return inputs, data["error"][k]
@@ -143,7 +149,7 @@ def head_inputs(data: np.lib.npyio.NpzFile, k: int) -> tuple[HeadInputs, np.ndar
 def train(files: list[Path], out: Path, steps: int, width: int) -> None:
     """Fit the head on every measured image but each 4th, which validates (best-NLL weights kept) and gives the
     split-conformal interval multipliers |err|/σ at 50 / 90 / 95 %."""
-    images = [head_inputs(d, k) for d in map(np.load, files) for k in range(len(d["label"]))]
+    images = [head_inputs(d, k) for d in map(_load, files) for k in range(len(d["label"]))]
     valid = images[3::4]
     fit = [x for k, x in enumerate(images) if k % 4 != 3]
     start = time.perf_counter()
@@ -177,7 +183,7 @@ def score(bench: Path, head_file: Path) -> None:
     saved = torch.load(head_file, weights_only=True)
     head = VarianceHead(saved["in_channels"], saved["log_var_channel"], saved["width"])
     head.load_state_dict(saved["state"])
-    data = np.load(bench)
+    data = _load(bench)
     info = load_model(MODELS[str(data["task"])]).info
     cal, _ = select_calibration(info.calibrations, info.sampler.method, info.sampler.eta, info.sampler.steps, None)
     z_cal = {f"{q:g}": interval_multiplier(cal, q) for q in LEVELS}
