@@ -56,9 +56,11 @@ def test_the_nll_is_smallest_at_the_true_variance():
     assert min(values, key=values.get) == 0.25
 
 
-def test_a_head_needs_both_sets_and_a_real_variance_channel():
+def test_a_head_needs_both_sets_a_real_variance_channel_and_one_grid():
     images = _images(2, 5)
     with pytest.raises(ValueError, match="validation"):
         fit_variance_head(images, [])
     with pytest.raises(ValueError, match="log-variance channel 7"):
         VarianceHead(4, 7)
+    with pytest.raises(ValueError, match="onto the output grid"):
+        HeadInputs(np.zeros((2, 16, 16)), np.zeros((32, 32)), np.ones((32, 32))).tensor()

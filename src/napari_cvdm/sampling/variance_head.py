@@ -48,6 +48,11 @@ class HeadInputs:
     def tensor(self) -> torch.Tensor:
         """(1, C + 2 + K, H, W): planes, mean, log raw variance, then each condition as a constant plane."""
         h, w = self.mean.shape
+        if np.shape(self.variance) != (h, w) or np.asarray(self.planes).size % (h * w):
+            raise ValueError(
+                f"the head's inputs do not share one grid: mean {self.mean.shape}, variance "
+                f"{np.shape(self.variance)}, planes {np.shape(self.planes)}; bring the planes onto the output grid"
+            )
         chans = [np.asarray(self.planes, np.float32).reshape(-1, h, w), self.mean[None], _log_var(self.variance)[None]]
         chans += [np.full((1, h, w), c, np.float32) for c in self.condition]
         return torch.from_numpy(np.concatenate(chans).astype(np.float32))[None]
@@ -96,7 +101,7 @@ def gaussian_nll(log_sigma2: torch.Tensor, error: torch.Tensor) -> torch.Tensor:
 
 
 def _augment(x: torch.Tensor, e: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """One of the 8 flips/rotations (the two-shot physics has no preferred direction)."""
+    """One of the 8 flips/rotations (the simulated optics of both tasks have no preferred direction)."""
     if k & 4:
         x, e = x.flip(-1), e.flip(-1)
     return torch.rot90(x, k & 3, (-2, -1)), torch.rot90(e, k & 3, (-2, -1))
@@ -112,7 +117,8 @@ def fit_variance_head(
     width: int = 24,
 ) -> tuple[VarianceHead, dict[str, list[float]]]:
     """Fit a head on (inputs, error of the mean) images; keep the weights of the best validation NLL (checked
-    every 50 steps).  Returns the head and the history of (step, train NLL, validation NLL)."""
+    every 50 steps).  Returns the head and its history: ``step`` and ``valid`` (the validation NLL) every 50
+    steps and at the end, ``train`` (the NLL of the training batch) every 50 steps."""
     if not train or not valid:
         raise ValueError("a variance head needs training and validation images (each at least one)")
     torch.manual_seed(seed)
