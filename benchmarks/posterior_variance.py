@@ -47,8 +47,14 @@ from napari_cvdm.evaluation.calibrate import (
     simulated_calibration_pairs,
     stated_set_up,
 )
-from napari_cvdm.evaluation.metrics import half_width_coverage, std_calibration_ratio
-from napari_cvdm.evaluation.quality import phase_cases, phase_optics_cases, real_cell_pair, spearman, sr_cases
+from napari_cvdm.evaluation.quality import (
+    CALIBRATED_LEVELS,
+    Uncertainty,
+    phase_cases,
+    phase_optics_cases,
+    real_cell_pair,
+    sr_cases,
+)
 from napari_cvdm.inference.reconstruct import reconstruct
 from napari_cvdm.physics import PhaseSimulation, simulate_phase_pair, simulate_sr_pair
 from napari_cvdm.registry import load_model
@@ -131,7 +137,7 @@ def measure(task: str, which: str, n: int, out: Path, n_samples: int, steps: int
     np.savez_compressed(out, **arrays, n_samples=n_samples, task=task)
 
 
-LEVELS = (0.5, 0.9, 0.95)
+LEVELS = CALIBRATED_LEVELS  # the bench's calibrated interval levels
 
 
 def _load(path: Path) -> dict[str, np.ndarray]:
@@ -166,14 +172,18 @@ def train(files: list[Path], out: Path, steps: int, width: int) -> None:
           f"validation NLL {history['valid'][0]:.4f} → {best:.4f}; z {z}")  # fmt: skip
 
 
-def _row_scores(errors, sigmas, z: dict[str, float]) -> dict[str, float]:
-    cover = {q: np.mean([half_width_coverage(e, z[f"{q:g}"] * s) for e, s in zip(errors, sigmas, strict=True)])
-             for q in LEVELS}  # fmt: skip
+def _row_scores(errors, variances, sigmas, z: dict[str, float], n_samples: int) -> dict[str, float]:
+    """A bench row's calibrated scores of one σ, as ``napari-cvdm bench`` scores σ_cal (its ``Uncertainty``), with
+    intervals z_q·σ; and the Gaussian NLL per pixel (constant left out)."""
+    row = Uncertainty(n_samples)
+    for e, v, s in zip(errors, variances, sigmas, strict=True):
+        row.add(e, v, s, {q: z[f"{q:g}"] * s for q in LEVELS})
+    nll = [np.mean(np.log(s) + 0.5 * (e / s) ** 2) for e, s in zip(errors, sigmas, strict=True)]
     return {
-        "err2/σ²": float(np.mean([std_calibration_ratio(e, s) for e, s in zip(errors, sigmas, strict=True)])),
-        **{f"cov{int(q * 100)}": float(c) for q, c in cover.items()},
-        "spearman": float(np.nanmean([spearman(s, np.abs(e)) for e, s in zip(errors, sigmas, strict=True)])),
-        "nll": float(np.mean([np.mean(np.log(s) + 0.5 * (e / s) ** 2) for e, s in zip(errors, sigmas, strict=True)])),
+        "err2/σ²": float(np.mean(row.cal_ratio)),
+        **{f"cov{int(q * 100)}": float(np.mean(row.cal_coverage[q])) for q in LEVELS},
+        "spearman": float(np.nanmean(row.cal_spearman)),
+        "nll": float(np.mean(nll)),
     }
 
 
@@ -192,10 +202,12 @@ def score(bench: Path, head_file: Path) -> None:
     table = {}
     for label in labels:
         ks = [k for k, lab in enumerate(data["label"]) if lab == label]
-        errors = [data["error"][k] for k in ks]
+        errors, variances, n = [data["error"][k] for k in ks], [data["variance"][k] for k in ks], int(data["n_samples"])
         table[label] = {
-            "shipped σ_cal": _row_scores(errors, [data["sigma_cal"][k] for k in ks], z_cal),
-            "head σ": _row_scores(errors, [predict_std(head, head_inputs(data, k)[0]) for k in ks], z_head),
+            "shipped σ_cal": _row_scores(errors, variances, [data["sigma_cal"][k] for k in ks], z_cal, n),
+            "head σ": _row_scores(
+                errors, variances, [predict_std(head, head_inputs(data, k)[0]) for k in ks], z_head, n
+            ),
         }
     for name in ("shipped σ_cal", "head σ"):
         print(f"\n{name}")
