@@ -165,9 +165,7 @@ def _fit_map(raw_std: np.ndarray, err: np.ndarray, n_samples: int, n_bins: int) 
     return np.array(keep_k), np.sqrt(np.maximum(np.maximum.accumulate(keep_v), floor))
 
 
-def _choose_score(
-    tried: list[tuple[Score, tuple[float, float], np.ndarray, list[np.ndarray]]], sizes: list[int]
-) -> tuple[Score, tuple[float, float], np.ndarray, list[np.ndarray]]:
+def _choose_score(tried: list[tuple[Score, tuple[float, float]]], sizes: list[int]) -> Score:
     """The best raw-spread score by pooled out-of-half NLL, replaced by the best blend only when that blend gains
     more than ``FEATURE_MIN_GAIN`` nats per pixel on *each* half's images: a gain one half does not confirm is noise
     of a small calibration set, not a property of the model."""
@@ -179,7 +177,7 @@ def _choose_score(
     confirmed = [
         t for t in tried if t[0].blended and all(b < a - FEATURE_MIN_GAIN for a, b in zip(spread[1], t[1], strict=True))
     ]
-    return min(confirmed, key=lambda t: pooled(t[1])) if confirmed else spread
+    return (min(confirmed, key=lambda t: pooled(t[1])) if confirmed else spread)[0]
 
 
 def conformal_quantile(scores: np.ndarray, level: float) -> float:
@@ -264,29 +262,38 @@ def fit_calibration(
             interval_z={"0.9": 1.645}, n_images=len(errors), n_pixels=sum(sizes), data=data,
         )  # fmt: skip
 
-    # per score: (NLL per pixel of each half's images under the other half's map, its out-of-half |err|/std, u)
-    tried: list[tuple[Score, tuple[float, float], np.ndarray, list[np.ndarray]]] = []
+    def held_out(u: list[np.ndarray], score: Score) -> tuple[tuple[float, float], np.ndarray]:
+        """NLL per pixel of each half's images under the other half's map of score ``u``, and their |err|/std."""
+        per_half, ratios = [], []
+        for fit_half, test_half in (halves, halves[::-1]):
+            provisional = fitted(fit_half, u, score)
+            std = _map_score(provisional, np.concatenate([u[i] for i in test_half])) * error_std_factor(n_samples)
+            err = np.concatenate([errs[i] for i in test_half])
+            per_half.append(float(np.mean(np.log(std) + 0.5 * np.square(err / std))))
+            ratios.append(np.abs(err) / std)
+        return (per_half[0], per_half[1]), np.concatenate(ratios)
+
+    def score_maps(score: Score, spread: list[np.ndarray]) -> list[np.ndarray]:
+        if not score.blended:
+            return spread
+        return [score.combine(s, f) for s, f in zip(spread, features[score.feature, score.width_px], strict=True)]
+
+    # every score's out-of-half NLL per pixel; only the chosen score's maps are kept (each score's maps and ratios
+    # cost 16 bytes per pixel, and the candidates number over a hundred)
+    tried: list[tuple[Score, tuple[float, float]]] = []
     for smoothing in smoothing_candidates:
         spread = [Score(float(smoothing)).spread(v).ravel() for v in raw_variances]
         for feature, weight, px in blends:
+            score = Score(float(smoothing))
             if weight > 0:
                 score = Score(float(smoothing), feature, float(weight), float(px), clip if feature == "border" else 0.0)  # type: ignore[arg-type]
-                u = [score.combine(s, f) for s, f in zip(spread, features[feature, px], strict=True)]
-            else:
-                score, u = Score(float(smoothing)), spread
-            per_half, out_of_half = [], []
-            for fit_half, test_half in (halves, halves[::-1]):
-                provisional = fitted(fit_half, u, score)
-                std = _map_score(provisional, np.concatenate([u[i] for i in test_half])) * error_std_factor(n_samples)
-                err = np.concatenate([errs[i] for i in test_half])
-                per_half.append(float(np.mean(np.log(std) + 0.5 * np.square(err / std))))
-                out_of_half.append(np.abs(err) / std)
-            nll = sum(n * size for n, size in zip(per_half, sizes[::-1], strict=True)) / sum(sizes)
+            nll, _ = held_out(score_maps(score, spread), score)
             if report is not None:
-                report.append((score, nll))
-            tried.append((score, (per_half[0], per_half[1]), np.concatenate(out_of_half), u))
-    best = _choose_score(tried, sizes)
-    chosen, _, out_of_half, u = best
+                report.append((score, (nll[0] * sizes[1] + nll[1] * sizes[0]) / sum(sizes)))
+            tried.append((score, nll))
+    chosen = _choose_score(tried, sizes)
+    u = score_maps(chosen, [Score(chosen.smoothing_px).spread(v).ravel() for v in raw_variances])
+    _, out_of_half = held_out(u, chosen)
     calibration = fitted(range(len(errors)), u, chosen)
     calibration.interval_z = {f"{q:g}": conformal_quantile(out_of_half, q) for q in INTERVAL_LEVELS}
     return calibration
