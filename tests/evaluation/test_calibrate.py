@@ -127,6 +127,35 @@ def test_cli_calibrates_on_the_users_validation_pairs(tmp_path, capsys):
     assert "give both --inputs and --targets" in capsys.readouterr().err
 
 
+def test_cli_keeps_the_measured_reconstructions_when_the_fit_fails(tmp_path, capsys, monkeypatch):
+    import napari_cvdm.evaluation.calibrate as job
+
+    paths = save_tiny_models(tmp_path)
+    inputs, targets = tmp_path / "in", tmp_path / "tg"
+    inputs.mkdir()
+    targets.mkdir()
+    for k, (image, truth) in enumerate(_tiny_pairs()):
+        tifffile.imwrite(inputs / f"p{k}.tif", image.astype(np.float32))
+        tifffile.imwrite(targets / f"p{k}.tif", truth.astype(np.float32))
+
+    def out_of_memory(*args, **kwargs):
+        raise MemoryError("the fit ran out of memory")
+
+    monkeypatch.setattr(job, "fit_measured", out_of_memory)
+    saved, out = tmp_path / "m.npz", tmp_path / "c.cvdm"
+    args = ["calibrate", "--model", str(paths["tiny-sr"]), "-o", str(out), "--steps", "2", "--n-samples", "2",
+            "--inputs", str(inputs), "--targets", str(targets), "--save-measurements", str(saved), "-q"]  # fmt: skip
+    with pytest.raises(MemoryError):
+        main(args)
+    assert not out.exists()  # no half-written model file
+    with np.load(saved) as data:
+        variances = [k for k in data.files if k.endswith("/variances")]
+        assert len(variances) == 1 and data[variances[0]].shape[0] == len(_tiny_pairs())
+    monkeypatch.undo()
+    refit = ["calibrate", "--model", str(paths["tiny-sr"]), "-o", str(out), "--from-measurements", str(saved), "-q"]
+    assert main(refit) == 0 and load_model_file(out).info.calibrations[0].steps == 2
+
+
 def test_cli_refuses_too_few_pairs_with_the_reason(tmp_path, capsys):
     paths = save_tiny_models(tmp_path)
     inputs, targets = tmp_path / "in", tmp_path / "tg"

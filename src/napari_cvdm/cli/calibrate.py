@@ -61,11 +61,13 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
             by_condition=not args.no_bins, measurements=measured, psf_fwhm_px=held_out.psf_fwhm_px,
             stated_optics=held_out.stated_optics,
         )  # fmt: skip
-        calibrations = drive(job, show)
-        if not args.quiet:
-            sys.stderr.write("\n")
-        if args.save_measurements:
-            save_measurements(Path(args.save_measurements), measured, about, model.info.name)
+        try:
+            calibrations = drive(job, show)
+        finally:  # each setting's reconstructions are kept even when its fit (or a later setting) fails
+            if not args.quiet:
+                sys.stderr.write("\n")
+            if args.save_measurements and measured:
+                save_measurements(Path(args.save_measurements), measured, about, model.info.name)
     save_model(output, model.network, with_calibrations(model.info, calibrations))
     for c in calibrations:
         ratio = c.calibrated_std[len(c.calibrated_std) // 2] / c.raw_std[len(c.raw_std) // 2]
@@ -178,7 +180,8 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--save-measurements",
-        help="also write the per-image raw variances, errors, means (network units) and noise estimates to this .npz",
+        help="also write the per-image raw variances, errors, means (network units) and noise estimates to this .npz "
+        "(written even when a fit fails, so --from-measurements can refit without reconstructing again)",
     )
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("-q", "--quiet", action="store_true")
