@@ -312,6 +312,27 @@ def test_calibrated_columns_are_computed_from_the_calibrated_std_and_intervals()
     assert plain.reliability("y")["calibrated"] is None
 
 
+def test_a_row_of_several_images_gives_its_calibration_bars_with_their_standard_error_over_the_images():
+    from napari_cvdm.evaluation.quality import Uncertainty
+
+    rng = np.random.default_rng(1)
+    sigma = np.ones((32, 32))
+    row = Uncertainty(8)
+    scales = (0.5, 1.0, 2.0)  # three images whose errors are 0.5, 1 and 2× the calibrated std
+    for scale in scales:
+        error = scale * rng.standard_normal((32, 32))
+        row.add(error, sigma**2, sigma, {0.5: 0.674 * sigma, 0.9: 1.645 * sigma, 0.95: 1.96 * sigma})
+    ratio, cov50, cov90 = row.cells()[5:8]
+    per_image = np.array(row.cal_ratio)
+    mean, se = (float(x) for x in ratio.split(" ± "))
+    assert mean == pytest.approx(per_image.mean(), abs=0.006)
+    assert se == pytest.approx(per_image.std(ddof=1) / np.sqrt(3), abs=0.006)  # ≈ (0.25, 1, 4) spread: ≈ 1.17
+    assert se > 0.5  # three images this different measure the bar only roughly, and the cell says so
+    coverage = np.array(row.cal_coverage[0.9])
+    assert cov90 == f"{coverage.mean():.2f} ± {coverage.std(ddof=1) / np.sqrt(3):.2f}"
+    assert " ± " in cov50
+
+
 def test_the_other_levels_of_a_noise_conditioned_phase_model_come_from_the_bin_of_the_input_s_noise():
     from napari_cvdm.evaluation.quality import calibrated_interval
 
