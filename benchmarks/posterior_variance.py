@@ -116,11 +116,13 @@ def measure(task: str, which: str, n: int, out: Path, n_samples: int, steps: int
         if which == "bench":
             raise SystemExit("--first extends a simulated set (nominal or random), not the bench rows")
         pairs = pairs[first:]
-    rec: dict[str, list] = {k: [] for k in ("label", "planes", "condition", "mean", "variance", "error", "sigma_cal")}
+    keys = ("label", "index", "planes", "condition", "mean", "variance", "error", "sigma_cal")
+    rec: dict[str, list] = {k: [] for k in keys}
     start, row_index = time.perf_counter(), {which: first}
     for label, image, truth, told in pairs:
         k = row_index.get(label, 0)
         row_index[label] = k + 1
+        rec["index"].append(k)  # the pair's place in its set or row (simulated sets take their sources in turn)
         result = reconstruct(model, image, n_samples=n_samples, steps=steps, seed=k, device="cpu", **told)
         variance, err = network_units_error(result, image, truth, model.info)
         planes, condition = _planes_and_condition(task, image, told, model.info)
@@ -133,7 +135,7 @@ def measure(task: str, which: str, n: int, out: Path, n_samples: int, steps: int
         rec["sigma_cal"].append((result.calibrated_std / network_scale(image, model.info)).astype(np.float32))
         print(f"{which}: {len(rec['label'])}/{len(pairs)} {time.perf_counter() - start:.0f} s", flush=True)
     out.parent.mkdir(parents=True, exist_ok=True)
-    arrays = {k: np.asarray(v, np.float32 if k != "label" else None) for k, v in rec.items()}
+    arrays = {k: np.asarray(v, {"label": None, "index": np.int64}.get(k, np.float32)) for k, v in rec.items()}
     np.savez_compressed(out, **arrays, n_samples=n_samples, task=task)
 
 
