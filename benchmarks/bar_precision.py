@@ -18,11 +18,20 @@ Reads the sets of ``benchmarks/posterior_variance.py measure`` (the commands are
 
     python benchmarks/bar_precision.py runs/pv/nominal.npz runs/pv/nominal_more.npz --n 4 16
     python benchmarks/bar_precision.py runs/pv/sr_nominal.npz --n 4 16
+
+``--by-setup`` (phase sets of randomised set-ups, whose reconstructions were told them): err²/σ_cal² pooled over
+the images by the stated λ·d/p² as a factor of the model's, per file, and the held-out negative log-likelihood of
+calibrations per quantile bin of that factor against one pooled calibration (``fit_binned_calibrations``, the
+raw variance smoothed over the shipped calibration's width; the product has no such condition, so the bins' ranges
+are carried in the ``psf_factor`` field here, which only names them)::
+
+    OMP_NUM_THREADS=2 python benchmarks/bar_precision.py runs/pv/random.npz runs/pv/random_more.npz --by-setup
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -31,10 +40,11 @@ from napari_cvdm.evaluation.quality import Uncertainty
 from napari_cvdm.physics import STRUCTURES
 from napari_cvdm.registry import load_model
 from napari_cvdm.sampling.calibration import interval_multiplier
-from napari_cvdm.sampling.calibration_bins import select_calibration
+from napari_cvdm.sampling.calibration_bins import fit_binned_calibrations, select_calibration
 
 MODELS = {"phase": "cvdm-phase-twoshot", "sr": "cvdm-sr-widefield"}
 RATIO_BAR, COVERAGE_BAR = (0.8, 1.3), (0.85, 0.95)
+SETUP_EDGES = (0.5, 0.7, 0.9, 1.1, 1.4, 2.0)  # λ·d/p² over the model's: the randomised range in five bins
 
 
 def source_of(task: str, label: str, index: int) -> str:
@@ -86,11 +96,47 @@ def row_precision(values: np.ndarray, n: int, draws: int = 20_000, seed: int = 0
     }
 
 
+def by_setup(files: list[Path]) -> None:
+    """err²/σ_cal² pooled by stated set-up factor per file, and the held-out NLL of calibrations binned by it."""
+    info = load_model(MODELS["phase"]).info
+    cal, _ = select_calibration(info.calibrations, info.sampler.method, info.sampler.eta, info.sampler.steps, None)
+    if cal is None:
+        raise SystemExit(f"{info.name} holds no calibration for its default sampler")
+    variances, errors, factors = [], [], []
+    print("| file | " + " | ".join(f"{a:g}–{b:g}×" for a, b in itertools.pairwise(SETUP_EDGES)) + " |")
+    print("|---|" + "---|" * (len(SETUP_EDGES) - 1))
+    for path in files:
+        with np.load(path) as data:
+            if str(data["task"]) != "phase":
+                raise SystemExit("--by-setup reads phase sets")
+            factor = np.exp(data["condition"][:, 0])
+            err2 = np.square(data["error"]).mean(axis=(1, 2))
+            sigma2 = np.square(data["sigma_cal"]).mean(axis=(1, 2))
+            variances += list(data["variance"].astype(np.float64))
+            errors += list(data["error"].astype(np.float64))
+        factors += factor.tolist()
+        cells = []
+        for a, b in itertools.pairwise(SETUP_EDGES):
+            inside = (factor >= a) & (factor < b)
+            cells.append(f"{err2[inside].sum() / sigma2[inside].sum():.2f} ({inside.sum()})" if inside.any() else "–")
+        print(f"| {path.name} | {' | '.join(cells)} |")
+    report: list[tuple[int, float]] = []
+    fit_binned_calibrations(
+        variances, errors, factors, "psf_factor", cal.n_samples, cal.method, cal.eta, cal.steps,
+        smoothing_candidates=(cal.smoothing_px,), feature_candidates=(), report=report,
+    )  # fmt: skip
+    print("held-out NLL per pixel by number of set-up bins: " + ", ".join(f"{c}: {v:.3f}" for c, v in report))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("files", nargs="+", type=Path, help="sets of posterior_variance.py measure (one task)")
     parser.add_argument("--n", type=int, nargs="+", default=[4, 16], help="images per row")
+    parser.add_argument("--by-setup", action="store_true", help="phase, randomised set-ups: by stated λ·d/p²")
     args = parser.parse_args()
+    if args.by_setup:
+        by_setup(args.files)
+        return
     task, scores = per_image_scores(args.files)
     print(f"{MODELS[task]}, shipped calibration; rows of n images drawn with replacement from each source\n")
     head = " | ".join(f"n = {n}: sd ratio / coverage, P(in bar) ratio / coverage" for n in args.n)
