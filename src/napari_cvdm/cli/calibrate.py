@@ -35,6 +35,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from ..evaluation.calibrate import SamplerSetting, iter_calibrate, with_calibrations
     from ..model.files import save_model
     from ..registry import load_model
+    from ..sampling.calibration import CalibrationError
 
     output = Path(args.output)
     if output.exists() and not args.overwrite:
@@ -63,6 +64,18 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         )  # fmt: skip
         try:
             calibrations = drive(job, show)
+        except MemoryError as err:
+            kept = (
+                f"the reconstructions are saved in {args.save_measurements}: refit them with --from-measurements "
+                f"{args.save_measurements} on a machine with more memory"
+                if args.save_measurements and measured
+                else "pass --save-measurements FILE to keep the reconstructions for a refit"
+            )
+            pixels = sum(e.size for m in measured for e in m["errors"])
+            raise CalibrationError(
+                f"ran out of memory fitting the calibration on {pixels:,} pixels (about 110 bytes each); {kept}, or "
+                "calibrate on fewer or smaller pairs"
+            ) from err
         finally:  # each setting's reconstructions are kept even when its fit (or a later setting) fails
             if not args.quiet:
                 sys.stderr.write("\n")
