@@ -41,8 +41,8 @@ REGISTRY: dict[str, RegisteredModel] = {
         "7f20221e7d3e08396b9f41166e00a9489577735a4ad15cdc5db02a815b2f5088",
         "widefield → SIM super-resolution (2× finer grid), trained on simulated BioSR-like pairs",
         task="super-resolution",
-    ),  # 9.2 MB, v3 weights (8000 steps + 4000 + 6000 with cosine decays, LD3 grids), calibrated at 3, 5, 7, 10, 20 steps,
-    # stated range PSF width 0.95–1.05× (measured, benchmarks/optics_tolerance.py)
+    ),  # 9.2 MB, v3 weights (8000 steps + 4000 + 6000 with cosine decays, LD3 grids), calibrated at 3, 5, 7, 10 and
+    # 20 steps, stated range PSF width 0.95–1.05× (measured, benchmarks/optics_tolerance.py)
     "cvdm-phase-twoshot": RegisteredModel(
         "cvdm-phase-twoshot",
         "cvdm-phase-twoshot.cvdm",
