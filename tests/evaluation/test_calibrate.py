@@ -106,14 +106,20 @@ def test_calibration_can_be_cancelled():
     assert len(calls) == 3
 
 
-def test_cli_calibrates_on_the_users_validation_pairs(tmp_path, capsys):
-    paths = save_tiny_models(tmp_path)
+def _pair_folders(tmp_path, pairs):
+    """Folders of input and target TIFFs with matching names, as a user gives validation pairs."""
     inputs, targets = tmp_path / "in", tmp_path / "tg"
     inputs.mkdir()
     targets.mkdir()
-    for k, (image, truth) in enumerate(_tiny_pairs()):
+    for k, (image, truth) in enumerate(pairs):
         tifffile.imwrite(inputs / f"p{k}.tif", image.astype(np.float32))
         tifffile.imwrite(targets / f"p{k}.tif", truth.astype(np.float32))
+    return inputs, targets
+
+
+def test_cli_calibrates_on_the_users_validation_pairs(tmp_path, capsys):
+    paths = save_tiny_models(tmp_path)
+    inputs, targets = _pair_folders(tmp_path, _tiny_pairs())
     out = tmp_path / "cal.cvdm"
     args = ["calibrate", "--model", str(paths["tiny-sr"]), "-o", str(out), "--steps", "2", "--n-samples", "2"]
     assert main([*args, "--inputs", str(inputs), "--targets", str(targets), "-q"]) == 0
@@ -131,12 +137,7 @@ def test_cli_keeps_the_measured_reconstructions_when_the_fit_fails(tmp_path, cap
     import napari_cvdm.evaluation.calibrate as job
 
     paths = save_tiny_models(tmp_path)
-    inputs, targets = tmp_path / "in", tmp_path / "tg"
-    inputs.mkdir()
-    targets.mkdir()
-    for k, (image, truth) in enumerate(_tiny_pairs()):
-        tifffile.imwrite(inputs / f"p{k}.tif", image.astype(np.float32))
-        tifffile.imwrite(targets / f"p{k}.tif", truth.astype(np.float32))
+    inputs, targets = _pair_folders(tmp_path, _tiny_pairs())
 
     def out_of_memory(*args, **kwargs):
         raise MemoryError("the fit ran out of memory")
