@@ -140,14 +140,15 @@ def main() -> None:
     task, scores = per_image_scores(args.files)
     print(f"{MODELS[task]}, shipped calibration; rows of n images drawn with replacement from each source\n")
     head = " | ".join(f"n = {n}: sd ratio / coverage, P(in bar) ratio / coverage" for n in args.n)
-    print(f"| source | images | err²/σ_cal² | cal. 90 % coverage | {head} |")
+    print(f"| source | images | err²/σ_cal² (5–95 % of images) | cal. 90 % coverage | {head} |")
     print("|---|---|---|---|" + "---|" * len(args.n))
     for key, values in sorted(scores.items()):
         cells = []
         for n in args.n:
             p = row_precision(values, n)
             cells.append(f"{p['ratio_sd']:.2f} / {p['coverage_sd']:.3f}, {p['p_ratio']:.2f} / {p['p_coverage']:.2f}")
-        means = f"{values[:, 0].mean():.2f} | {values[:, 1].mean():.3f}"
+        low, high = np.quantile(values[:, 0], [0.05, 0.95])
+        means = f"{values[:, 0].mean():.2f} ({low:.2f}–{high:.2f}) | {values[:, 1].mean():.3f}"
         print(f"| {key} | {len(values)} | {means} | {' | '.join(cells)} |")
 
 
