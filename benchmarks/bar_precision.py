@@ -4,8 +4,9 @@
 the calibrated interval coverage; issue #16's bars ask 0.8–1.3 and 85–95 % of every row.  One image's pixels
 share one draw of its error field (for phase a smooth, low-frequency field), so a row's precision is set by its
 number of images, not its pixels.  This script measures that precision on simulated sets like the calibration
-pairs — each image scored by the bench's own :class:`~napari_cvdm.evaluation.quality.Uncertainty` under the shipped
-calibrated std and the shipped interval multipliers — and draws rows of n images from them with replacement:
+pairs — each image scored by the bench's own
+:class:`~napari_cvdm.evaluation.uncertainty_scores.Uncertainty` under the shipped calibrated std and the shipped
+interval multipliers — and draws rows of n images from them with replacement:
 
 * the set's own values (mean over all its images per source): how well the shipped calibration holds on data like
   its calibration data, measured on many images;
@@ -36,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_cvdm.evaluation.quality import Uncertainty
+from napari_cvdm.evaluation.uncertainty_scores import Uncertainty
 from napari_cvdm.physics import STRUCTURES
 from napari_cvdm.registry import load_model
 from napari_cvdm.sampling.calibration import interval_multiplier

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from napari_cvdm.cli.calibrate import load_measurements
-from napari_cvdm.evaluation.quality import spearman
+from napari_cvdm.evaluation.metrics import spearman
 from napari_cvdm.sampling.calibration import FEATURE_MIN_GAIN, error_std_factor, fit_calibration, posterior_std
 from napari_cvdm.sampling.calibration_bins import BIN_MIN_GAIN, CONDITIONS, fit_binned_calibrations
 from napari_cvdm.sampling.calibration_score import edge_distance, local_structure

@@ -47,7 +47,8 @@ from napari_cvdm import load_model
 from napari_cvdm._runtime import drive
 from napari_cvdm.evaluation.calibrate import network_scale, network_units_error
 from napari_cvdm.evaluation.metrics import half_width_coverage, mae, ms_ssim, psnr, std_calibration_ratio
-from napari_cvdm.evaluation.quality import calibrated_interval, held_out_rngs, sr_microscope
+from napari_cvdm.evaluation.quality import held_out_rngs, sr_microscope
+from napari_cvdm.evaluation.uncertainty_scores import calibrated_interval
 from napari_cvdm.inference.optics import OpticsMismatch, plan_optics
 from napari_cvdm.inference.reconstruct import Reconstruction, iter_reconstruct
 from napari_cvdm.model.files import TrainedModel

@@ -47,14 +47,8 @@ from napari_cvdm.evaluation.calibrate import (
     simulated_calibration_pairs,
     stated_set_up,
 )
-from napari_cvdm.evaluation.quality import (
-    CALIBRATED_LEVELS,
-    Uncertainty,
-    phase_cases,
-    phase_optics_cases,
-    real_cell_pair,
-    sr_cases,
-)
+from napari_cvdm.evaluation.quality import phase_cases, phase_optics_cases, real_cell_pair, sr_cases
+from napari_cvdm.evaluation.uncertainty_scores import CALIBRATED_LEVELS, Uncertainty
 from napari_cvdm.inference.reconstruct import reconstruct
 from napari_cvdm.physics import PhaseSimulation, simulate_phase_pair, simulate_sr_pair
 from napari_cvdm.registry import load_model

@@ -37,7 +37,8 @@ from napari_cvdm.evaluation.calibrate import (
     simulated_calibration_pairs,
     with_calibrations,
 )
-from napari_cvdm.evaluation.quality import TEST_SEED_SR, held_out_rngs, phase_cases, spearman
+from napari_cvdm.evaluation.metrics import spearman
+from napari_cvdm.evaluation.quality import TEST_SEED_SR, held_out_rngs, phase_cases
 from napari_cvdm.inference.reconstruct import reconstruct
 from napari_cvdm.model.files import TrainedModel
 from napari_cvdm.physics import STRUCTURES, SRSimulation, simulate_phase_pair, simulate_sr_pair

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from napari_cvdm.evaluation.quality import TEST_SEED_SR, held_out_rngs, phase_cases, real_cell_pair, spearman
+from napari_cvdm.evaluation.metrics import spearman
+from napari_cvdm.evaluation.quality import TEST_SEED_SR, held_out_rngs, phase_cases, real_cell_pair
 from napari_cvdm.evaluation.speed import speed_benchmark
 from napari_cvdm.physics import STRUCTURES, PhaseSimulation, SRSimulation, simulate_phase_pair, simulate_sr_pair
 from napari_cvdm.training.presets import simulate_pairs
@@ -128,7 +129,8 @@ def test_table_cells_with_pipes_do_not_split_columns():
 
 
 def test_sr_table_has_both_resolutions_for_every_method(tiny_sr_model):
-    from napari_cvdm.evaluation.quality import CALIBRATED_HEADER, NOT_CALIBRATED, sr_benchmark
+    from napari_cvdm.evaluation.quality import sr_benchmark
+    from napari_cvdm.evaluation.uncertainty_scores import CALIBRATED_HEADER, NOT_CALIBRATED
 
     table = sr_benchmark(tiny_sr_model, n=1, n_samples=2, steps=2, log=lambda _: None)
     assert len(table.rows) == 6 * 4  # bicubic, RL, CVDM, truth per family and per held-out microscope
@@ -270,7 +272,12 @@ def _calibration(**z):
 
 
 def test_calibrated_columns_are_computed_from_the_calibrated_std_and_intervals():
-    from napari_cvdm.evaluation.quality import CALIBRATED_HEADER, NOT_CALIBRATED, Uncertainty, calibrated_interval
+    from napari_cvdm.evaluation.uncertainty_scores import (
+        CALIBRATED_HEADER,
+        NOT_CALIBRATED,
+        Uncertainty,
+        calibrated_interval,
+    )
 
     rng = np.random.default_rng(0)
     sigma = rng.uniform(0.5, 2.0, (64, 64))
@@ -313,14 +320,14 @@ def test_calibrated_columns_are_computed_from_the_calibrated_std_and_intervals()
 
 
 def test_a_row_of_several_images_gives_its_calibration_bars_with_their_standard_error_over_the_images():
-    from napari_cvdm.evaluation.quality import Uncertainty
+    from napari_cvdm.evaluation.uncertainty_scores import Uncertainty
 
     rng = np.random.default_rng(1)
-    sigma = np.ones((32, 32))
+    sigma = rng.uniform(0.5, 2.0, (32, 32))
     row = Uncertainty(8)
     scales = (0.5, 1.0, 2.0)  # three images whose errors are 0.5, 1 and 2× the calibrated std
     for scale in scales:
-        error = scale * rng.standard_normal((32, 32))
+        error = scale * sigma * rng.standard_normal((32, 32))
         row.add(error, sigma**2, sigma, {0.5: 0.674 * sigma, 0.9: 1.645 * sigma, 0.95: 1.96 * sigma})
     ratio, cov50, cov90 = row.cells()[5:8]
     per_image = np.array(row.cal_ratio)
@@ -334,7 +341,7 @@ def test_a_row_of_several_images_gives_its_calibration_bars_with_their_standard_
 
 
 def test_the_other_levels_of_a_noise_conditioned_phase_model_come_from_the_bin_of_the_input_s_noise():
-    from napari_cvdm.evaluation.quality import calibrated_interval
+    from napari_cvdm.evaluation.uncertainty_scores import calibrated_interval
 
     pooled = _calibration()
     quiet = _calibration(**{"0.5": 0.5, "0.9": 1.6, "0.95": 1.8}).model_copy(update={"noise_xi": (0.0, 0.05)})

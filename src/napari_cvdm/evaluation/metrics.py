@@ -404,3 +404,12 @@ def frc_resolution(pred: np.ndarray, truth: np.ndarray, pixel_nm: float, thresho
     f0, f1 = frc[k - 1], frc[k]
     ring_at = k - 1 + (f0 - threshold) / (f0 - f1) if f0 > f1 else float(k)
     return pixel_nm * n / max(ring_at, 1e-9)
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman rank correlation of two maps; NaN (undefined) when either is constant."""
+    from scipy.stats import spearmanr
+
+    if np.ptp(a) == 0 or np.ptp(b) == 0:
+        return float("nan")
+    return float(spearmanr(a.ravel(), b.ravel()).statistic)

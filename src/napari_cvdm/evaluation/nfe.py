@@ -24,8 +24,8 @@ import numpy as np
 from ..inference.reconstruct import reconstruct
 from ..model.files import TrainedModel
 from ..physics import STRUCTURES, PhaseSimulation, SRSimulation, simulate_phase_pair, simulate_sr_pair
-from .metrics import calibration_ratio, mae, ms_ssim
-from .quality import TEST_SEED_PHASE, TEST_SEED_SR, held_out_rngs, real_cell_pair, spearman
+from .metrics import calibration_ratio, mae, ms_ssim, spearman
+from .quality import TEST_SEED_PHASE, TEST_SEED_SR, held_out_rngs, real_cell_pair
 from .report import Table
 
 NFES = (5, 10, 20, 50, 100, 200)

@@ -23,7 +23,7 @@ class Table:
     rows: list[list[str]] = field(default_factory=list)
     examples: list[Example] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-    reliability: list[dict] = field(default_factory=list)  # reliability-diagram bins per row (quality.Uncertainty)
+    reliability: list[dict] = field(default_factory=list)  # reliability-diagram bins per row (Uncertainty.reliability)
 
     def markdown(self) -> str:
         header = [cell.replace("|", "\\|") for cell in self.header]  # e.g. |err| must not split a column
