@@ -36,14 +36,13 @@ import itertools
 from pathlib import Path
 
 import numpy as np
+from posterior_variance import MODELS, shipped_calibration
 
 from napari_cvdm.evaluation.uncertainty_scores import Uncertainty
 from napari_cvdm.physics import STRUCTURES
-from napari_cvdm.registry import load_model
 from napari_cvdm.sampling.calibration import interval_multiplier
-from napari_cvdm.sampling.calibration_bins import fit_binned_calibrations, select_calibration
+from napari_cvdm.sampling.calibration_bins import fit_binned_calibrations
 
-MODELS = {"phase": "cvdm-phase-twoshot", "sr": "cvdm-sr-widefield"}
 RATIO_BAR, COVERAGE_BAR = (0.8, 1.3), (0.85, 0.95)
 SETUP_EDGES = (0.5, 0.7, 0.9, 1.1, 1.4, 2.0)  # λ·d/p² over the model's: the randomised range in five bins
 
@@ -65,11 +64,7 @@ def per_image_scores(files: list[Path]) -> tuple[str, dict[str, np.ndarray]]:
         with np.load(path) as data:
             sets.append({k: data[k] for k in ("task", "label", "index", "error", "variance", "sigma_cal", "n_samples")})
     task = str(sets[0]["task"])
-    info = load_model(MODELS[task]).info
-    cal, _ = select_calibration(info.calibrations, info.sampler.method, info.sampler.eta, info.sampler.steps, None)
-    if cal is None:
-        raise SystemExit(f"{info.name} holds no calibration for its default sampler")
-    z90 = interval_multiplier(cal, 0.9)
+    z90 = interval_multiplier(shipped_calibration(task), 0.9)
     scores: dict[str, list[tuple[float, float]]] = {}
     for data in sets:
         if str(data["task"]) != task:
@@ -99,10 +94,7 @@ def row_precision(values: np.ndarray, n: int, draws: int = 20_000, seed: int = 0
 
 def by_setup(files: list[Path]) -> None:
     """err²/σ_cal² pooled by stated set-up factor per file, and the held-out NLL of calibrations binned by it."""
-    info = load_model(MODELS["phase"]).info
-    cal, _ = select_calibration(info.calibrations, info.sampler.method, info.sampler.eta, info.sampler.steps, None)
-    if cal is None:
-        raise SystemExit(f"{info.name} holds no calibration for its default sampler")
+    cal = shipped_calibration("phase")
     variances, errors, factors = [], [], []
     print("| file | " + " | ".join(f"{a:g}–{b:g}×" for a, b in itertools.pairwise(SETUP_EDGES)) + " |")
     print("|---|" + "---|" * (len(SETUP_EDGES) - 1))

@@ -50,6 +50,7 @@ from napari_cvdm.evaluation.calibrate import (
 from napari_cvdm.evaluation.quality import phase_cases, phase_optics_cases, real_cell_pair, sr_cases
 from napari_cvdm.evaluation.uncertainty_scores import CALIBRATED_LEVELS, Uncertainty
 from napari_cvdm.inference.reconstruct import reconstruct
+from napari_cvdm.model.metadata import Calibration
 from napari_cvdm.physics import PhaseSimulation, simulate_phase_pair, simulate_sr_pair
 from napari_cvdm.registry import load_model
 from napari_cvdm.sampling.calibration import interval_multiplier
@@ -183,6 +184,15 @@ def _row_scores(errors, variances, sigmas, z: dict[str, float], n_samples: int) 
     }
 
 
+def shipped_calibration(task: str) -> Calibration:
+    """The pooled calibration the task's bundled model applies at its default sampler (no condition known)."""
+    info = load_model(MODELS[task]).info
+    cal, _ = select_calibration(info.calibrations, info.sampler.method, info.sampler.eta, info.sampler.steps, None)
+    if cal is None:
+        raise SystemExit(f"{info.name} holds no calibration for its default sampler")
+    return cal
+
+
 def score(bench: Path, head_file: Path) -> None:
     """Per bench row: err²/σ², calibrated 50/90/95 % coverage, Spearman(σ, |err|) and NLL of the shipped
     calibrated std and of the head's."""
@@ -190,8 +200,7 @@ def score(bench: Path, head_file: Path) -> None:
     head = VarianceHead(saved["in_channels"], saved["log_var_channel"], saved["width"])
     head.load_state_dict(saved["state"])
     data = _load(bench)
-    info = load_model(MODELS[str(data["task"])]).info
-    cal, _ = select_calibration(info.calibrations, info.sampler.method, info.sampler.eta, info.sampler.steps, None)
+    cal = shipped_calibration(str(data["task"]))
     z_cal = {f"{q:g}": interval_multiplier(cal, q) for q in LEVELS}
     z_head = saved["interval_z"]
     labels = list(dict.fromkeys(data["label"]))
