@@ -7,18 +7,10 @@ evaluation — propagated with our simulator.  SR: WF 128² → SIM 256² for ea
 log-uniform in 15–600.  Metrics: :mod:`napari_cvdm.evaluation.metrics` (phase: mean removed, MAE in rad, MS-SSIM with
 data_range 3.5 rad; SR: per-image min–max normalisation as DL-SR, PSNR, MS-SSIM, decorrelation resolution in nm
 and the FRC resolution against the SIM truth in nm, which amplified noise cannot improve).
-Uncertainty, in the units the model's spread describes (phase: rad, mean removed; SR: the SIM truth normalised by
-its own percentiles as in training, i.e. network units, not the min–max units of PSNR): Spearman rank correlation
-between the pixel-wise standard deviation and the absolute error of the mean (does the std map point at the wrong
-pixels?), the calibration ratio mean(err²)/mean(var) (≈ 1 + 1/N for N calibrated samples; larger: overconfident),
-the share of pixels whose truth lies in the central 90 % interval of the N-sample mean (Student-t, 0.90 when
-calibrated), the ENCE over 10 bins of the predicted spread (the reliability diagram in one number), and, over all
-test images of a task, Spearman between each image's mean std and its RMSE (does the model know which images it gets
-wrong?).
-After calibration (``napari-cvdm calibrate``; :class:`~napari_cvdm.model.metadata.Calibration`) every CVDM row also
-scores the calibrated error std σ_cal: Spearman(σ_cal, |err|), mean(err²)/mean(σ_cal²) (1 when calibrated), the
-coverage of the calibrated central 50 / 90 / 95 % intervals and the ENCE over σ_cal bins; "—" where the model holds
-no calibration for the sampler run.  ``Table.reliability`` holds the reliability-diagram bins of each row.
+Uncertainty columns (raw and calibrated, in the units the model's spread describes; calibrated bars with their
+standard error over the row's images): :mod:`~napari_cvdm.evaluation.uncertainty_scores`.  Over all test images of
+a task, Spearman between each image's mean std and its RMSE (does the model know which images it gets wrong?).
+``Table.reliability`` holds the reliability-diagram bins of each row.
 Held-out microscopes (rows marked "*"): SR at 108 nm camera pixels, and at emission 0.67 µm / NA 1.4; phase at
 λ·d/p² of 0.6× and 1.8× the nominal (d = 1.2 and 3.6 µm).  The SR model is run with the header's optics (it is
 told none); the phase model is told the set-up, as the classical baselines are, and resamples the pair to its own

@@ -4,10 +4,11 @@ calibrated std, and a row's scores over its images.
 Raw (the sample spread): Spearman rank correlation between the pixel-wise std and |error| (does the std map point
 at the wrong pixels?), err²/var = mean(err²)/mean(var) (≈ 1 + 1/N for N calibrated samples), the coverage of the
 central 90 % Student-t interval of the N-sample mean, and the ENCE over 10 spread bins.  Calibrated (the model's
-:class:`~napari_cvdm.model.metadata.Calibration`): Spearman(σ_cal, |err|), err²/σ_cal² (1 when calibrated), the
-coverage of the calibrated central 50 / 90 / 95 % intervals, each with its standard error over the row's images,
-and the ENCE over σ_cal bins.  Errors are in the units the model's spread describes (phase: rad, mean removed; SR:
-network units).
+:class:`~napari_cvdm.model.metadata.Calibration`): Spearman(σ_cal, |err|), err²/σ_cal² (1 when calibrated) and the
+coverage of the calibrated central 50 / 90 / 95 % intervals, these with their standard error over the row's images,
+and the ENCE over σ_cal bins ("—" where the model holds no calibration for the sampler run).  Errors are in the
+units the model's spread describes (phase: rad, mean removed; SR: the SIM truth normalised by its own percentiles
+as in training, i.e. network units, not the min–max units of PSNR).
 """
 
 from __future__ import annotations
