@@ -1,5 +1,5 @@
-"""The calibration's score: the raw spread blended with the mean's local structure — known answers, its reach,
-and a fit that uses the structure exactly when it explains the error."""
+"""The calibration's score: the raw spread blended with the mean's local structure, the plane's edge or its own
+finer-scale spread — known answers, its reach, and fits that use a feature exactly when it explains the error."""
 
 from __future__ import annotations
 
@@ -49,6 +49,17 @@ def test_the_reach_covers_the_gradient_and_both_gaussians() -> None:
     assert Score(1.0, "structure", 0.5, 3.0).reach() == 13  # 1 + int(4·3 + 0.5)
     assert Score(4.0, "structure", 0.5, 1.0).reach() == 16  # the variance smoothing reaches further
     assert Score(1.0, "border", 0.5, 64.0).reach() == 4  # positional: no neighbours
+    assert Score(1.0, "detail", 0.5, 2.0).reach() == 8  # the detail's own smoothing
+    assert Score(16.0, "detail", 0.5, 0.0).reach() == 64
+
+
+def test_the_detail_score_is_the_geometric_mean_of_two_smoothings_of_the_spread() -> None:
+    rng = np.random.default_rng(4)
+    variance = rng.chisquare(N - 1, (40, 40)) / (N - 1) * 0.01
+    coarse, fine = Score(8.0).spread(variance), Score(1.0).spread(variance)
+    np.testing.assert_allclose(Score(8.0, "detail", 0.25, 1.0)(variance), coarse**0.75 * fine**0.25, rtol=1e-12)
+    with pytest.raises(ValueError, match="raw variance"):
+        Score(8.0, "detail", 0.5, 1.0).feature_map(None, (40, 40))
 
 
 def structured(rng: np.random.Generator, n_images: int, size: int = 128):
@@ -84,7 +95,7 @@ def test_when_the_error_follows_the_structure_the_fit_blends_it_in_and_both_regi
     raws, errs, means = structured(np.random.default_rng(0), 8)
     fresh = structured(np.random.default_rng(1), 6)
     blended = fit_calibration(raws, errs, N, "gamma", 1.0, 10, means=means, smoothing_candidates=(0.0, 2.0))
-    assert blended.score_feature == "structure" and blended.feature_weight >= 0.5 and blended.version == 3
+    assert blended.score_feature == "structure" and blended.feature_weight >= 0.5 and blended.version == 4
     rough, smooth = _ratios(blended, *fresh)
     assert 0.8 < rough < 1.25 and 0.8 < smooth < 1.25
     spread_only = fit_calibration(raws, errs, N, "gamma", 1.0, 10, smoothing_candidates=(0.0, 2.0))
@@ -122,3 +133,26 @@ def test_errors_that_grow_towards_the_edge_are_scored_by_the_border() -> None:
     edge = edge_distance((size, size)) < 8
     for where in (edge, ~edge):
         assert 0.8 < np.mean(err[:, where] ** 2) / np.mean(sigma[:, where] ** 2) < 1.25
+
+
+def test_when_the_images_level_and_the_pixels_pattern_scale_differently_the_detail_is_blended_in() -> None:
+    """Phase-like: an image's error grows as its spread to the power 1.7 (a region-level property), a pixel's only
+    in proportion to its own spread.  No single smoothing of the spread gives both; the coarse level blended with
+    the fine spread does, and calibrates the pixels that spread least and most in each image."""
+    rng = np.random.default_rng(5)
+    size = 96
+    yy, xx = np.mgrid[:size, :size].astype(np.float64)
+    raws, errs, patterns = [], [], []
+    for _ in range(14):
+        level = rng.uniform(0.02, 0.2)
+        pattern = np.exp(0.6 * np.sin(2 * np.pi * (xx * rng.uniform(0.05, 0.1) + yy * rng.uniform(0.05, 0.1))))
+        raw_std = level * pattern
+        raws.append(raw_std**2 * rng.chisquare(N - 1, raw_std.shape) / (N - 1))
+        errs.append(rng.normal(size=raw_std.shape) * 3 * level**1.7 * pattern * error_std_factor(N))
+        patterns.append(pattern)
+    cal = fit_calibration(raws[:10], errs[:10], N, "gamma", 1.0, 10, smoothing_candidates=(0.0, 1.0, 32.0))
+    assert cal.score_feature == "detail" and cal.smoothing_px == 32 and 0.25 <= cal.feature_weight <= 0.75
+    for raw, err, pattern in zip(raws[10:], errs[10:], patterns[10:], strict=True):
+        sigma = posterior_std(cal, raw) * error_std_factor(N)
+        for where in (pattern < np.quantile(pattern, 1 / 3), pattern > np.quantile(pattern, 2 / 3)):
+            assert 0.7 < np.mean(err[where] ** 2) / np.mean(sigma[where] ** 2) < 1.4

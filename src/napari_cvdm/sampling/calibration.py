@@ -44,6 +44,7 @@ SMOOTHING_CANDIDATES_PX = (0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
 FEATURE_CANDIDATES: tuple[tuple[str, float, float], ...] = (
     *(("structure", w, px) for w in (0.25, 0.5, 0.75, 1.0) for px in (1.0, 3.0)),
     *(("border", w, px) for w in (0.25, 0.5, 0.75) for px in (16.0, 32.0, 64.0)),
+    *(("detail", w, px) for w in (0.25, 0.5, 0.75) for px in (0.0, 1.0, 2.0)),  # only under a wider smoothing
 )
 FEATURE_MIN_GAIN = 0.005  # nats per pixel a blend must gain over the raw spread alone: none is chosen by chance
 DEFAULT_BINS = 24
@@ -117,6 +118,11 @@ def rests_on(c: Calibration) -> str:
         about += (
             f"; each pixel's error bar follows its sample spread and the local structure of the mean (weight "
             f"{c.feature_weight:g}, over {c.feature_px:g} px)"
+        )
+    elif c.feature_weight > 0 and c.score_feature == "detail":
+        about += (
+            f"; each pixel's error bar follows its region's sample spread (over {c.smoothing_px:g} px) and, with "
+            f"weight {c.feature_weight:g}, its own (over {c.feature_px:g} px)"
         )
     elif c.feature_weight > 0 and c.score_feature == "border":
         about += (
@@ -245,7 +251,7 @@ def fit_calibration(
     features = {  # f of every image, flat, per (feature, width): computed once
         (f, px): [
             Score(feature=f, weight=1.0, width_px=px, clip_px=clip)  # type: ignore[arg-type]
-            .feature_map(None if means is None else means[i], np.shape(errors[i]))
+            .feature_map(None if means is None else means[i], np.shape(errors[i]), raw_variance=raw_variances[i])
             .ravel()
             for i in range(len(errors))
         ]
@@ -284,6 +290,8 @@ def fit_calibration(
     for smoothing in smoothing_candidates:
         spread = [Score(float(smoothing)).spread(v).ravel() for v in raw_variances]
         for feature, weight, px in blends:
+            if feature == "detail" and px >= smoothing:
+                continue  # a detail no finer than the smoothing is the spread at another smoothing, tried already
             score = Score(float(smoothing))
             if weight > 0:
                 score = Score(float(smoothing), feature, float(weight), float(px), clip if feature == "border" else 0.0)  # type: ignore[arg-type]

@@ -15,7 +15,10 @@ of
   over a Gaussian of ``feature_px``; the error of a restoration gathers where the image changes;
 * ``"border"`` — the nearness to the plane's edge: 1 / (1 + d / ``feature_px``), d the distance in pixels to the
   nearest edge, clipped at ``feature_clip_px`` (the farthest any calibration pixel lay from an edge), so that a plane
-  larger than the calibration images treats its interior like their centres instead of extrapolating.
+  larger than the calibration images treats its interior like their centres instead of extrapolating;
+* ``"detail"`` — the raw spread itself at a finer scale: the raw std with its variance smoothed over ``feature_px``
+  (less than ``smoothing_px``).  A wide smoothing estimates how far off a region is; the fine spread says which
+  pixels within it spread most, so the blend keeps the region's level and the ranking within it.
 
 w = 0 (``"spread"``, calibration versions ≤ 2) is the raw spread alone.  The feature, its weight and width are
 chosen on held-out pairs by the cross-fitted likelihood (:func:`~napari_cvdm.sampling.calibration.fit_calibration`),
@@ -32,7 +35,7 @@ import numpy as np
 
 GAUSSIAN_TRUNCATE = 4.0  # scipy.ndimage.gaussian_filter's default: its kernel reaches int(4σ + 0.5) pixels
 TINY = 1e-12  # floor of s and f before their logarithms (network units)
-ScoreFeature = Literal["spread", "structure", "border"]
+ScoreFeature = Literal["spread", "structure", "border", "detail"]
 
 
 def gaussian_reach(sigma_px: float) -> int:
@@ -94,10 +97,13 @@ class Score:
 
     def reach(self) -> int:
         """The rows (and columns) of neighbours a pixel's score depends on: the variance smoothing's reach, and for
-        the structure the gradient's one pixel plus its averaging's reach (the border is positional)."""
+        the structure the gradient's one pixel plus its averaging's reach, for the detail its own smoothing's (the
+        border is positional)."""
         reach = gaussian_reach(self.smoothing_px)
         if self.blended and self.feature == "structure":
             reach = max(reach, 1 + gaussian_reach(self.width_px))
+        if self.blended and self.feature == "detail":
+            reach = max(reach, gaussian_reach(self.width_px))
         return reach
 
     def spread(self, raw_variance: np.ndarray) -> np.ndarray:
@@ -105,12 +111,22 @@ class Score:
         return np.sqrt(np.maximum(smooth_variance(raw_variance, self.smoothing_px), 0.0))
 
     def feature_map(
-        self, mean: np.ndarray | None, shape: tuple[int, ...], first_row: int = 0, plane_rows: int | None = None
+        self,
+        mean: np.ndarray | None,
+        shape: tuple[int, ...],
+        first_row: int = 0,
+        plane_rows: int | None = None,
+        raw_variance: np.ndarray | None = None,
     ) -> np.ndarray:
-        """f of every pixel of rows [first_row, first_row + shape[-2]) of the plane (the whole plane by default)."""
+        """f of every pixel of rows [first_row, first_row + shape[-2]) of the plane (the whole plane by default);
+        the detail needs ``raw_variance``, the structure ``mean`` (both network units, of ``shape``)."""
         if self.feature == "border":
             distance = np.minimum(edge_distance(shape, first_row, plane_rows), self.clip_px or np.inf)
             return 1.0 / (1.0 + distance / self.width_px)
+        if self.feature == "detail":
+            if raw_variance is None or tuple(np.shape(raw_variance)) != tuple(shape):
+                raise ValueError(f"the detail score needs the raw variance of shape {tuple(shape)}")
+            return np.sqrt(np.maximum(smooth_variance(raw_variance, self.width_px), 0.0))
         if mean is None:
             raise ValueError(
                 "this calibration scores pixels by the local structure of the mean as well as the sample spread: "
@@ -137,4 +153,4 @@ class Score:
         s = self.spread(raw_variance)
         if not self.blended:
             return s
-        return self.combine(s, self.feature_map(mean, np.shape(raw_variance), first_row, plane_rows))
+        return self.combine(s, self.feature_map(mean, np.shape(raw_variance), first_row, plane_rows, raw_variance))
