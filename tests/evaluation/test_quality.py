@@ -303,9 +303,10 @@ def test_calibrated_columns_are_computed_from_the_calibrated_std_and_intervals()
     cells = row.cells()[4:]
     assert len(cells) == len(CALIBRATED_HEADER)
     assert float(cells[1]) == pytest.approx(np.mean(error**2) / np.mean(sigma**2), abs=0.006)  # ≈ 1.69
-    for cell, z in zip(cells[2:5], (0.7, 1.6, 2.0), strict=True):
+    assert float(cells[2]) == pytest.approx(float(cells[1]), abs=0.006)  # one image: pooled is its own ratio
+    for cell, z in zip(cells[3:6], (0.7, 1.6, 2.0), strict=True):
         assert float(cell) == pytest.approx(np.mean(np.abs(error) <= z * sigma), abs=0.006)
-    assert float(cells[5]) == pytest.approx(0.3, abs=0.05)  # every σ bin's RMSE is 1.3 σ
+    assert float(cells[6]) == pytest.approx(0.3, abs=0.05)  # every σ bin's RMSE is 1.3 σ
     assert float(cells[0]) == pytest.approx(spearman(sigma, np.abs(error)), abs=6e-4)
     diagram = row.reliability("x", bins=4)
     assert len(diagram["calibrated"]) == 4
@@ -319,6 +320,19 @@ def test_calibrated_columns_are_computed_from_the_calibrated_std_and_intervals()
     assert plain.reliability("y")["calibrated"] is None
 
 
+def test_the_pooled_ratio_weighs_pixels_where_the_mean_of_ratios_weighs_images():
+    from napari_cvdm.evaluation.uncertainty_scores import Uncertainty
+
+    rng = np.random.default_rng(1)
+    row = Uncertainty(8)
+    for scale, ratio in ((1.0, 0.25), (10.0, 1.0)):  # a quiet image twice too wide, a loud one calibrated
+        sigma = np.full((64, 64), scale)
+        error = np.sqrt(ratio) * sigma * rng.choice([-1.0, 1.0], (64, 64))
+        row.add(error, sigma**2, sigma, {})
+    assert np.mean(row.cal_ratio) == pytest.approx(0.625)
+    assert row.pooled_ratio() == pytest.approx((0.25 + 100) / 101)
+
+
 def test_a_row_of_several_images_gives_its_calibration_bars_with_their_standard_error_over_the_images():
     from napari_cvdm.evaluation.uncertainty_scores import Uncertainty
 
@@ -329,12 +343,13 @@ def test_a_row_of_several_images_gives_its_calibration_bars_with_their_standard_
     for scale in scales:
         error = scale * sigma * rng.standard_normal((32, 32))
         row.add(error, sigma**2, sigma, {0.5: 0.674 * sigma, 0.9: 1.645 * sigma, 0.95: 1.96 * sigma})
-    ratio, cov50, cov90 = row.cells()[5:8]
+    ratio, pooled, cov50, cov90 = row.cells()[5:9]
     per_image = np.array(row.cal_ratio)
     mean, se = (float(x) for x in ratio.split(" ± "))
     assert mean == pytest.approx(per_image.mean(), abs=0.006)
     assert se == pytest.approx(per_image.std(ddof=1) / np.sqrt(3), abs=0.006)  # ≈ (0.25, 1, 4) spread: ≈ 1.17
     assert se > 0.5  # three images this different measure the bar only roughly, and the cell says so
+    assert float(pooled) == pytest.approx(np.mean(np.square(scales)), abs=0.15)  # same σ in each: (0.25 + 1 + 4) / 3
     coverage = np.array(row.cal_coverage[0.9])
     assert cov90 == f"{coverage.mean():.2f} ± {coverage.std(ddof=1) / np.sqrt(3):.2f}"
     assert " ± " in cov50

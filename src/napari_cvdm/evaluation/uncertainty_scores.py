@@ -5,10 +5,12 @@ Raw (the sample spread): Spearman rank correlation between the pixel-wise std an
 at the wrong pixels?), err²/var = mean(err²)/mean(var) (≈ 1 + 1/N for N calibrated samples), the coverage of the
 central 90 % Student-t interval of the N-sample mean, and the ENCE over 10 spread bins.  Calibrated (the model's
 :class:`~napari_cvdm.model.metadata.Calibration`): Spearman(σ_cal, |err|), err²/σ_cal² (1 when calibrated) and the
-coverage of the calibrated central 50 / 90 / 95 % intervals, these with their standard error over the row's images,
-and the ENCE over σ_cal bins ("—" where the model holds no calibration for the sampler run).  Errors are in the
-units the model's spread describes (phase: rad, mean removed; SR: the SIM truth normalised by its own percentiles
-as in training, i.e. network units, not the min–max units of PSNR).
+coverage of the calibrated central 50 / 90 / 95 % intervals, these as the mean over the row's images with its
+standard error; err²/σ_cal² also pooled, mean(err²)/mean(σ_cal²) over all the row's pixels (an image with large
+errors weighs more there than in the mean of the images' ratios); and the ENCE over σ_cal bins ("—" where the
+model holds no calibration for the sampler run).  Errors are in the units the model's spread describes (phase: rad,
+mean removed; SR: the SIM truth normalised by its own percentiles as in training, i.e. network units, not the
+min–max units of PSNR).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ CALIBRATED_LEVELS = (0.5, 0.9, 0.95)
 CALIBRATED_HEADER = [
     "Spearman(σ_cal, |err|) ↑",
     "err²/σ_cal²",
+    "err²/σ_cal² (pooled)",
     *(f"cal. {round(100 * q)} % coverage" for q in CALIBRATED_LEVELS),
     "ENCE (σ_cal)",
 ]
@@ -103,7 +106,16 @@ class Uncertainty:
         if not self.cal_ratio:
             return [*raw, *[NOT_CALIBRATED] * len(CALIBRATED_HEADER)]
         coverage = [_fmt_se(self.cal_coverage[q], 2, NOT_CALIBRATED) for q in CALIBRATED_LEVELS]
-        return [*raw, _fmt(self.cal_spearman), _fmt_se(self.cal_ratio, 2), *coverage, _fmt(self.cal_ence, 2)]
+        pooled = f"{self.pooled_ratio():.2f}"
+        return [*raw, _fmt(self.cal_spearman), _fmt_se(self.cal_ratio, 2), pooled, *coverage, _fmt(self.cal_ence, 2)]
+
+    def pooled_ratio(self) -> float:
+        """mean(err²) / mean(σ_cal²) over all the row's pixels (NaN when not calibrated)."""
+        if not self.pixels or any(c is None for _, _, c in self.pixels):
+            return float("nan")
+        err = np.concatenate([e for e, _, _ in self.pixels]).astype(np.float64)
+        cal = np.concatenate([c for _, _, c in self.pixels]).astype(np.float64)
+        return std_calibration_ratio(err, cal)
 
     def reliability(self, label: str, bins: int = 10) -> dict:
         """Reliability-diagram bins over all pixels of the row: predicted error std vs RMS error, raw and calibrated.
