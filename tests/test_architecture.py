@@ -55,11 +55,7 @@ def _in(name: str, *packages: str) -> bool:
 def _violations(source: str, rule) -> list[str]:
     """``"<module> imports <name>"`` for each import of a module in ``source`` that ``rule`` rejects."""
     return [
-        f"{mod} imports {name}"
-        for mod, names in MODULES.items()
-        if _in(mod, source)
-        for name in names
-        if rule(name)
+        f"{mod} imports {name}" for mod, names in MODULES.items() if _in(mod, source) for name in names if rule(name)
     ]
 
 

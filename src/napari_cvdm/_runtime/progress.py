@@ -73,9 +73,7 @@ def drive(
         gen.close()
 
 
-def relay(
-    gen: Generator[Any, None, _T], translate: Callable[[Any], Iterable[Any]]
-) -> Generator[Any, None, _T]:
+def relay(gen: Generator[Any, None, _T], translate: Callable[[Any], Iterable[Any]]) -> Generator[Any, None, _T]:
     """Yield the events ``translate(event)`` gives for each of ``gen``'s events, then return ``gen``'s value.
 
     For a job made of sub-jobs: ``stats = yield from relay(sub_job, to_my_events)``, where ``to_my_events``
