@@ -248,14 +248,16 @@ def fit_calibration(
     blends = [("spread", 0.0, 0.0)]
     blends += [(f, w, px) for f, w, px in feature_candidates if w > 0 and (f != "structure" or means is not None)]
     clip = max(farthest_from_edge(np.shape(e)) for e in errors)  # the border's distances stop at the calibration's
-    features = {  # f of every image, flat, per (feature, width): computed once
+    features = {  # f of every image, flat, per (feature, width): computed once (the detail, a cheap fine smoothing
+        # of the spread, when it is tried, so that the fit's memory does not grow with its widths)
         (f, px): [
             Score(feature=f, weight=1.0, width_px=px, clip_px=clip)  # type: ignore[arg-type]
-            .feature_map(None if means is None else means[i], np.shape(errors[i]), raw_variance=raw_variances[i])
+            .feature_map(None if means is None else means[i], np.shape(errors[i]))
             .ravel()
             for i in range(len(errors))
         ]
         for f, _, px in blends[1:]
+        if f != "detail"
     }
 
     def fitted(indices: Sequence[int], u: list[np.ndarray], score: Score) -> Calibration:
@@ -282,6 +284,9 @@ def fit_calibration(
     def score_maps(score: Score, spread: list[np.ndarray]) -> list[np.ndarray]:
         if not score.blended:
             return spread
+        if score.feature == "detail":
+            fine = (Score(score.width_px).spread(v).ravel() for v in raw_variances)
+            return [score.combine(s, f) for s, f in zip(spread, fine, strict=True)]
         return [score.combine(s, f) for s, f in zip(spread, features[score.feature, score.width_px], strict=True)]
 
     # every score's out-of-half NLL per pixel; only the chosen score's maps are kept (each score's maps and ratios
