@@ -1,5 +1,5 @@
-"""Which score ranks a model's errors: the raw sample spread, the mean's local structure, or the nearness to the
-plane's edge (``sampling/calibration_score.py``).
+"""Which score ranks a model's errors: the raw sample spread, the mean's local structure, the nearness to the
+plane's edge, or the spread at two scales (``sampling/calibration_score.py``).
 
 Reads a ``napari-cvdm calibrate --save-measurements`` file and prints, for each measured sampler setting:
 
@@ -56,7 +56,7 @@ def main() -> None:
         print(f"  chosen: {chosen.score_feature} (w {chosen.feature_weight:g}), smoothing {chosen.smoothing_px:g} px")
         print(f"  best raw-spread NLL {spread_best:.4f} per pixel; the best of each blend (gain needed > "
               f"{FEATURE_MIN_GAIN}):")  # fmt: skip
-        for feature in ("structure", "border"):
+        for feature in ("structure", "border", "detail"):
             tried = [(nll, s) for s, nll in report if s.feature == feature]
             if tried:
                 nll, s = min(tried, key=lambda t: t[0])

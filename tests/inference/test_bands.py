@@ -60,6 +60,7 @@ def test_a_bands_owners_are_the_whole_planes_owners_of_those_rows():
         (0.0, "spread", 0.0, 0.0), (1.0, "spread", 0.0, 0.0), (2.5, "spread", 0.0, 0.0),
         (0.0, "structure", 0.5, 0.0), (1.0, "structure", 0.75, 3.0), (2.5, "structure", 1.0, 1.0),
         (0.0, "border", 0.5, 8.0), (2.5, "border", 0.25, 32.0),
+        (2.5, "coarse", 0.25, 2.0), (8.0, "detail", 0.5, 1.0),
         (64.0, "spread", 0.0, 0.0),  # a smoothing that reaches past the whole plane (256 rows)
     ],
 )  # fmt: skip
@@ -70,6 +71,8 @@ def test_calibrating_band_by_band_equals_calibrating_the_whole_plane(smoothing_p
 def test_a_wide_smoothing_band_by_band_equals_the_whole_plane_when_the_plane_is_taller_than_its_reach():
     """σ = 16 px reaches 64 rows: bands of 10–150 rows with their context, on a plane of 300."""
     _bands_equal_the_plane(calibration(16.0), 300, [0, 10, 30, 180, 190, 300])
+    # the coarse structure's band reaches 4·8·4 + 4·4 = 144 rows
+    _bands_equal_the_plane(calibration(16.0, "coarse", 0.25, 4.0), 300, [0, 10, 30, 180, 190, 300])
 
 
 def _bands_equal_the_plane(cal: Calibration, height: int, cuts: list[int]) -> None:
@@ -91,7 +94,10 @@ def _bands_equal_the_plane(cal: Calibration, height: int, cuts: list[int]) -> No
     np.testing.assert_array_equal(joined.mean, mean)
 
 
-@pytest.mark.parametrize(("feature", "weight"), [("spread", 0.0), ("structure", 0.5), ("border", 0.5)])
+@pytest.mark.parametrize(
+    ("feature", "weight"),
+    [("spread", 0.0), ("structure", 0.5), ("border", 0.5), ("coarse", 0.25), ("detail", 0.5)],
+)
 def test_a_tiled_calibrated_plane_is_calibrated_as_a_whole(feature, weight):
     model = tiny_model("sr")
     model.info.calibrations.append(calibration(2.0, feature, weight, 2.0))

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from napari_cvdm.sampling.calibration import error_std_factor, fit_calibration, posterior_std
-from napari_cvdm.sampling.calibration_score import Score, edge_distance, local_structure
+from napari_cvdm.sampling.calibration_score import Score, coarse_structure, edge_distance, local_structure
 
 N = 8
 
@@ -51,6 +51,18 @@ def test_the_reach_covers_the_gradient_and_both_gaussians() -> None:
     assert Score(1.0, "border", 0.5, 64.0).reach() == 4  # positional: no neighbours
     assert Score(1.0, "detail", 0.5, 2.0).reach() == 8  # the detail's own smoothing
     assert Score(16.0, "detail", 0.5, 0.0).reach() == 64
+    assert Score(1.0, "coarse", 0.5, 2.0).reach() == 64 + 8  # its wide Gaussian (8 × 2 px), then its average
+
+
+def test_the_coarse_structure_sees_the_band_it_names_and_not_a_constant_or_fine_texture() -> None:
+    xx = np.mgrid[:256, :256][1].astype(np.float64)
+    wave = lambda period: np.sin(2 * np.pi * xx / period)  # noqa: E731
+    inside = coarse_structure(5.0 + wave(64.0), 4.0)  # band 2–32 px: a 64 px wave passes, the offset does not
+    assert 0.3 < np.median(inside[:, 64:192]) < 0.75  # RMS of the part the band passes, at most the wave's 0.71
+    assert np.max(coarse_structure(5.0 + 0.5 * wave(4.0), 4.0)[:, 16:240]) < 0.02  # a 4 px texture is blurred away
+    np.testing.assert_allclose(coarse_structure(np.full((64, 64), 3.0), 4.0), 0.0, atol=1e-12)
+    with pytest.raises(ValueError, match="coarse structure of the mean"):
+        Score(4.0, "coarse", 0.5, 4.0)(np.ones((8, 8)))
 
 
 def test_the_detail_score_is_the_geometric_mean_of_two_smoothings_of_the_spread() -> None:

@@ -180,7 +180,9 @@ class Calibration(BaseModel):
     ``score_feature`` (version 3): the knots are in the score u = s^(1 − w)·f^w, the raw std s blended (weight
     ``feature_weight``) with the local structure of the mean or the nearness to the plane's edge f (width
     ``feature_px``; :mod:`~napari_cvdm.sampling.calibration_score`); ``"spread"`` (versions 1–2) is s alone.
-    ``"detail"`` (version 4): f is the raw std itself with its variance smoothed over ``feature_px`` only.
+    ``"detail"`` (version 4): f is the raw std itself with its variance smoothed over ``feature_px`` only;
+    ``"coarse"`` (version 4): f is the RMS of the mean's band ``feature_px``/2–8·``feature_px`` averaged over
+    ``feature_px``.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -210,14 +212,14 @@ class Calibration(BaseModel):
         description="SR: (low, high) PSF width in the network's input pixels, as a factor of the model's own, of the "
         "images it applies to; None: pooled",
     )
-    score_feature: Literal["spread", "structure", "border", "detail"] = Field(
+    score_feature: Literal["spread", "structure", "border", "detail", "coarse"] = Field(
         "spread",
         description="what is blended with the raw std in the score: nothing, the mean's structure, the edge, the raw "
-        "std at a finer smoothing",
+        "std at a finer smoothing, the mean's coarse structure",
     )
     feature_weight: float = Field(0.0, ge=0, le=1, description="w of the score s^(1−w)·f^w")
     feature_px: float = Field(
-        0.0, ge=0, description="structure, detail: Gaussian σ of its average; border: its length, px"
+        0.0, ge=0, description="structure, detail, coarse: Gaussian σ of its average; border: its length, px"
     )
     feature_clip_px: float = Field(0.0, ge=0, description="border: distances to the edge beyond this count as this")
 

@@ -39,13 +39,15 @@ INTERVAL_LEVELS = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.975, 0.99)  # stored z
 # chosen by the Gaussian log-likelihood on the held-out half: a few pixels where the spread says which pixel errs
 # (SR), tens where it says which region or image errs most (phase, whose errors are smooth low-frequency fields)
 SMOOTHING_CANDIDATES_PX = (0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
-# (feature, weight w, width px) blended into the score, tried next to the raw spread alone (the structure only where
+# (feature, weight w, width px) blended into the score, tried next to the raw spread alone (the structures only where
 # the means are given); calibration_score says what they are
 FEATURE_CANDIDATES: tuple[tuple[str, float, float], ...] = (
     *(("structure", w, px) for w in (0.25, 0.5, 0.75, 1.0) for px in (1.0, 3.0)),
     *(("border", w, px) for w in (0.25, 0.5, 0.75) for px in (16.0, 32.0, 64.0)),
+    *(("coarse", w, px) for w in (0.25, 0.5) for px in (8.0, 16.0, 32.0)),
     *(("detail", w, px) for w in (0.25, 0.5, 0.75) for px in (0.0, 1.0, 2.0)),  # only under a wider smoothing
 )
+MEAN_FEATURES = ("structure", "coarse")  # the features computed from the mean
 FEATURE_MIN_GAIN = 0.005  # nats per pixel a blend must gain over the raw spread alone: none is chosen by chance
 DEFAULT_BINS = 24
 MIN_PIXELS = 10_000  # fewer pixels (per half) than this give no calibration
@@ -118,6 +120,12 @@ def rests_on(c: Calibration) -> str:
         about += (
             f"; each pixel's error bar follows its sample spread and the local structure of the mean (weight "
             f"{c.feature_weight:g}, over {c.feature_px:g} px)"
+        )
+    elif c.feature_weight > 0 and c.score_feature == "coarse":
+        about += (
+            f"; each pixel's error bar follows its sample spread and the coarse structure of the mean (weight "
+            f"{c.feature_weight:g}, band {c.feature_px / 2:g}–{8 * c.feature_px:g} px), where the errors were measured "
+            "to be larger"
         )
     elif c.feature_weight > 0 and c.score_feature == "detail":
         about += (
@@ -246,7 +254,7 @@ def fit_calibration(
         )
     errs = [np.asarray(e, dtype=np.float64).ravel() for e in errors]
     blends = [("spread", 0.0, 0.0)]
-    blends += [(f, w, px) for f, w, px in feature_candidates if w > 0 and (f != "structure" or means is not None)]
+    blends += [(f, w, px) for f, w, px in feature_candidates if w > 0 and (f not in MEAN_FEATURES or means is not None)]
     clip = max(farthest_from_edge(np.shape(e)) for e in errors)  # the border's distances stop at the calibration's
     features = {  # f of every image, flat, per (feature, width): computed once (the detail, a cheap fine smoothing
         # of the spread, when it is tried, so that the fit's memory does not grow with its widths)

@@ -16,6 +16,10 @@ of
 * ``"border"`` — the nearness to the plane's edge: 1 / (1 + d / ``feature_px``), d the distance in pixels to the
   nearest edge, clipped at ``feature_clip_px`` (the farthest any calibration pixel lay from an edge), so that a plane
   larger than the calibration images treats its interior like their centres instead of extrapolating;
+* ``"coarse"`` — the coarse structure of the mean: the RMS of its band between ``feature_px``/2 and 8·``feature_px``
+  (a difference of Gaussians) averaged over a Gaussian of ``feature_px``.  A TIE-type inversion (two-shot phase)
+  determines the low spatial frequencies worst, so the error of the mean there grows with how much of the object
+  lies in them, which the samples' spread shows only partly;
 * ``"detail"`` — the raw spread itself at a finer scale: the raw std with its variance smoothed over ``feature_px``
   (less than ``smoothing_px``).  A wide smoothing estimates how far off a region is; the fine spread says which
   pixels within it spread most, so the blend keeps the region's level and the ranking within it.
@@ -35,7 +39,8 @@ import numpy as np
 
 GAUSSIAN_TRUNCATE = 4.0  # scipy.ndimage.gaussian_filter's default: its kernel reaches int(4σ + 0.5) pixels
 TINY = 1e-12  # floor of s and f before their logarithms (network units)
-ScoreFeature = Literal["spread", "structure", "border", "detail"]
+ScoreFeature = Literal["spread", "structure", "border", "detail", "coarse"]
+COARSE_BAND = (0.5, 8.0)  # the coarse band's Gaussians, as multiples of feature_px
 
 
 def gaussian_reach(sigma_px: float) -> int:
@@ -62,6 +67,16 @@ def local_structure(mean: np.ndarray, sigma_px: float) -> np.ndarray:
         raise ValueError(f"the local structure needs an image (rows, columns); got shape {mean.shape}")
     gy, gx = np.gradient(mean, axis=(-2, -1))
     return np.sqrt(np.maximum(smooth_variance(gy * gy + gx * gx, sigma_px), 0.0))
+
+
+def coarse_structure(mean: np.ndarray, sigma_px: float) -> np.ndarray:
+    """The RMS of ``mean``'s band between Gaussians of ``COARSE_BAND`` × ``sigma_px`` pixels, averaged over a
+    Gaussian of ``sigma_px`` (network units), on the last two axes."""
+    mean = np.asarray(mean, dtype=np.float64)
+    if mean.ndim < 2:
+        raise ValueError(f"the coarse structure needs an image (rows, columns); got shape {mean.shape}")
+    fine, wide = (smooth_variance(mean, k * sigma_px) for k in COARSE_BAND)
+    return np.sqrt(np.maximum(smooth_variance(np.square(fine - wide), sigma_px), 0.0))
 
 
 def edge_distance(shape: tuple[int, ...], first_row: int = 0, plane_rows: int | None = None) -> np.ndarray:
@@ -97,13 +112,15 @@ class Score:
 
     def reach(self) -> int:
         """The rows (and columns) of neighbours a pixel's score depends on: the variance smoothing's reach, and for
-        the structure the gradient's one pixel plus its averaging's reach, for the detail its own smoothing's (the
-        border is positional)."""
+        the structure the gradient's one pixel plus its averaging's reach, for the coarse structure its wide
+        Gaussian's plus its averaging's, for the detail its own smoothing's (the border is positional)."""
         reach = gaussian_reach(self.smoothing_px)
         if self.blended and self.feature == "structure":
             reach = max(reach, 1 + gaussian_reach(self.width_px))
         if self.blended and self.feature == "detail":
             reach = max(reach, gaussian_reach(self.width_px))
+        if self.blended and self.feature == "coarse":
+            reach = max(reach, gaussian_reach(COARSE_BAND[1] * self.width_px) + gaussian_reach(self.width_px))
         return reach
 
     def spread(self, raw_variance: np.ndarray) -> np.ndarray:
@@ -129,11 +146,14 @@ class Score:
             return np.sqrt(np.maximum(smooth_variance(raw_variance, self.width_px), 0.0))
         if mean is None:
             raise ValueError(
-                "this calibration scores pixels by the local structure of the mean as well as the sample spread: "
+                f"this calibration scores pixels by the {'coarse' if self.feature == 'coarse' else 'local'} structure "
+                "of the mean as well as the sample spread: "
                 "pass the mean (network units) with the raw variance"
             )
         if tuple(np.shape(mean)) != tuple(shape):
             raise ValueError(f"the mean {np.shape(mean)} and the raw variance {tuple(shape)} differ in shape")
+        if self.feature == "coarse":
+            return coarse_structure(mean, self.width_px)
         return local_structure(mean, self.width_px)
 
     def combine(self, spread: np.ndarray, feature: np.ndarray) -> np.ndarray:
