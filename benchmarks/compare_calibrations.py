@@ -1,0 +1,97 @@
+"""Several calibrations of one phase model's weights, scored on the same reconstructions of the bench's rows.
+
+``napari-cvdm bench`` reconstructs every test image again for each model file; calibrations that share weights
+(the same network refitted, e.g. with other score candidates) differ only in σ_cal, so this script reconstructs each
+of the bench's phase images once, with the first file, and applies every file's calibration (the bin of the input's
+estimated noise, as ``reconstruct()`` picks it) to the same raw variance and mean.  The error bars are then compared
+pixel for pixel, and the row-to-row differences are not diluted by sampling noise.  It checks that the first file's
+σ_cal reproduces its own reconstruction's.
+
+    OMP_NUM_THREADS=2 python benchmarks/compare_calibrations.py cvdm-phase-twoshot runs/phase_refit.cvdm --n 16
+
+Per row and file: Spearman(σ_cal, |err|), err²/σ_cal² as the mean of the images' ratios ± its standard error and
+pooled over the row's pixels, and the coverage of the central 50 / 90 / 95 % intervals (mean ± standard error).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import time
+
+import numpy as np
+
+from napari_cvdm.evaluation.calibrate import network_scale, stated_set_up
+from napari_cvdm.evaluation.quality import phase_cases, phase_optics_cases, real_cell_pair
+from napari_cvdm.evaluation.uncertainty_scores import CALIBRATED_LEVELS, Uncertainty, _fmt_se
+from napari_cvdm.inference.noise_check import estimated_noise_xi
+from napari_cvdm.inference.reconstruct import reconstruct
+from napari_cvdm.physics import PhaseSimulation, simulate_phase_pair
+from napari_cvdm.registry import load_model
+from napari_cvdm.sampling.calibration import error_std_factor, interval_multiplier, posterior_std
+from napari_cvdm.sampling.calibration_bins import select_calibration
+
+
+def calibrated(model, result, stack, n_samples: int) -> tuple[np.ndarray, dict[float, np.ndarray]]:
+    """σ_cal (rad) of ``result`` under ``model``'s calibration, and the half-widths of its central intervals."""
+    s = result.settings
+    cal, _ = select_calibration(
+        model.info.calibrations, s["method"], s["eta"], s["steps"], estimated_noise_xi("phase", stack)
+    )
+    if cal is None:
+        raise SystemExit(f"{model.info.name} holds no calibration for {s['method']}, {s['steps']} steps")
+    scale = network_scale(stack, model.info)
+    sigma = scale * error_std_factor(n_samples) * posterior_std(cal, result.variance / scale**2, result.mean / scale)
+    halves = {}
+    for level in CALIBRATED_LEVELS:
+        with contextlib.suppress(ValueError):
+            halves[level] = interval_multiplier(cal, level) * sigma
+    return sigma, halves
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("models", nargs="+", help="model names or .cvdm files with the same weights")
+    ap.add_argument("--n", type=int, default=4, help="test images per row")
+    ap.add_argument("--n-samples", type=int, default=8)
+    args = ap.parse_args()
+    models = [load_model(m) for m in args.models]
+    first = models[0]
+    cases = phase_cases(args.n)
+    cases.append(("skimage cell() (real QPI), noise-free", PhaseSimulation(noise_max=0.0), [None]))
+    n_nominal = len(cases)
+    cases += phase_optics_cases(args.n)
+    rows: list[tuple[str, list[Uncertainty]]] = []
+    t0 = time.perf_counter()
+    for c, (label, settings, rngs) in enumerate(cases):
+        told = stated_set_up(settings.defocus_um, settings.wavelength_um, settings.pixel_um) if c >= n_nominal else {}
+        scores = [Uncertainty(args.n_samples) for _ in models]
+        for k, rng in enumerate(rngs):
+            stack, phase = real_cell_pair(settings) if rng is None else simulate_phase_pair(settings, 256, rng)[:2]
+            result = reconstruct(first, stack, n_samples=args.n_samples, seed=k, **told)
+            error = (result.mean - result.mean.mean()) - (phase - phase.mean())
+            for m, (model, row) in enumerate(zip(models, scores, strict=True)):
+                sigma, halves = calibrated(model, result, stack, args.n_samples)
+                if m == 0 and result.calibrated_std is not None:
+                    np.testing.assert_allclose(sigma, result.calibrated_std, rtol=1e-4, atol=1e-7)
+                row.add(error, result.variance, sigma, halves)
+        rows.append((label, scores))
+        print(f"{label} done ({time.perf_counter() - t0:.0f} s)", flush=True)
+    levels = " / ".join(f"{round(100 * q)}" for q in CALIBRATED_LEVELS)
+    print(f"\n| row | file | Spearman(σ_cal, \\|err\\|) | err²/σ_cal² | pooled | cal. {levels} % coverage |")
+    print("|---|---|---|---|---|---|")
+    for label, scores in rows:
+        for name, row in zip(args.models, scores, strict=True):
+            coverage = " / ".join(_fmt_se(row.cal_coverage[q]) for q in CALIBRATED_LEVELS)
+            print(
+                f"| {label} | {name} | {np.mean(row.cal_spearman):.3f} | {_fmt_se(row.cal_ratio)} | "
+                f"{row.pooled_ratio():.2f} | {coverage} |"
+            )
+    for m, name in enumerate(args.models):
+        mean_rank = np.mean([np.mean(scores[m].cal_spearman) for _, scores in rows])
+        print(f"{name}: Spearman(σ_cal, |err|) averaged over the rows {mean_rank:.3f}")
+    print(f"{time.perf_counter() - t0:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
