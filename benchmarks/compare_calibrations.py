@@ -84,11 +84,11 @@ def main() -> None:
         for name, row in zip(args.models, scores, strict=True):
             coverage = " / ".join(_fmt_se(row.cal_coverage[q]) for q in CALIBRATED_LEVELS)
             print(
-                f"| {label} | {name} | {np.mean(row.cal_spearman):.3f} | {_fmt_se(row.cal_ratio)} | "
+                f"| {label} | {name} | {np.nanmean(row.cal_spearman):.3f} | {_fmt_se(row.cal_ratio)} | "
                 f"{row.pooled_ratio():.2f} | {coverage} |"
             )
     for m, name in enumerate(args.models):
-        mean_rank = np.mean([np.mean(scores[m].cal_spearman) for _, scores in rows])
+        mean_rank = np.nanmean([np.nanmean(scores[m].cal_spearman) for _, scores in rows])
         print(f"{name}: Spearman(σ_cal, |err|) averaged over the rows {mean_rank:.3f}")
     print(f"{time.perf_counter() - t0:.0f} s")
 

@@ -46,11 +46,11 @@ REGISTRY: dict[str, RegisteredModel] = {
     "cvdm-phase-twoshot": RegisteredModel(
         "cvdm-phase-twoshot",
         "cvdm-phase-twoshot.cvdm",
-        "017eec288303c9aefda7b90408732bb3b5126f71ad482bfbca9b6812ca57cd4e",
+        "faf8a0aa97c8b8e343d5529d6fa847accd487f1a67712b6630663d8e954c16f2",
         "two-shot defocus (I(−d), I(+d)) → quantitative phase (rad), trained on simulated pairs",
         task="phase",
     ),  # 9.2 MB, v4 weights (on US-TIE, 8000 steps + 4000 + 6000 with cosine decays, LD3 grids), calibrated at 20
-    # steps on 48 held-out pairs, pooled, raw spread smoothed over 64 px
+    # steps on 48 held-out pairs: pooled and 2 noise bins, the smoothed spread blended with the mean's coarse structure
     "cvdm-sr-widefield-wide-optics": RegisteredModel(
         "cvdm-sr-widefield-wide-optics",
         "cvdm-sr-widefield-wide-optics.cvdm",
