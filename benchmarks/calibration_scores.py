@@ -9,8 +9,9 @@ Reads a ``napari-cvdm calibrate --save-measurements`` file and prints, for each 
 * Spearman(feature, |err|) per image, averaged, for the raw std, the structure (1 px) and the edge nearness;
 * the held-out NLL of the raw spread at each smoothing;
 * across images: the log–log slope of each image's RMS error against its RMS raw std (1: the error scales with the
-  spread), the range of each image's mean(err²)/mean(σ_cal²) under the chosen calibration and its Spearman
-  correlation with the image's raw std and (where measured) its noise ξ — what the calibration leaves unexplained;
+  spread), the range of each image's mean(err²)/mean(σ_cal²) under the chosen calibration (and, where it blends a
+  feature in, under the raw spread alone) and its Spearman correlation with the image's raw std, (where measured)
+  its noise ξ and the RMS of its mean smoothed over 16 px — what the calibration leaves unexplained;
 * where the file holds a condition (phase noise ξ, SR PSF width), the held-out likelihood of each number of bins
   (``calibration_bins.fit_binned_calibrations``) and the count chosen.
 
@@ -29,7 +30,7 @@ from napari_cvdm.cli.calibrate import load_measurements
 from napari_cvdm.evaluation.metrics import spearman
 from napari_cvdm.sampling.calibration import FEATURE_MIN_GAIN, error_std_factor, fit_calibration, posterior_std
 from napari_cvdm.sampling.calibration_bins import BIN_MIN_GAIN, CONDITIONS, fit_binned_calibrations
-from napari_cvdm.sampling.calibration_score import edge_distance, local_structure
+from napari_cvdm.sampling.calibration_score import edge_distance, local_structure, smooth_variance
 
 EDGE_BANDS = ((0, 4), (4, 8), (8, 16), (16, 32), (32, 64), (64, 10_000))  # px from the plane's edge
 
@@ -64,6 +65,12 @@ def main() -> None:
         by_smoothing = ", ".join(f"{s.smoothing_px:g} px {nll:.4f}" for s, nll in report if not s.blended)
         print(f"  raw spread by smoothing, NLL per pixel: {by_smoothing}")
         across_images(chosen, variances, errors, means, m["n_samples"], m.get("noise_xi") or [])
+        if chosen.feature_weight > 0 and means is not None:  # what the blend explained: ratios under the spread alone
+            best = min((t for t in report if not t[0].blended), key=lambda t: t[1])[0]
+            spread_only = fit_calibration(variances, errors, m["n_samples"], m["method"], m["eta"], m["steps"],
+                                          smoothing_candidates=(best.smoothing_px,), feature_candidates=())  # fmt: skip
+            print("  under the raw spread alone:", end="")
+            across_images(spread_only, variances, errors, means, m["n_samples"], m.get("noise_xi") or [])
         err = np.stack(errors)
         distance = np.stack([edge_distance(np.shape(e)) for e in errors])
         rms = [np.sqrt(np.mean(err[(distance >= a) & (distance < b)] ** 2)) for a, b in EDGE_BANDS]
@@ -107,6 +114,9 @@ def across_images(chosen, variances, errors, means, n_samples: int, noise_xi: li
     )
     if len(noise_xi) == len(ratio):
         line += f", with the noise ξ {spearman(np.array(noise_xi), ratio):.3f}"
+    if means is not None:  # the object's low frequencies (the TIE's worst-determined band) and its overall size
+        low = np.array([np.std(smooth_variance(np.asarray(mu, np.float64), 16.0)) for mu in means])
+        line += f", with the RMS of the mean smoothed over 16 px {spearman(low, ratio):.3f}"
     print(line)
 
 
