@@ -1,16 +1,19 @@
-"""Several calibrations of one phase model's weights, scored on the same reconstructions of the bench's rows.
+"""Several calibrations of one model's weights, scored on the same reconstructions of the bench's rows.
 
 ``napari-cvdm bench`` reconstructs every test image again for each model file; calibrations that share weights
 (the same network refitted, e.g. with other score candidates) differ only in σ_cal, so this script reconstructs each
-of the bench's phase images once, with the first file, and applies every file's calibration (the bin of the input's
-estimated noise, as ``reconstruct()`` picks it) to the same raw variance and mean.  The error bars are then compared
+of the bench's images once (phase: its seven rows; SR: its six, the held-out microscopes told no optics as in the
+bench), with the first file, and applies every file's calibration (the bin of the input's estimated noise or of the
+run's PSF width, as ``reconstruct()`` picks it) to the same raw variance and mean.  The error bars are then compared
 pixel for pixel, and the row-to-row differences are not diluted by sampling noise.  It checks that the first file's
 σ_cal reproduces its own reconstruction's.
 
     OMP_NUM_THREADS=2 python benchmarks/compare_calibrations.py cvdm-phase-twoshot runs/phase_refit.cvdm --n 16
+    OMP_NUM_THREADS=2 python benchmarks/compare_calibrations.py cvdm-sr-widefield runs/sr_refit.cvdm --n 16
 
-Per row and file: Spearman(σ_cal, |err|), err²/σ_cal² as the mean of the images' ratios ± its standard error and
-pooled over the row's pixels, and the coverage of the central 50 / 90 / 95 % intervals (mean ± standard error).
+Per row and file, in the units the spread describes (network units; the ratios do not depend on them):
+Spearman(σ_cal, |err|), err²/σ_cal² as the mean of the images' ratios ± its standard error and pooled over the row's
+pixels, and the coverage of the central 50 / 90 / 95 % intervals (mean ± standard error).
 """
 
 from __future__ import annotations
@@ -21,32 +24,64 @@ import time
 
 import numpy as np
 
-from napari_cvdm.evaluation.calibrate import network_scale, stated_set_up
-from napari_cvdm.evaluation.quality import phase_cases, phase_optics_cases, real_cell_pair
+from napari_cvdm.evaluation.calibrate import network_scale, network_units_error, network_units_mean, stated_set_up
+from napari_cvdm.evaluation.quality import phase_cases, phase_optics_cases, real_cell_pair, sr_cases
 from napari_cvdm.evaluation.uncertainty_scores import CALIBRATED_LEVELS, Uncertainty, _fmt_se
 from napari_cvdm.inference.noise_check import estimated_noise_xi
-from napari_cvdm.inference.reconstruct import reconstruct
-from napari_cvdm.physics import PhaseSimulation, simulate_phase_pair
+from napari_cvdm.inference.optics import network_psf_factor
+from napari_cvdm.inference.reconstruct import Reconstruction, reconstruct
+from napari_cvdm.model.files import TrainedModel
+from napari_cvdm.physics import PhaseSimulation, simulate_phase_pair, simulate_sr_pair
 from napari_cvdm.registry import load_model
 from napari_cvdm.sampling.calibration import error_std_factor, interval_multiplier, posterior_std
 from napari_cvdm.sampling.calibration_bins import select_calibration
 
 
-def calibrated(model, result, stack, n_samples: int) -> tuple[np.ndarray, dict[float, np.ndarray]]:
-    """σ_cal (rad) of ``result`` under ``model``'s calibration, and the half-widths of its central intervals."""
+def calibrated(
+    model: TrainedModel, result: Reconstruction, image: np.ndarray, n_samples: int
+) -> tuple[np.ndarray, dict[float, np.ndarray]]:
+    """σ_cal (network units) of ``result`` under ``model``'s calibration, and the half-widths of its central
+    intervals."""
     s = result.settings
     cal, _ = select_calibration(
-        model.info.calibrations, s["method"], s["eta"], s["steps"], estimated_noise_xi("phase", stack)
+        model.info.calibrations,
+        s["method"],
+        s["eta"],
+        s["steps"],
+        estimated_noise_xi(model.info.task, image),
+        psf_factor=network_psf_factor(result.optics or {}),
     )
     if cal is None:
         raise SystemExit(f"{model.info.name} holds no calibration for {s['method']}, {s['steps']} steps")
-    scale = network_scale(stack, model.info)
-    sigma = scale * error_std_factor(n_samples) * posterior_std(cal, result.variance / scale**2, result.mean / scale)
+    scale = network_scale(image, model.info)
+    mean = network_units_mean(result, image, model.info)
+    sigma = error_std_factor(n_samples) * posterior_std(cal, result.variance / scale**2, mean)
     halves = {}
     for level in CALIBRATED_LEVELS:
         with contextlib.suppress(ValueError):
             halves[level] = interval_multiplier(cal, level) * sigma
     return sigma, halves
+
+
+def pairs(task: str, n: int):
+    """(row label, a generator of (input, truth, what the model is told) per image) of the bench's rows."""
+
+    def phase_images(settings: PhaseSimulation, rngs: list, told: dict):
+        for rng in rngs:
+            image, truth = real_cell_pair(settings) if rng is None else simulate_phase_pair(settings, 256, rng)[:2]
+            yield image, truth, told
+
+    if task != "phase":
+        for label, settings, rngs in sr_cases(n):
+            yield label, ((*simulate_sr_pair(settings, 128, rng)[:2], {}) for rng in rngs)
+        return
+    cases = phase_cases(n)
+    cases.append(("skimage cell() (real QPI), noise-free", PhaseSimulation(noise_max=0.0), [None]))
+    n_nominal = len(cases)
+    cases += phase_optics_cases(n)
+    for c, (label, settings, rngs) in enumerate(cases):
+        told = stated_set_up(settings.defocus_um, settings.wavelength_um, settings.pixel_um) if c >= n_nominal else {}
+        yield label, phase_images(settings, rngs, told)
 
 
 def main() -> None:
@@ -57,24 +92,21 @@ def main() -> None:
     args = ap.parse_args()
     models = [load_model(m) for m in args.models]
     first = models[0]
-    cases = phase_cases(args.n)
-    cases.append(("skimage cell() (real QPI), noise-free", PhaseSimulation(noise_max=0.0), [None]))
-    n_nominal = len(cases)
-    cases += phase_optics_cases(args.n)
+    if any(m.info.task != first.info.task for m in models):
+        raise SystemExit("the files are for different tasks: compare calibrations of one model's weights")
     rows: list[tuple[str, list[Uncertainty]]] = []
     t0 = time.perf_counter()
-    for c, (label, settings, rngs) in enumerate(cases):
-        told = stated_set_up(settings.defocus_um, settings.wavelength_um, settings.pixel_um) if c >= n_nominal else {}
+    for label, images in pairs(first.info.task, args.n):
         scores = [Uncertainty(args.n_samples) for _ in models]
-        for k, rng in enumerate(rngs):
-            stack, phase = real_cell_pair(settings) if rng is None else simulate_phase_pair(settings, 256, rng)[:2]
-            result = reconstruct(first, stack, n_samples=args.n_samples, seed=k, **told)
-            error = (result.mean - result.mean.mean()) - (phase - phase.mean())
+        for k, (image, truth, told) in enumerate(images):
+            result = reconstruct(first, image, n_samples=args.n_samples, seed=k, **told)
+            variance, error = network_units_error(result, image, truth, first.info)
             for m, (model, row) in enumerate(zip(models, scores, strict=True)):
-                sigma, halves = calibrated(model, result, stack, args.n_samples)
+                sigma, halves = calibrated(model, result, image, args.n_samples)
                 if m == 0 and result.calibrated_std is not None:
-                    np.testing.assert_allclose(sigma, result.calibrated_std, rtol=1e-4, atol=1e-7)
-                row.add(error, result.variance, sigma, halves)
+                    own = result.calibrated_std / network_scale(image, first.info)
+                    np.testing.assert_allclose(sigma, own, rtol=1e-4, atol=1e-7)
+                row.add(error, variance, sigma, halves)
         rows.append((label, scores))
         print(f"{label} done ({time.perf_counter() - t0:.0f} s)", flush=True)
     levels = " / ".join(f"{round(100 * q)}" for q in CALIBRATED_LEVELS)
