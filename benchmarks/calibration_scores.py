@@ -4,7 +4,9 @@ plane's edge, or the spread at two scales (``sampling/calibration_score.py``).
 Reads a ``napari-cvdm calibrate --save-measurements`` file and prints, for each measured sampler setting:
 
 * every score the calibration tries on all its images (pooled) and its cross-fitted negative log-likelihood per
-  pixel (lower is better; a blend is kept only where it gains more than ``FEATURE_MIN_GAIN`` over the raw spread);
+  pixel (lower is better; a blend is kept only where it gains more than ``FEATURE_MIN_GAIN`` over the raw spread
+  on each half and does not put the images' levels further off) and its out-of-half mean over the images of
+  log²(mean(err²)/mean(σ²)) (the level; 0 when every image's error bars have the right size);
 * the RMS error of the mean by distance to the plane's edge;
 * Spearman(feature, |err|) per image, averaged, for the raw std, the structure (1 px) and the edge nearness;
 * the held-out NLL of the raw spread at each smoothing;
@@ -53,16 +55,16 @@ def main() -> None:
         report: list = []
         chosen = fit_calibration(variances, errors, m["n_samples"], m["method"], m["eta"], m["steps"], means=means,
                                  report=report)  # fmt: skip
-        spread_best = min(nll for s, nll in report if not s.blended)
+        spread_best, spread_levels = min((nll, lv) for s, nll, lv in report if not s.blended)
         print(f"  chosen: {chosen.score_feature} (w {chosen.feature_weight:g}), smoothing {chosen.smoothing_px:g} px")
-        print(f"  best raw-spread NLL {spread_best:.4f} per pixel; the best of each blend (gain needed > "
-              f"{FEATURE_MIN_GAIN}):")  # fmt: skip
-        for feature in ("structure", "border", "detail"):
-            tried = [(nll, s) for s, nll in report if s.feature == feature]
+        print(f"  best raw-spread NLL {spread_best:.4f} per pixel, images' mean log² level {spread_levels:.3f}; the "
+              f"best of each blend (NLL gain needed > {FEATURE_MIN_GAIN} on each half, level no larger):")  # fmt: skip
+        for feature in ("structure", "border", "detail", "coarse"):
+            tried = [(nll, lv, s) for s, nll, lv in report if s.feature == feature]
             if tried:
-                nll, s = min(tried, key=lambda t: t[0])
-                print(f"    {describe(s)}: NLL {nll:.4f} (gain {spread_best - nll:+.4f})")
-        by_smoothing = ", ".join(f"{s.smoothing_px:g} px {nll:.4f}" for s, nll in report if not s.blended)
+                nll, lv, s = min(tried, key=lambda t: t[0])
+                print(f"    {describe(s)}: NLL {nll:.4f} (gain {spread_best - nll:+.4f}), level {lv:.3f}")
+        by_smoothing = ", ".join(f"{s.smoothing_px:g} px {nll:.4f}" for s, nll, _ in report if not s.blended)
         print(f"  raw spread by smoothing, NLL per pixel: {by_smoothing}")
         across_images(chosen, variances, errors, means, m["n_samples"], m.get("noise_xi") or [])
         if chosen.feature_weight > 0 and means is not None:  # what the blend explained: ratios under the spread alone

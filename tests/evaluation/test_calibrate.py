@@ -265,7 +265,7 @@ def test_sr_pairs_of_many_microscopes_are_calibrated_per_psf_width_and_refitted_
     assert about == "tiny pairs" and loaded[0]["psf_factor"] == pytest.approx(measured[0]["psf_factor"])
     from napari_cvdm.evaluation.calibrate import fit_measured
 
-    assert [c.psf_factor for c in fit_measured(loaded[0], about)] == [c.psf_factor for c in cals]
+    assert [c.psf_factor for c in fit_measured(loaded[0], about, task=model.info.task)] == [c.psf_factor for c in cals]
     with pytest.raises(ValueError, match="measured with the model"):
         load_measurements(path, "another-model")
     code = main(["calibrate", "--model", "cvdm-sr-widefield", "--from-measurements", str(path), "-o",

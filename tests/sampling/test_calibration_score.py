@@ -168,3 +168,24 @@ def test_when_the_images_level_and_the_pixels_pattern_scale_differently_the_deta
         sigma = posterior_std(cal, raw) * error_std_factor(N)
         for where in (pattern < np.quantile(pattern, 1 / 3), pattern > np.quantile(pattern, 2 / 3)):
             assert 0.7 < np.mean(err[where] ** 2) / np.mean(sigma[where] ** 2) < 1.4
+
+
+def test_a_blend_that_ranks_pixels_better_but_puts_the_images_levels_further_off_is_not_chosen() -> None:
+    from napari_cvdm.sampling.calibration import _choose_score
+
+    spread, blend = Score(1.0), Score(64.0, "detail", 0.5, 1.0)
+    sizes = [1000, 1000]
+    better_pixels = (-4.02, -4.01)  # out-of-half NLL per pixel on each half: a gain of 0.09 on both
+    tried = [(spread, (-3.93, -3.92), 0.55), (Score(0.0), (-3.90, -3.90), 0.50)]
+    assert _choose_score([*tried, (blend, better_pixels, 0.72)], sizes) == spread  # images' levels worse
+    assert _choose_score([*tried, (blend, better_pixels, 0.40)], sizes) == blend  # and better: kept
+    assert _choose_score([*tried, (blend, better_pixels, 0.555)], sizes) == blend  # level within noise
+    assert _choose_score([*tried, (blend, (-4.02, -3.922), 0.40)], sizes) == spread  # one half does not confirm
+
+
+def test_sr_calibrations_try_the_structure_and_the_border_but_not_the_phase_features() -> None:
+    from napari_cvdm.sampling.calibration import FEATURE_CANDIDATES, feature_candidates_for
+
+    assert feature_candidates_for("phase") == FEATURE_CANDIDATES
+    sr = {f for f, _, _ in feature_candidates_for("super-resolution")}
+    assert sr == {"structure", "border"}

@@ -46,7 +46,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         from ..evaluation.calibrate import fit_measured
 
         measured, about = load_measurements(Path(args.from_measurements), model.info.name)
-        calibrations = [c for m in measured for c in fit_measured(m, about, by_condition=not args.no_bins)]
+        calibrations = [
+            c for m in measured for c in fit_measured(m, about, by_condition=not args.no_bins, task=model.info.task)
+        ]
     else:
         held_out = _pairs(args, model.task)
         about = held_out.about

@@ -36,7 +36,7 @@ from ..physics import (
     simulate_sr_pair,
     simulate_sr_pair_random,
 )
-from ..sampling.calibration import fit_calibration
+from ..sampling.calibration import feature_candidates_for, fit_calibration
 from ..sampling.calibration_bins import CONDITIONS, fit_binned_calibrations
 from ..sampling.plan import plan_sampler
 from ..settings import ReconstructSettings
@@ -175,18 +175,21 @@ def model_psf_fwhm_px(info: ModelMetadata) -> float | None:
     return psf_fwhm_px(info.wavelength_um, info.numerical_aperture, info.input_pixel_um)  # type: ignore[arg-type]
 
 
-def fit_measured(measured: dict[str, Any], data: str = "", by_condition: bool = True) -> list[Calibration]:
-    """The calibrations of one measured sampler setting (a record of :func:`iter_calibrate`'s ``measurements``):
-    pooled, plus one per bin of the images' noise ξ or PSF width factor where those were measured and
-    ``by_condition``."""
+def fit_measured(
+    measured: dict[str, Any], data: str = "", by_condition: bool = True, *, task: str
+) -> list[Calibration]:
+    """The calibrations of one measured sampler setting (a record of :func:`iter_calibrate`'s ``measurements``) of
+    a ``task`` model: pooled, plus one per bin of the images' noise ξ or PSF width factor where those were measured
+    and ``by_condition``; the score blends tried are the task's (``feature_candidates_for``)."""
     m = measured
     args = (m["variances"], m["errors"])
     setting = (m["n_samples"], m["method"], m["eta"], m["steps"])
+    kw = {"data": data, "means": m.get("means"), "feature_candidates": feature_candidates_for(task)}
     for condition in CONDITIONS:
         values = m.get(condition) or []
         if by_condition and values:
-            return fit_binned_calibrations(*args, values, condition, *setting, data=data, means=m.get("means"))
-    return [fit_calibration(*args, *setting, data=data, means=m.get("means"))]
+            return fit_binned_calibrations(*args, values, condition, *setting, **kw)
+    return [fit_calibration(*args, *setting, **kw)]
 
 
 def iter_calibrate(
@@ -249,7 +252,7 @@ def iter_calibrate(
         }  # fmt: skip
         if measurements is not None:
             measurements.append(measured)
-        calibrations += fit_measured(measured, data, by_condition)
+        calibrations += fit_measured(measured, data, by_condition, task=model.info.task)
     yield Progress(total, total, "calibrated")
     return calibrations
 

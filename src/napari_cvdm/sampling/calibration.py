@@ -48,7 +48,10 @@ FEATURE_CANDIDATES: tuple[tuple[str, float, float], ...] = (
     *(("detail", w, px) for w in (0.25, 0.5, 0.75) for px in (0.0, 1.0, 2.0)),  # only under a wider smoothing
 )
 MEAN_FEATURES = ("structure", "coarse")  # the features computed from the mean
+PHASE_FEATURES = ("coarse", "detail")  # made for the phase inversion's error (feature_candidates_for)
 FEATURE_MIN_GAIN = 0.005  # nats per pixel a blend must gain over the raw spread alone: none is chosen by chance
+LEVEL_TOLERANCE = 0.01  # how far a blend may raise the images' mean log² level over the spread's (sampling noise;
+# 0.01 is an RMS factor of e^0.1 ≈ 1.1 in an image's error bars)
 DEFAULT_BINS = 24
 MIN_PIXELS = 10_000  # fewer pixels (per half) than this give no calibration
 MIN_IMAGES = 2  # one half fits the map, the other the interval quantiles
@@ -56,6 +59,18 @@ MIN_IMAGES = 2  # one half fits the map, the other the interval quantiles
 
 class CalibrationError(ValueError):
     """The calibration data cannot support a calibration (too few images or pixels, shapes that disagree)."""
+
+
+def feature_candidates_for(task: str) -> tuple[tuple[str, float, float], ...]:
+    """The blends a calibration of a ``task`` model tries next to the raw spread.  The coarse structure and the
+    two-scale detail describe the phase inversion's error (a TIE-type inversion determines the low spatial
+    frequencies worst, and an image's error grows as its spread to the power 1.7); an SR model's error follows the
+    pixel's own spread (power 1.1), and there, chosen by the likelihood of 24 calibration pairs, both spread the
+    structure families' error-bar levels further apart on the bench's rows than the spread alone (docs/uncertainty.md).
+    SR tries the structure and the border."""
+    if task == "phase":
+        return FEATURE_CANDIDATES
+    return tuple(c for c in FEATURE_CANDIDATES if c[0] not in PHASE_FEATURES)
 
 
 def error_std_factor(n_samples: int) -> float:
@@ -179,17 +194,25 @@ def _fit_map(raw_std: np.ndarray, err: np.ndarray, n_samples: int, n_bins: int) 
     return np.array(keep_k), np.sqrt(np.maximum(np.maximum.accumulate(keep_v), floor))
 
 
-def _choose_score(tried: list[tuple[Score, tuple[float, float]]], sizes: list[int]) -> Score:
+def _choose_score(tried: list[tuple[Score, tuple[float, float], float]], sizes: list[int]) -> Score:
     """The best raw-spread score by pooled out-of-half NLL, replaced by the best blend only when that blend gains
-    more than ``FEATURE_MIN_GAIN`` nats per pixel on *each* half's images: a gain one half does not confirm is noise
-    of a small calibration set, not a property of the model."""
+    more than ``FEATURE_MIN_GAIN`` nats per pixel on *each* half's images (a gain one half does not confirm is noise
+    of a small calibration set, not a property of the model) and does not put the images' levels further off: its
+    out-of-half mean of log²(mean(err²)/mean(σ²)) over the images exceeds the spread's by at most
+    ``LEVEL_TOLERANCE``.  The pixels' likelihood rewards a score that ranks the pixels within an image; the error
+    bars a user reads must also hold image by image, and a blend can trade one for the other (on SR, the fine detail
+    under a 64 px spread ranks the pixels better but reads sparse images' errors too small)."""
 
     def pooled(nll: tuple[float, float]) -> float:
         return (nll[0] * sizes[1] + nll[1] * sizes[0]) / sum(sizes)  # nll: (on halves[1]'s images, on halves[0]'s)
 
     spread = min((t for t in tried if not t[0].blended), key=lambda t: pooled(t[1]))
     confirmed = [
-        t for t in tried if t[0].blended and all(b < a - FEATURE_MIN_GAIN for a, b in zip(spread[1], t[1], strict=True))
+        t
+        for t in tried
+        if t[0].blended
+        and all(b < a - FEATURE_MIN_GAIN for a, b in zip(spread[1], t[1], strict=True))
+        and t[2] <= spread[2] + LEVEL_TOLERANCE
     ]
     return (min(confirmed, key=lambda t: pooled(t[1])) if confirmed else spread)[0]
 
@@ -213,20 +236,22 @@ def fit_calibration(
     smoothing_candidates: Sequence[float] = SMOOTHING_CANDIDATES_PX,
     means: Sequence[np.ndarray] | None = None,
     feature_candidates: Sequence[tuple[str, float, float]] = FEATURE_CANDIDATES,
-    report: list[tuple[Score, float]] | None = None,
+    report: list[tuple[Score, float, float]] | None = None,
 ) -> Calibration:
     """Fit a :class:`Calibration` from held-out images (whole planes): per image, the raw sample variance of
     ``n_samples`` samples and the error of their mean (network units, same shape), and optionally the mean itself
     (``means``).  ``feature_candidates`` — (feature, weight, width px) — are the blends of the score tried next to
     the raw spread alone (:mod:`~napari_cvdm.sampling.calibration_score`; the structure only with ``means``).
-    ``report``: a list that receives each score tried and its out-of-half negative log-likelihood per pixel.
+    ``report``: a list that receives each score tried, its out-of-half negative log-likelihood per pixel and its
+    out-of-half mean of log²(mean(err²)/mean(σ²)) over the images.
 
     Cross-fitted in two halves of the images (a seeded random split, so no cycle in the images' order — e.g.
     structure families in turn — lines up with it): the map fitted on one half scores the other, which chooses the
-    smoothing and the score's blend (Gaussian log-likelihood of the out-of-half errors) and gives the conformal
-    interval quantiles from the out-of-half scores of both halves, so the stored intervals are measured on images
-    their map never saw.  The stored map is then fitted on all images with the chosen score.  Raises
-    :class:`CalibrationError` with too few images or pixels.
+    smoothing and the score's blend (Gaussian log-likelihood of the out-of-half errors; a blend also must not put
+    the images' levels further off, :func:`_choose_score`) and gives the conformal interval quantiles from the
+    out-of-half scores of both halves, so the stored intervals are measured on images their map never saw.  The
+    stored map is then fitted on all images with the chosen score.  Raises :class:`CalibrationError` with too few
+    images or pixels.
     """
     if len(raw_variances) != len(errors):
         raise CalibrationError(f"{len(raw_variances)} variance maps but {len(errors)} error maps")
@@ -278,16 +303,22 @@ def fit_calibration(
             interval_z={"0.9": 1.645}, n_images=len(errors), n_pixels=sum(sizes), data=data,
         )  # fmt: skip
 
-    def held_out(u: list[np.ndarray], score: Score) -> tuple[tuple[float, float], np.ndarray]:
-        """NLL per pixel of each half's images under the other half's map of score ``u``, and their |err|/std."""
-        per_half, ratios = [], []
+    def held_out(u: list[np.ndarray], score: Score) -> tuple[tuple[float, float], float, np.ndarray]:
+        """NLL per pixel of each half's images under the other half's map of score ``u``, the mean over the images
+        of log²(mean(err²)/mean(std²)) under it (0 when every image's level is right), and their |err|/std."""
+        per_half, ratios, image_levels = [], [], []
         for fit_half, test_half in (halves, halves[::-1]):
             provisional = fitted(fit_half, u, score)
             std = _map_score(provisional, np.concatenate([u[i] for i in test_half])) * error_std_factor(n_samples)
             err = np.concatenate([errs[i] for i in test_half])
             per_half.append(float(np.mean(np.log(std) + 0.5 * np.square(err / std))))
             ratios.append(np.abs(err) / std)
-        return (per_half[0], per_half[1]), np.concatenate(ratios)
+            bounds = np.cumsum([0] + [errs[i].size for i in test_half])
+            image_levels += [
+                math.log(np.mean(np.square(err[a:b])) / np.mean(np.square(std[a:b])))
+                for a, b in itertools.pairwise(bounds)
+            ]
+        return (per_half[0], per_half[1]), float(np.mean(np.square(image_levels))), np.concatenate(ratios)
 
     def score_maps(score: Score, spread: list[np.ndarray]) -> list[np.ndarray]:
         if not score.blended:
@@ -299,7 +330,7 @@ def fit_calibration(
 
     # every score's out-of-half NLL per pixel; only the chosen score's maps are kept (each score's maps and ratios
     # cost 16 bytes per pixel, and the candidates number over a hundred)
-    tried: list[tuple[Score, tuple[float, float]]] = []
+    tried: list[tuple[Score, tuple[float, float], float]] = []
     for smoothing in smoothing_candidates:
         spread = [Score(float(smoothing)).spread(v).ravel() for v in raw_variances]
         for feature, weight, px in blends:
@@ -308,13 +339,13 @@ def fit_calibration(
             score = Score(float(smoothing))
             if weight > 0:
                 score = Score(float(smoothing), feature, float(weight), float(px), clip if feature == "border" else 0.0)  # type: ignore[arg-type]
-            nll, _ = held_out(score_maps(score, spread), score)
+            nll, levels, _ = held_out(score_maps(score, spread), score)
             if report is not None:
-                report.append((score, (nll[0] * sizes[1] + nll[1] * sizes[0]) / sum(sizes)))
-            tried.append((score, nll))
+                report.append((score, (nll[0] * sizes[1] + nll[1] * sizes[0]) / sum(sizes), levels))
+            tried.append((score, nll, levels))
     chosen = _choose_score(tried, sizes)
     u = score_maps(chosen, [Score(chosen.smoothing_px).spread(v).ravel() for v in raw_variances])
-    _, out_of_half = held_out(u, chosen)
+    _, _, out_of_half = held_out(u, chosen)
     calibration = fitted(range(len(errors)), u, chosen)
     calibration.interval_z = {f"{q:g}": conformal_quantile(out_of_half, q) for q in INTERVAL_LEVELS}
     return calibration
