@@ -25,8 +25,11 @@ of
   pixels within it spread most, so the blend keeps the region's level and the ranking within it.
 
 w = 0 (``"spread"``, calibration versions ≤ 2) is the raw spread alone.  The feature, its weight and width are
-chosen on held-out pairs by the cross-fitted likelihood (:func:`~napari_cvdm.sampling.calibration.fit_calibration`),
-never set by hand.  Every part is local or positional, so a plane calibrated a row band at a time needs only
+chosen on held-out pairs by the cross-fitted likelihood (:func:`~napari_cvdm.sampling.calibration.fit_calibration`;
+a blend must also keep the images' levels), never set by hand; SR calibrations try the structure and the border
+only (:func:`~napari_cvdm.sampling.calibration.feature_candidates_for`).
+
+Every part is local or positional, so a plane calibrated a row band at a time needs only
 :meth:`Score.reach` rows of context and the band's first row.
 """
 
