@@ -20,18 +20,18 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import time
 
 import numpy as np
 
-from napari_cvdm.evaluation.calibrate import network_scale, network_units_error, network_units_mean, stated_set_up
-from napari_cvdm.evaluation.quality import phase_cases, phase_optics_cases, real_cell_pair, sr_cases
+from napari_cvdm.evaluation.calibrate import network_scale, network_units_error, network_units_mean
+from napari_cvdm.evaluation.quality import bench_pairs
 from napari_cvdm.evaluation.uncertainty_scores import CALIBRATED_LEVELS, Uncertainty, _fmt_se
 from napari_cvdm.inference.noise_check import estimated_noise_xi
 from napari_cvdm.inference.optics import network_psf_factor
 from napari_cvdm.inference.reconstruct import Reconstruction, reconstruct
 from napari_cvdm.model.files import TrainedModel
-from napari_cvdm.physics import PhaseSimulation, simulate_phase_pair, simulate_sr_pair
 from napari_cvdm.registry import load_model
 from napari_cvdm.sampling.calibration import error_std_factor, interval_multiplier, posterior_std
 from napari_cvdm.sampling.calibration_bins import select_calibration
@@ -63,27 +63,6 @@ def calibrated(
     return sigma, halves
 
 
-def pairs(task: str, n: int):
-    """(row label, a generator of (input, truth, what the model is told) per image) of the bench's rows."""
-
-    def phase_images(settings: PhaseSimulation, rngs: list, told: dict):
-        for rng in rngs:
-            image, truth = real_cell_pair(settings) if rng is None else simulate_phase_pair(settings, 256, rng)[:2]
-            yield image, truth, told
-
-    if task != "phase":
-        for label, settings, rngs in sr_cases(n):
-            yield label, ((*simulate_sr_pair(settings, 128, rng)[:2], {}) for rng in rngs)
-        return
-    cases = phase_cases(n)
-    cases.append(("skimage cell() (real QPI), noise-free", PhaseSimulation(noise_max=0.0), [None]))
-    n_nominal = len(cases)
-    cases += phase_optics_cases(n)
-    for c, (label, settings, rngs) in enumerate(cases):
-        told = stated_set_up(settings.defocus_um, settings.wavelength_um, settings.pixel_um) if c >= n_nominal else {}
-        yield label, phase_images(settings, rngs, told)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("models", nargs="+", help="model names or .cvdm files with the same weights")
@@ -96,9 +75,9 @@ def main() -> None:
         raise SystemExit("the files are for different tasks: compare calibrations of one model's weights")
     rows: list[tuple[str, list[Uncertainty]]] = []
     t0 = time.perf_counter()
-    for label, images in pairs(first.info.task, args.n):
+    for label, images in itertools.groupby(bench_pairs(first.info.task, args.n), key=lambda pair: pair[0]):
         scores = [Uncertainty(args.n_samples) for _ in models]
-        for k, (image, truth, told) in enumerate(images):
+        for k, (_, image, truth, told) in enumerate(images):
             result = reconstruct(first, image, n_samples=args.n_samples, seed=k, **told)
             variance, error = network_units_error(result, image, truth, first.info)
             for m, (model, row) in enumerate(zip(models, scores, strict=True)):

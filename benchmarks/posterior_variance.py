@@ -45,13 +45,11 @@ from napari_cvdm.evaluation.calibrate import (
     network_units_error,
     network_units_mean,
     simulated_calibration_pairs,
-    stated_set_up,
 )
-from napari_cvdm.evaluation.quality import phase_cases, phase_optics_cases, real_cell_pair, sr_cases
+from napari_cvdm.evaluation.quality import bench_pairs
 from napari_cvdm.evaluation.uncertainty_scores import CALIBRATED_LEVELS, Uncertainty
 from napari_cvdm.inference.reconstruct import reconstruct
 from napari_cvdm.model.metadata import Calibration
-from napari_cvdm.physics import PhaseSimulation, simulate_phase_pair, simulate_sr_pair
 from napari_cvdm.registry import load_model
 from napari_cvdm.sampling.calibration import interval_multiplier
 from napari_cvdm.sampling.calibration_bins import select_calibration
@@ -69,21 +67,7 @@ def _pairs(task: str, which: str, n: int) -> list[tuple[str, np.ndarray, np.ndar
         got = simulated_calibration_pairs(TASKS[task], n, seed_offset=HEAD_SEED_OFFSET, optics=which)
         stated = got.stated_optics or [{}] * len(got.pairs)
         return [(which, s, t, told) for (s, t), told in zip(got.pairs, stated, strict=True)]
-    out = []
-    if task == "sr":  # the bench's rows; the model is told no optics, as the bench runs it
-        for label, settings, rngs in sr_cases(n):
-            out += [(label, *simulate_sr_pair(settings, 128, rng)[:2], {}) for rng in rngs]
-        return out
-    cases = phase_cases(n)
-    cases.append(("skimage cell() (real QPI), noise-free", PhaseSimulation(noise_max=0.0), [None]))
-    n_nominal = len(cases)
-    cases += phase_optics_cases(n)
-    for c, (label, settings, rngs) in enumerate(cases):
-        told = stated_set_up(settings.defocus_um, settings.wavelength_um, settings.pixel_um) if c >= n_nominal else {}
-        for rng in rngs:
-            stack, phase = real_cell_pair(settings) if rng is None else simulate_phase_pair(settings, 256, rng)[:2]
-            out.append((label, stack, phase, told))
-    return out
+    return list(bench_pairs("phase" if task == "phase" else "sr", n))  # the bench's rows
 
 
 def _planes_and_condition(task: str, image: np.ndarray, told: dict[str, float], info) -> tuple[np.ndarray, list]:

@@ -20,7 +20,7 @@ told none); the phase model is told the set-up, as the classical baselines are, 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
@@ -132,20 +132,43 @@ def real_cell_pair(settings: PhaseSimulation, size: int = 256) -> tuple[np.ndarr
     return stack.astype(np.float32), phase.astype(np.float32)
 
 
+def phase_bench_cases(n: int) -> list[tuple[str, PhaseSimulation, list[np.random.Generator | None], dict]]:
+    """The phase bench's rows: (label, simulator settings, one generator per image — None for the real
+    ``skimage.data.cell()`` — and the set-up the model is told).  The held-out set-ups are stated, as the baselines
+    get them."""
+    cases: list = phase_cases(n)
+    cases.append(("skimage cell() (real QPI), noise-free", PhaseSimulation(noise_max=0.0), [None]))
+    n_nominal = len(cases)
+    cases += phase_optics_cases(n)
+    return [
+        (label, s, rngs, stated_set_up(s.defocus_um, s.wavelength_um, s.pixel_um) if c >= n_nominal else {})
+        for c, (label, s, rngs) in enumerate(cases)
+    ]
+
+
+def bench_pairs(task: str, n: int) -> Iterator[tuple[str, np.ndarray, np.ndarray, dict]]:
+    """(row label, input, truth, what the model is told) of every image of the bench's rows for ``task``, in row
+    order, each made when it is reached.  SR: the model is told no optics, as the bench runs it."""
+    if task == "phase":
+        for label, settings, rngs, told in phase_bench_cases(n):
+            for rng in rngs:
+                image, truth = real_cell_pair(settings) if rng is None else simulate_phase_pair(settings, 256, rng)[:2]
+                yield label, image, truth, told
+        return
+    for label, settings, rngs in sr_cases(n):
+        for rng in rngs:
+            yield label, *simulate_sr_pair(settings, 128, rng)[:2], {}
+
+
 def phase_benchmark(
     model: TrainedModel | None, n: int, n_samples: int, steps: int | None, log: Callable[[str], None] = print
 ) -> Table:
     header = ["test images", "method", "MAE (rad) ↓", "MS-SSIM ↑", *UNCERTAINTY_HEADER, *CALIBRATED_HEADER]
     table = Table(f"Phase retrieval, 256², d = 2 µm (n = {n} per row)", header)
-    cases = phase_cases(n)
-    cases.append(("skimage cell() (real QPI), noise-free", PhaseSimulation(noise_max=0.0), [None]))
-    n_nominal = len(cases)
-    cases += phase_optics_cases(n)
     uncertainty: list[Uncertainty] = []
-    for c, (label, settings, rngs) in enumerate(cases):
-        told = (  # the held-out set-ups are stated, as the baselines get them
-            stated_set_up(settings.defocus_um, settings.wavelength_um, settings.pixel_um) if c >= n_nominal else {}
-        )
+    cases = phase_bench_cases(n)
+    n_nominal = sum(not told for *_, told in cases)  # the held-out set-ups, stated, come last
+    for label, settings, rngs, told in cases:
         scores: dict[str, list[tuple[float, float]]] = {"TIE": [], "US-TIE": [], "CVDM": []}
         row = Uncertainty(n_samples)
         uncertainty.append(row)
