@@ -77,6 +77,14 @@ def test_a_randomised_optics_training_record_sets_the_range(sr):
     assert plan.action == "run"
 
 
+def test_an_sr_models_own_psf_width_in_its_input_pixels(sr, phase):
+    """0.514·λ/(NA·p): 0.514 · 0.515 µm / (1.3 · 0.0626 µm) = 3.25 px for the nominal optics."""
+    info = sr.info.model_copy(update={"wavelength_um": 0.515, "numerical_aperture": 1.3, "input_pixel_um": 0.0626})
+    assert info.input_psf_fwhm_px == pytest.approx(0.514 * 0.515 / (1.3 * 0.0626))
+    assert info.model_copy(update={"numerical_aperture": None}).input_psf_fwhm_px is None
+    assert phase.info.input_psf_fwhm_px is None
+
+
 def test_a_stated_range_wins_and_round_trips(sr):
     info = sr.info.model_copy(update={"valid_optics": ValidOptics(basis="measured", psf_width_factor=(0.5, 2.0))})
     again = ModelMetadata.model_validate_json(info.model_dump_json())

@@ -24,7 +24,7 @@ from .._runtime import Progress, relay
 from ..inference.noise_check import estimated_noise_xi
 from ..inference.reconstruct import Reconstruction, iter_reconstruct
 from ..model.files import TrainedModel
-from ..model.metadata import Calibration, ModelMetadata, psf_fwhm_px
+from ..model.metadata import Calibration, ModelMetadata
 from ..physics import (
     STRUCTURES,
     PhaseOpticsRange,
@@ -168,13 +168,6 @@ def network_units_mean(result: Reconstruction, image: np.ndarray, info: ModelMet
     return (result.mean - out.offset) / out.scale
 
 
-def model_psf_fwhm_px(info: ModelMetadata) -> float | None:
-    """The PSF FWHM of an SR model's own optics in its input pixels (None when its header states no optics)."""
-    if info.task != "super-resolution" or None in (info.wavelength_um, info.numerical_aperture, info.input_pixel_um):
-        return None
-    return psf_fwhm_px(info.wavelength_um, info.numerical_aperture, info.input_pixel_um)  # type: ignore[arg-type]
-
-
 def fit_measured(
     measured: dict[str, Any], data: str = "", by_condition: bool = True, *, task: str
 ) -> list[Calibration]:
@@ -218,7 +211,7 @@ def iter_calibrate(
     calibrations = []
     total = len(pairs) * len(settings_to_fit)
     noise_xi = [estimated_noise_xi(model.info.task, image) for image, _ in pairs] if model.info.task == "phase" else []
-    own = model_psf_fwhm_px(model.info)
+    own = model.info.input_psf_fwhm_px
     if psf_fwhm_px is not None and len(psf_fwhm_px) != len(pairs):
         raise ValueError(f"{len(psf_fwhm_px)} PSF widths for {len(pairs)} pairs")
     psf_factor = [w / own for w in psf_fwhm_px] if psf_fwhm_px is not None and own is not None else []

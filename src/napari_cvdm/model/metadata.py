@@ -285,6 +285,15 @@ class ModelMetadata(BaseModel):
     def output_pixel_um(self) -> float | None:
         return None if self.input_pixel_um is None else self.input_pixel_um / self.scale_factor
 
+    @property
+    def input_psf_fwhm_px(self) -> float | None:
+        """The PSF FWHM of an SR model's own optics in its input pixels, 0.514·λ/(NA·p) (None: not an SR model, or
+        its header states no wavelength, NA or pixel size)."""
+        optics = (self.wavelength_um, self.numerical_aperture, self.input_pixel_um)
+        if self.task != "super-resolution" or None in optics:
+            return None
+        return psf_fwhm_px(self.wavelength_um, self.numerical_aperture, self.input_pixel_um)  # type: ignore[arg-type]
+
     def covered_optics(self) -> ValidOptics | None:
         """The stated :class:`ValidOptics`, or for files without one: the range of ``training["optics_range"]``
         (``train --simulate-optics random``), else the nominal optics ±10 % (PSF width in pixels for SR, λ·d/p²
@@ -301,8 +310,7 @@ class ModelMetadata(BaseModel):
                 nominal = psf_fwhm_px(
                     NOMINAL_SR["wavelength_um"], NOMINAL_SR["numerical_aperture"], NOMINAL_SR["pixel_um"]
                 )
-                own = psf_fwhm_px(self.wavelength_um, self.numerical_aperture, self.input_pixel_um)
-                low, high = (f * nominal / own for f in drawn["psf_width_factor"])
+                low, high = (f * nominal / self.input_psf_fwhm_px for f in drawn["psf_width_factor"])
                 return ValidOptics(
                     basis="the randomised optics of its training data (physics.SROpticsRange)",
                     psf_width_factor=(low, high),
