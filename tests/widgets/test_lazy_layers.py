@@ -9,7 +9,6 @@ from typing import Any
 import dask.array as da
 import numpy as np
 import pytest
-from dask.callbacks import Callback
 
 from tests.widgets.conftest import noisy, run_and_wait
 
@@ -28,6 +27,7 @@ class PlaneOnly:
         self.shape, self.dtype, self.ndim = data.shape, data.dtype, data.ndim
         self.read_planes: list[int] = []
         self.block: threading.Event | None = None
+        self.order: list[tuple[str, int]] | None = None  # set by PlaneOrder
 
     def __getitem__(self, index: Any) -> np.ndarray:
         part = self._data[index]
@@ -39,22 +39,31 @@ class PlaneOnly:
         if self.block is not None and first >= 1:
             assert self.block.wait(30), "the test never let the job read on"
         self.read_planes.append(first)
+        if self.order is not None and threading.current_thread() is not threading.main_thread():
+            self.order.append(("read", first))
         return part
 
     def __array__(self, *args: Any, **kwargs: Any) -> np.ndarray:
         raise AssertionError("the whole stack was read")
 
 
-class PlanesPerCompute(Callback):
-    """While active: the most chunks of the stack that any one dask computation (napari's, the job's) read."""
+class PlaneOrder:
+    """While active: the worker threads' plane reads of a :class:`PlaneOnly` stack and the store's plane marks, in
+    order.  (Not a dask callback: dask empties its global callback set while any thread computes, so napari
+    refreshing a layer in the main thread would hide the job's own computes from it.)"""
 
-    def __init__(self, name: str = "plane-only-stack") -> None:
-        super().__init__()
-        self.name, self.most = name, 0
+    def __init__(self, wrapped: PlaneOnly, monkeypatch: pytest.MonkeyPatch) -> None:
+        from napari_cvdm.io.omezarr import PlaneStore
 
-    def _start(self, dsk: Any) -> None:
-        chunks = sum(1 for key in dsk if isinstance(key, tuple) and key[0] == self.name)
-        self.most = max(self.most, chunks)
+        self.log: list[tuple[str, int]] = []
+        mark = PlaneStore.mark
+
+        def logged_mark(store: PlaneStore, k: int) -> None:
+            mark(store, k)
+            self.log.append(("mark", k))
+
+        wrapped.order = self.log
+        monkeypatch.setattr(PlaneStore, "mark", logged_mark)
 
 
 def lazy_stack(n: int = 3, size: int = 64) -> tuple[da.Array, PlaneOnly]:
@@ -77,7 +86,9 @@ def start(widget, store) -> Any:
     return widget
 
 
-def test_a_dask_stack_runs_plane_by_plane_into_lazy_layers(make_widget, model_files, notes, qtbot, tmp_path):
+def test_a_dask_stack_runs_plane_by_plane_into_lazy_layers(
+    make_widget, model_files, notes, qtbot, tmp_path, monkeypatch
+):
     from napari_cvdm._widgets.stack_job import StackReconstructionJob
 
     viewer, widget = make_widget()
@@ -86,9 +97,15 @@ def test_a_dask_stack_runs_plane_by_plane_into_lazy_layers(make_widget, model_fi
     assert not widget.store.native.isHidden()
     store = tmp_path / "out.zarr"
     wrapped.read_planes.clear()  # only the run's own reads from here on
-    with PlanesPerCompute() as watch:
-        job = run_and_wait(qtbot, start(widget, store))
-    assert watch.most == 1  # never the stack at once, only plane by plane
+    order = PlaneOrder(wrapped, monkeypatch)
+    job = run_and_wait(qtbot, start(widget, store))
+    # never the stack at once: plane k is read only once planes 0 … k − 1 are in the store, and before k is
+    marks = [k for what, k in order.log if what == "mark"]
+    assert marks == [0, 1, 2]
+    reads = [
+        (k, [m for w, m in order.log[:i] if w == "mark"]) for i, (what, k) in enumerate(order.log) if what == "read"
+    ]
+    assert {k for k, _ in reads} == {0, 1, 2} and all(before == list(range(k)) for k, before in reads), order.log
     assert isinstance(job, StackReconstructionJob)
     assert job.outcome == "done" and notes["error"] == [], notes
     assert any(str(store) in note for note in notes["info"])
