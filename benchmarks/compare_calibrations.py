@@ -10,6 +10,7 @@ pixel for pixel, and the row-to-row differences are not diluted by sampling nois
 
     OMP_NUM_THREADS=2 python benchmarks/compare_calibrations.py cvdm-phase-twoshot runs/phase_refit.cvdm --n 16
     OMP_NUM_THREADS=2 python benchmarks/compare_calibrations.py cvdm-sr-widefield runs/sr_refit.cvdm --n 16
+    OMP_NUM_THREADS=2 python benchmarks/compare_calibrations.py runs/phase10.cvdm cvdm-phase-twoshot --steps 10
 
 Per row and file, in the units the spread describes (network units; the ratios do not depend on them):
 Spearman(σ_cal, |err|), err²/σ_cal² as the mean of the images' ratios ± its standard error and pooled over the row's
@@ -27,14 +28,11 @@ import numpy as np
 
 from napari_cvdm.evaluation.calibrate import network_scale, network_units_error, network_units_mean
 from napari_cvdm.evaluation.quality import bench_pairs
-from napari_cvdm.evaluation.uncertainty_scores import CALIBRATED_LEVELS, Uncertainty, _fmt_se
-from napari_cvdm.inference.noise_check import estimated_noise_xi
-from napari_cvdm.inference.optics import network_psf_factor
+from napari_cvdm.evaluation.uncertainty_scores import CALIBRATED_LEVELS, Uncertainty, _fmt_se, run_calibration
 from napari_cvdm.inference.reconstruct import Reconstruction, reconstruct
 from napari_cvdm.model.files import TrainedModel
 from napari_cvdm.registry import load_model
 from napari_cvdm.sampling.calibration import error_std_factor, interval_multiplier, posterior_std
-from napari_cvdm.sampling.calibration_bins import select_calibration
 
 
 def calibrated(
@@ -42,17 +40,9 @@ def calibrated(
 ) -> tuple[np.ndarray, dict[float, np.ndarray]]:
     """σ_cal (network units) of ``result`` under ``model``'s calibration, and the half-widths of its central
     intervals."""
-    s = result.settings
-    cal, _ = select_calibration(
-        model.info.calibrations,
-        s["method"],
-        s["eta"],
-        s["steps"],
-        estimated_noise_xi(model.info.task, image),
-        psf_factor=network_psf_factor(result.optics or {}),
-    )
+    cal = run_calibration(model, result, image)
     if cal is None:
-        raise SystemExit(f"{model.info.name} holds no calibration for {s['method']}, {s['steps']} steps")
+        raise SystemExit(f"{model.info.name} holds no calibration for {result.settings['method']}")
     scale = network_scale(image, model.info)
     mean = network_units_mean(result, image, model.info)
     sigma = error_std_factor(n_samples) * posterior_std(cal, result.variance / scale**2, mean)
@@ -68,6 +58,12 @@ def main() -> None:
     ap.add_argument("models", nargs="+", help="model names or .cvdm files with the same weights")
     ap.add_argument("--n", type=int, default=4, help="test images per row")
     ap.add_argument("--n-samples", type=int, default=8)
+    ap.add_argument(
+        "--steps",
+        type=int,
+        help="sampler steps (default: the first file's); a file without a calibration at these "
+        "steps is scored with its nearest, as reconstruct() applies it",
+    )
     args = ap.parse_args()
     models = [load_model(m) for m in args.models]
     first = models[0]
@@ -78,7 +74,7 @@ def main() -> None:
     for label, images in itertools.groupby(bench_pairs(first.info.task, args.n), key=lambda pair: pair[0]):
         scores = [Uncertainty(args.n_samples) for _ in models]
         for k, (_, image, truth, told) in enumerate(images):
-            result = reconstruct(first, image, n_samples=args.n_samples, seed=k, **told)
+            result = reconstruct(first, image, n_samples=args.n_samples, seed=k, steps=args.steps, **told)
             variance, error = network_units_error(result, image, truth, first.info)
             for m, (model, row) in enumerate(zip(models, scores, strict=True)):
                 sigma, halves = calibrated(model, result, image, args.n_samples)

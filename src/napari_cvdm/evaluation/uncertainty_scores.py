@@ -24,6 +24,7 @@ from ..inference.noise_check import estimated_noise_xi
 from ..inference.optics import network_psf_factor
 from ..inference.reconstruct import Reconstruction
 from ..model.files import TrainedModel
+from ..model.metadata import Calibration
 from ..sampling.calibration import interval_multiplier
 from ..sampling.calibration_bins import select_calibration
 from .metrics import (
@@ -133,6 +134,19 @@ class Uncertainty:
         return out
 
 
+def run_calibration(model: TrainedModel, result: Reconstruction, image: np.ndarray | None) -> Calibration | None:
+    """The calibration of ``model`` that reconstruct() applies to ``result``'s run: for its sampler (method, η,
+    steps; the nearest steps without an exact match), the bin of the noise ξ estimated from the input plane
+    ``image`` (phase) or of the run's PSF width (SR), as held; None when the model holds none for the sampler."""
+    settings = result.settings
+    xi = None if image is None else estimated_noise_xi(model.info.task, image)
+    psf = network_psf_factor(result.optics or {})
+    cal, _ = select_calibration(
+        model.info.calibrations, settings["method"], settings["eta"], settings["steps"], xi, psf_factor=psf
+    )
+    return cal
+
+
 def calibrated_interval(
     model: TrainedModel, result: Reconstruction, image: np.ndarray | None = None
 ) -> tuple[np.ndarray | None, dict[float, np.ndarray]]:
@@ -147,12 +161,7 @@ def calibrated_interval(
     """
     if result.calibrated_std is None:
         return None, {}
-    settings = result.settings
-    xi = None if image is None else estimated_noise_xi(model.info.task, image)
-    psf = network_psf_factor(result.optics or {})
-    cal, _ = select_calibration(
-        model.info.calibrations, settings["method"], settings["eta"], settings["steps"], xi, psf_factor=psf
-    )
+    cal = run_calibration(model, result, image)
     halves: dict[float, np.ndarray] = {}
     for level in CALIBRATED_LEVELS:
         if result.lower is not None and result.upper is not None and abs(level - result.interval_level) < 1e-9:
