@@ -117,6 +117,17 @@ def test_registered_default_models_are_bundled_and_valid():
         assert load_model(name).info.name == name
 
 
+def test_each_bundled_model_is_calibrated_at_its_default_steps_and_at_fewer():
+    """A run at fewer steps than the default (the way to a faster reconstruction) gets its own calibration, not the
+    default's: the spread shrinks with fewer steps, so the default's map would make the error bars too small."""
+    for name in registry.REGISTRY:
+        info = load_model(name).info
+        default = info.sampler
+        steps = {c.steps for c in info.calibrations if c.method == default.method and c.eta == default.eta}
+        assert default.steps in steps, f"{name}: no calibration at its default {default.steps} steps"
+        assert min(steps) < default.steps, f"{name}: calibrated only at {sorted(steps)} steps"
+
+
 def test_user_models_are_listed_and_loaded_by_name(tmp_path, monkeypatch):
     monkeypatch.setenv("NAPARI_CVDM_MODELS", str(tmp_path))
     save_model(tmp_path / "my-finetune.cvdm", tiny_network(), ModelMetadata(task="generic"))

@@ -46,19 +46,21 @@ REGISTRY: dict[str, RegisteredModel] = {
     "cvdm-phase-twoshot": RegisteredModel(
         "cvdm-phase-twoshot",
         "cvdm-phase-twoshot.cvdm",
-        "faf8a0aa97c8b8e343d5529d6fa847accd487f1a67712b6630663d8e954c16f2",
+        "0d40fb9f2ad382aa02093b4fb1ca7fe9e072434b15c5b367c216760fb2f5ae95",
         "two-shot defocus (I(−d), I(+d)) → quantitative phase (rad), trained on simulated pairs",
         task="phase",
     ),  # 9.2 MB, v4 weights (on US-TIE, 8000 steps + 4000 + 6000 with cosine decays, LD3 grids), calibrated at 20
-    # steps on 48 held-out pairs: pooled and 2 noise bins, the smoothed spread blended with the mean's coarse structure
+    # steps on 48 held-out pairs (pooled and 2 noise bins, the smoothed spread blended with the mean's coarse
+    # structure), and at 5 and 10 steps on the same pairs
     "cvdm-sr-widefield-wide-optics": RegisteredModel(
         "cvdm-sr-widefield-wide-optics",
         "cvdm-sr-widefield-wide-optics.cvdm",
-        "103710d52844eae9f248c2e7636fe140221051f312b9cb51cd4fb72d8506ce17",
+        "029644b3a3dc3cd61af72e1017c60e61a8cd56586d7f7e04cdcbb5fdf11d7281",
         "widefield → SIM super-resolution for a range of microscopes (NA 1.2–1.49, emission 0.45–0.70 µm, "
         "60–110 nm pixels), trained on simulated pairs with randomised optics and noise",
         task="super-resolution",
-    ),  # 9.2 MB, v1: cvdm-sr-widefield v3 + 5000 steps on randomised optics, calibrated at 10 steps
+    ),  # 9.2 MB, v1: cvdm-sr-widefield v3 + 5000 steps on randomised optics, calibrated at 5, 7
+    # and 10 steps
 }
 
 
