@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import tifffile
@@ -171,6 +173,40 @@ def test_cli_refuses_too_few_pairs_with_the_reason(tmp_path, capsys):
          "--n-samples", "2", "--inputs", str(inputs), "--targets", str(targets), "-q"]
     )  # fmt: skip
     assert code == 2 and "at least 2 held-out images" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("pairs", "n_samples", "steps", "said"),
+    [
+        (0, 2, [2], "at least 2 held-out images (one half fits the map, the other measures the intervals); got 0"),
+        (2, 1, [2], "at least 2 samples per image (a spread to calibrate); got 1"),
+        (2, 2, [2, 0], "steps = 0: Input should be greater than or equal to 1"),
+    ],
+)
+def test_a_calibration_that_cannot_be_fitted_is_refused_before_any_reconstruction(
+    pairs, n_samples, steps, said, monkeypatch
+):
+    import napari_cvdm.evaluation.calibrate as job
+    from napari_cvdm.sampling.calibration import CalibrationError
+    from napari_cvdm.tasks import InputError
+
+    reconstructions = []
+    monkeypatch.setattr(job, "iter_reconstruct", lambda *a, **k: reconstructions.append(a))
+    settings = [SamplerSetting(steps=s) for s in steps]
+    calibrate = iter_calibrate(tiny_model("sr"), _tiny_pairs(pairs) if pairs else [], settings, n_samples=n_samples)
+    with pytest.raises((CalibrationError, InputError), match=re.escape(said)):
+        next(calibrate)
+    assert reconstructions == []
+
+
+def test_cli_calibrates_each_step_count_once(tmp_path, capsys):
+    paths = save_tiny_models(tmp_path)
+    inputs, targets = _pair_folders(tmp_path, _tiny_pairs())
+    out = tmp_path / "cal.cvdm"
+    args = ["calibrate", "--model", str(paths["tiny-sr"]), "-o", str(out), "--steps", "2", "1", "2", "--n-samples",
+            "2", "--inputs", str(inputs), "--targets", str(targets), "-q", "--no-bins"]  # fmt: skip
+    assert main(args) == 0
+    assert [c.steps for c in load_model_file(out).info.calibrations] == [1, 2]
 
 
 def test_random_optics_calibration_pairs_vary_the_optics():

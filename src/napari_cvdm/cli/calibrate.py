@@ -52,7 +52,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     else:
         held_out = _pairs(args, model.task)
         about = held_out.about
-        settings = [SamplerSetting(steps=s, method=args.method, eta=args.eta) for s in (args.steps or [None])]
+        steps = dict.fromkeys(args.steps or [None])  # each once, in the order given
+        settings = [SamplerSetting(steps=s, method=args.method, eta=args.eta) for s in steps]
 
         def show(event: object) -> None:
             if isinstance(event, Progress) and not args.quiet:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from pydantic import ValidationError
 
 from .._runtime import Progress, relay
 from ..inference.noise_check import estimated_noise_xi
@@ -36,11 +37,11 @@ from ..physics import (
     simulate_sr_pair,
     simulate_sr_pair_random,
 )
-from ..sampling.calibration import feature_candidates_for, fit_calibration
+from ..sampling.calibration import check_calibration_size, feature_candidates_for, fit_calibration
 from ..sampling.calibration_bins import CONDITIONS, fit_binned_calibrations
-from ..sampling.plan import plan_sampler
+from ..sampling.plan import SamplerPlan, plan_sampler
 from ..settings import ReconstructSettings
-from ..tasks import input_scale, normalize_target
+from ..tasks import InputError, input_scale, normalize_target
 
 CALIBRATION_SEED_SR = 20_001  # + 10·structure index; training uses small seeds, the bench 10 000 + …
 CALIBRATION_SEED_PHASE = 20_000  # + source index
@@ -185,6 +186,21 @@ def fit_measured(
     return [fit_calibration(*args, *setting, **kw)]
 
 
+def _sampler_run(
+    model: TrainedModel, wanted: SamplerSetting, n_samples: int, seed: int, device: str
+) -> tuple[ReconstructSettings, SamplerPlan]:
+    """The reconstruction settings and sampler plan of one setting to calibrate; an invalid one raises
+    :class:`InputError` naming it."""
+    try:
+        run = ReconstructSettings(
+            n_samples=n_samples, steps=wanted.steps, method=wanted.method, eta=wanted.eta, seed=seed, device=device
+        )
+    except ValidationError as err:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))} = {e['input']!r}: {e['msg']}" for e in err.errors())
+        raise InputError(f"cannot calibrate this sampler setting: {problems}") from None
+    return run, plan_sampler(model.info.sampler, run)
+
+
 def iter_calibrate(
     model: TrainedModel,
     pairs: Sequence[tuple[np.ndarray, np.ndarray]],
@@ -208,6 +224,8 @@ def iter_calibrate(
     many set-ups: ``defocus_um``, ``wavelength_um``, ``pixel_size_um``), as a user states them.
     ``measurements``: a list that receives, per setting, the per-image raw variances, errors, means (network units)
     and conditions, to refit without reconstructing (:func:`fit_measured`)."""
+    check_calibration_size(len(pairs), n_samples)
+    runs = [_sampler_run(model, wanted, n_samples, seed, device) for wanted in settings_to_fit]  # all, before any work
     calibrations = []
     total = len(pairs) * len(settings_to_fit)
     noise_xi = [estimated_noise_xi(model.info.task, image) for image, _ in pairs] if model.info.task == "phase" else []
@@ -217,11 +235,7 @@ def iter_calibrate(
     psf_factor = [w / own for w in psf_fwhm_px] if psf_fwhm_px is not None and own is not None else []
     if stated_optics is not None and len(stated_optics) != len(pairs):
         raise ValueError(f"{len(stated_optics)} stated optics for {len(pairs)} pairs")
-    for s_idx, wanted in enumerate(settings_to_fit):
-        run = ReconstructSettings(
-            n_samples=n_samples, steps=wanted.steps, method=wanted.method, eta=wanted.eta, seed=seed, device=device
-        )
-        plan = plan_sampler(model.info.sampler, run)  # refuses a bad setting before any work
+    for s_idx, (run, plan) in enumerate(runs):
         variances, errors, means = [], [], []
         for k, (image, truth) in enumerate(pairs):
             stage = f"calibrating {plan.method}, η = {plan.eta:g}, {plan.steps} steps: image {k + 1}/{len(pairs)}"

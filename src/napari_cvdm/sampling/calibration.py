@@ -224,6 +224,20 @@ def conformal_quantile(scores: np.ndarray, level: float) -> float:
     return float(np.partition(scores, rank - 1)[rank - 1])
 
 
+def check_calibration_size(n_images: int, n_samples: int) -> None:
+    """Refuse a calibration that cannot be fitted, before any image is reconstructed for it."""
+    if n_images < MIN_IMAGES:
+        raise CalibrationError(
+            f"calibration needs at least {MIN_IMAGES} held-out images (one half fits the map, the other measures "
+            f"the intervals); got {n_images}: give more pairs"
+        )
+    if n_samples < 2:
+        raise CalibrationError(
+            f"calibration needs at least 2 samples per image (a spread to calibrate); got {n_samples}: draw 2 or "
+            "more (the reconstructions it is for should draw as many)"
+        )
+
+
 def fit_calibration(
     raw_variances: Sequence[np.ndarray],
     errors: Sequence[np.ndarray],
@@ -255,13 +269,7 @@ def fit_calibration(
     """
     if len(raw_variances) != len(errors):
         raise CalibrationError(f"{len(raw_variances)} variance maps but {len(errors)} error maps")
-    if len(errors) < MIN_IMAGES:
-        raise CalibrationError(
-            f"calibration needs at least {MIN_IMAGES} held-out images (one half fits the map, the other measures "
-            f"the intervals); got {len(errors)}"
-        )
-    if n_samples < 2:
-        raise CalibrationError("calibration needs at least 2 samples per image (a spread to calibrate)")
+    check_calibration_size(len(errors), n_samples)
     for k, (v, e) in enumerate(zip(raw_variances, errors, strict=True)):
         if np.shape(v) != np.shape(e):
             raise CalibrationError(f"image {k}: variance {np.shape(v)} and error {np.shape(e)} differ in shape")
