@@ -42,7 +42,8 @@ def calibrated(
     intervals."""
     cal = run_calibration(model, result, image)
     if cal is None:
-        raise SystemExit(f"{model.info.name} holds no calibration for {result.settings['method']}")
+        run = result.settings
+        raise SystemExit(f"{model.info.name} holds no calibration for {run['method']}, η = {run['eta']:g}")
     scale = network_scale(image, model.info)
     mean = network_units_mean(result, image, model.info)
     sigma = error_std_factor(n_samples) * posterior_std(cal, result.variance / scale**2, mean)
