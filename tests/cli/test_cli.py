@@ -94,6 +94,25 @@ def test_predict_refuses_a_tile_below_the_network_minimum(tmp_path, capsys):
     assert "tile_size 8 is below this model's minimum of 16" in capsys.readouterr().err
 
 
+def test_a_sample_without_model_takes_its_tasks_model_and_another_tasks_model_is_refused(tmp_path, capsys):
+    import argparse
+
+    from napari_cvdm.cli.predict import chosen_model
+    from tests.conftest import save_tiny_models
+
+    def model_for(sample, model=None):
+        return chosen_model(argparse.Namespace(sample=sample, model=model))
+
+    assert model_for("defocus-pair") == "cvdm-phase-twoshot" and model_for("widefield") == "cvdm-sr-widefield"
+    assert model_for(None) == "cvdm-sr-widefield" and model_for("defocus-pair", "mine.cvdm") == "mine.cvdm"
+    out = tmp_path / "o.tif"
+    tiny_sr = save_tiny_models(tmp_path)["tiny-sr"]
+    assert main(["predict", "--sample", "defocus-pair", "--model", str(tiny_sr), "-o", str(out), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "'defocus-pair' is a two-shot defocus pair (phase)" in err and "--model cvdm-phase-twoshot" in err
+    assert not out.exists()
+
+
 def test_train_config_errors_are_explained(tmp_path, capsys):
     assert main(["train", "--task", "sr", "-o", str(tmp_path / "m.cvdm")]) == 2
     assert "either input_dir and target_dir" in capsys.readouterr().err

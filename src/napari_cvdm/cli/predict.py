@@ -23,6 +23,37 @@ OPTICS_FLAGS = {  # ReconstructSettings field → flag; lengths take a unit (62.
 }  # fmt: skip
 
 
+DEFAULT_MODELS = {"super-resolution": "cvdm-sr-widefield", "phase": "cvdm-phase-twoshot"}
+
+
+def chosen_model(args: argparse.Namespace) -> str:
+    """``--model``, or the bundled model of the sample's task (input files: the SR model)."""
+    if args.model:
+        return args.model
+    if args.sample:
+        from ..sample_data import SAMPLES
+
+        return DEFAULT_MODELS[SAMPLES[args.sample].task]
+    return DEFAULT_MODELS["super-resolution"]
+
+
+def check_sample_task(args: argparse.Namespace, model: Any) -> None:
+    """Refuse a bundled sample of the other task (a defocus pair is not two widefield planes) before any work."""
+    if not args.sample:
+        return
+    from ..sample_data import SAMPLES
+    from ..tasks import InputError
+
+    task = SAMPLES[args.sample].task
+    if model.info.task not in (task, "generic"):
+        what = "a two-shot defocus pair (phase)" if task == "phase" else "a widefield image (super-resolution)"
+        raise InputError(
+            f"the sample {args.sample!r} is {what}, "
+            f"but {model.info.name} is a {model.info.task} model: give --model {DEFAULT_MODELS[task]} (the default "
+            f"for this sample when --model is left out) or a {task} model of your own"
+        )
+
+
 def _read_input(args: argparse.Namespace) -> tuple[np.ndarray, str, float | None, str]:
     """The image, its name, the pixel size (µm) it states and where that was read (None, "" when it states none)."""
     if args.sample:
@@ -145,11 +176,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.input and args.sample:
         raise SystemExit("give input files or --sample NAME, not both")
     settings = checked_settings(args)  # refused here, before the model is loaded or the image read
+    args.model = chosen_model(args)
     if not is_single_tiff_job(args):
         from .batch import run_batch
 
         return run_batch(args, settings)
     model = load_model(args.model)
+    check_sample_task(args, model)
     image, source, pixel, where = _read_input(args)
     settings, sources = stated_pixel(settings, model, source, pixel, where)
     start = time.perf_counter()
@@ -188,10 +221,13 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--sample",
         choices=["widefield", "defocus-pair"],
-        help="use bundled sample data instead: 'widefield' (SR) or 'defocus-pair' (phase, with --model "
-        "cvdm-phase-twoshot)",
+        help="use bundled sample data instead: 'widefield' (SR) or 'defocus-pair' (phase)",
     )
-    p.add_argument("--model", default="cvdm-sr-widefield", help="registered model name or .cvdm path")
+    p.add_argument(
+        "--model",
+        help="registered model name or .cvdm path (default: cvdm-phase-twoshot for --sample defocus-pair, else "
+        "cvdm-sr-widefield)",
+    )
     p.add_argument(
         "-o",
         "--output",
