@@ -111,6 +111,9 @@ def test_a_sample_without_model_takes_its_tasks_model_and_another_tasks_model_is
     err = capsys.readouterr().err
     assert "'defocus-pair' is a two-shot defocus pair (phase)" in err and "--model cvdm-phase-twoshot" in err
     assert not out.exists()
+    store = tmp_path / "o.zarr"  # the plane-by-plane path refuses it the same way
+    assert main(["predict", "--sample", "defocus-pair", "--model", str(tiny_sr), "-o", str(store), "-q"]) == 2
+    assert "'defocus-pair' is a two-shot defocus pair (phase)" in capsys.readouterr().err and not store.exists()
 
 
 def test_train_config_errors_are_explained(tmp_path, capsys):

@@ -99,7 +99,7 @@ def test_a_dask_stack_runs_plane_by_plane_into_lazy_layers(
     wrapped.read_planes.clear()  # only the run's own reads from here on
     order = PlaneOrder(wrapped, monkeypatch)
     job = run_and_wait(qtbot, start(widget, store))
-    # never the stack at once: plane k is read only once planes 0 … k − 1 are in the store, and before k is
+    # never the stack at once: plane k is read only after planes 0 … k − 1 are marked in the store and before k is
     marks = [k for what, k in order.log if what == "mark"]
     assert marks == [0, 1, 2]
     reads = [

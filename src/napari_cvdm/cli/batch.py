@@ -147,6 +147,7 @@ def run_batch(args: argparse.Namespace, settings: Any) -> int:
     from ..io.readers import open_source
     from ..io.stack import noise_verdict, prepare
     from ..registry import load_model
+    from .predict import check_sample_task
 
     cluster = bool(args.scheduler or args.workers)
     if args.sample:
@@ -161,6 +162,7 @@ def run_batch(args: argparse.Namespace, settings: Any) -> int:
 
         need_distributed()  # refused now, before the model is loaded
     model = load_model(args.model)
+    check_sample_task(args, model)
     plane_ndim = 3 if model.task == "phase" else 2
 
     def source_of(path: Path) -> Any:
