@@ -116,6 +116,62 @@ def test_a_sample_without_model_takes_its_tasks_model_and_another_tasks_model_is
     assert "'defocus-pair' is a two-shot defocus pair (phase)" in capsys.readouterr().err and not store.exists()
 
 
+def test_predict_never_writes_over_its_input_or_a_foreign_file(tmp_path, capsys, monkeypatch):
+    """Refused before the model is loaded (load_model would fail the test); a result of an earlier run is replaced."""
+    import numpy as np
+
+    import napari_cvdm.registry as registry
+    from tests.conftest import save_tiny_models
+
+    image = tmp_path / "wf.tif"
+    tifffile.imwrite(image, np.random.default_rng(0).poisson(50, (32, 32)).astype(np.uint16))
+    before = image.read_bytes()
+    notes = tmp_path / "notes.tif"
+    notes.write_bytes(b"my own file")
+    tiny_sr = str(save_tiny_models(tmp_path)["tiny-sr"])
+    run = ["--model", tiny_sr, "--pixel-size", "0.0626", "--n-samples", "2", "--steps", "2", "-q"]
+    with monkeypatch.context() as patched:
+        patched.setattr(registry, "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
+        for out, extra in [(image, []), (tmp_path / "." / "wf.tif", ["--overwrite"])]:
+            assert main(["predict", str(image), "-o", str(out), *run, *extra]) == 2
+            assert "that is the input" in capsys.readouterr().err
+        assert main(["predict", str(image), "-o", str(notes), *run]) == 2
+        err = capsys.readouterr().err
+        assert "napari-cvdm did not write it" in err and "add --overwrite to replace it" in err
+        assert main(["predict", str(image), "-o", str(notes / "x.tif"), *run]) == 2
+        assert "is a file, not a folder" in capsys.readouterr().err
+    assert image.read_bytes() == before and notes.read_bytes() == b"my own file"
+    out = tmp_path / "o.tif"
+    assert main(["predict", str(image), "-o", str(out), *run]) == 0
+    first = tifffile.imread(out)
+    assert main(["predict", str(image), "-o", str(out), *run, "--seed", "1"]) == 0  # its own output: replaced
+    assert not np.array_equal(tifffile.imread(out), first)
+    assert main(["predict", str(image), "-o", str(notes), *run, "--overwrite"]) == 0
+    assert tifffile.imread(notes).shape[0] == tifffile.imread(out).shape[0]
+
+
+def test_an_absent_device_is_refused_in_one_line(tmp_path, capsys, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    out = tmp_path / "o.tif"
+    assert main(["predict", "--sample", "widefield", "-o", str(out), "--device", "cuda", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "--device cuda: device 'cuda' was requested but PyTorch sees no CUDA GPU" in err
+    assert "Traceback" not in err and not out.exists()
+    assert main(["train", "--task", "sr", "--simulate-n", "2", "-o", str(tmp_path / "m.cvdm"), "--device", "cuda"]) == 2
+    assert "sees no CUDA GPU" in capsys.readouterr().err
+
+
+def test_train_refuses_to_replace_an_existing_file_without_overwrite(tmp_path, capsys):
+    out = tmp_path / "m.cvdm"
+    out.write_bytes(b"a model I keep")
+    assert main(["train", "--task", "sr", "--simulate-n", "2", "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"{out} exists" in err and "--overwrite" in err and "--resume" in err
+    assert out.read_bytes() == b"a model I keep"
+
+
 def test_train_config_errors_are_explained(tmp_path, capsys):
     assert main(["train", "--task", "sr", "-o", str(tmp_path / "m.cvdm")]) == 2
     assert "either input_dir and target_dir" in capsys.readouterr().err

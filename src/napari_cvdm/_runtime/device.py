@@ -23,6 +23,10 @@ CPU_PIXELS_PER_CALL = 2**16
 BYTES_PER_PIXEL_PER_WIDTH = 64
 
 
+class DeviceUnavailable(ValueError):
+    """The requested device is unknown or absent on this machine (e.g. ``cuda`` without a CUDA GPU)."""
+
+
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
     """The torch device for ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``; clear error if absent."""
     if isinstance(device, torch.device):
@@ -36,21 +40,21 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         return torch.device("cpu")
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise ValueError(
+            raise DeviceUnavailable(
                 f"device {device!r} was requested but PyTorch sees no CUDA GPU (torch {torch.__version__}). "
                 "Use device='auto' or 'cpu', or install a CUDA build of PyTorch."
             )
         index = int(name.split(":", 1)[1]) if ":" in name else 0
         if index >= torch.cuda.device_count():
-            raise ValueError(f"device {device!r}: only {torch.cuda.device_count()} CUDA GPU(s) are visible")
+            raise DeviceUnavailable(f"device {device!r}: only {torch.cuda.device_count()} CUDA GPU(s) are visible")
         return torch.device("cuda", index)
     if name == "mps":
         if getattr(torch.backends, "mps", None) is None or not torch.backends.mps.is_available():
-            raise ValueError("device 'mps' was requested but Apple MPS is not available; use 'auto' or 'cpu'")
+            raise DeviceUnavailable("device 'mps' was requested but Apple MPS is not available; use 'auto' or 'cpu'")
         return torch.device("mps")
     if name == "cpu":
         return torch.device("cpu")
-    raise ValueError(f"unknown device {device!r}; use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
+    raise DeviceUnavailable(f"unknown device {device!r}; use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
 
 
 def describe_device(device: str | torch.device = "auto") -> str:

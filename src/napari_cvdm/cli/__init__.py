@@ -25,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .._runtime.device import DeviceUnavailable
     from ..model.files import ModelFileError
     from ..sampling.calibration import CalibrationError
     from ..tasks import InputError
@@ -40,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         DataError,
         CheckpointError,
         CalibrationError,
+        DeviceUnavailable,
         ValidationError,
         FileExistsError,
         FileNotFoundError,

@@ -129,15 +129,53 @@ def write_result(path: Path, result, keep_samples: bool, model: Any = None) -> l
     tifffile.imwrite(path, data.astype(np.float32), ome=True, photometric="minisblack", metadata=meta)
     written = [path]
     if keep_samples and result.samples is not None:
-        samples_path = path.with_name(path.name.split(".")[0] + "_samples.ome.tif")
         samples = np.moveaxis(result.samples, 0, lead)  # (..., N, Y, X): the samples as the channels
         names = [f"sample {k + 1}" for k in range(samples.shape[lead])]
         sample_meta = {**meta, "Channel": {"Name": names}}
         tifffile.imwrite(
-            samples_path, samples.astype(np.float32), ome=True, photometric="minisblack", metadata=sample_meta
+            samples_path(path), samples.astype(np.float32), ome=True, photometric="minisblack", metadata=sample_meta
         )
-        written.append(samples_path)
+        written.append(samples_path(path))
     return written
+
+
+def samples_path(path: Path) -> Path:
+    """Where ``--keep-samples`` writes the samples beside the output ``path``."""
+    return path.with_name(path.name.split(".")[0] + "_samples.ome.tif")
+
+
+def check_output(path: Path, inputs: list[str], overwrite: bool, keep_samples: bool) -> None:
+    """Refuse, before any work, an output that would destroy a file: an input (always), or an existing file that
+    napari-cvdm did not write (unless ``--overwrite``); and a folder that cannot be written.  An earlier
+    napari-cvdm output is replaced, as rerunning a job does."""
+    import os
+
+    from ..io.ometiff import read_info
+    from ..tasks import InputError
+
+    targets = [path, samples_path(path)] if keep_samples else [path]
+    for target in targets:
+        for source in map(Path, inputs):
+            if target.exists() and source.exists() and os.path.samefile(target, source):
+                raise InputError(
+                    f"-o {path}: that is the input {source}, which the output would overwrite; choose another -o"
+                )
+        if target.is_dir():
+            raise InputError(f"-o {path}: {target} is a folder; give a file name such as {target / 'out.tif'}")
+        info = read_info(target) if target.exists() else None
+        ours = isinstance(info, dict) and "napari_cvdm_version" in info
+        if target.exists() and not (overwrite or ours):
+            raise InputError(
+                f"-o {path}: {target} exists and napari-cvdm did not write it; choose another -o, "
+                "or add --overwrite to replace it"
+            )
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise InputError(f"-o {path}: {parent} is a file, not a folder; choose another -o")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f"-o {path}: cannot write into {parent} (permission denied); choose another -o")
 
 
 def checked_settings(args: argparse.Namespace):
@@ -160,6 +198,17 @@ def checked_settings(args: argparse.Namespace):
         raise InputError("invalid setting: " + "; ".join(problems)) from None
 
 
+def checked_device(device: str) -> None:
+    """Refuse a device this machine lacks (``--device cuda`` without a CUDA GPU) before the model is loaded."""
+    from .._runtime.device import resolve_device
+    from ..tasks import InputError
+
+    try:
+        resolve_device(device)
+    except ValueError as err:
+        raise InputError(f"--device {device}: {err}") from None
+
+
 def is_single_tiff_job(args: argparse.Namespace) -> bool:
     """The original form, kept as it was: one TIFF (or a sample) in memory → one ImageJ TIFF ``-o out.tif``."""
     out = str(args.output).lower()
@@ -177,10 +226,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise SystemExit("give input files or --sample NAME, not both")
     settings = checked_settings(args)  # refused here, before the model is loaded or the image read
     args.model = chosen_model(args)
+    checked_device(settings.device)
     if not is_single_tiff_job(args):
         from .batch import run_batch
 
         return run_batch(args, settings)
+    check_output(Path(args.output), args.input or [], args.overwrite, settings.keep_samples)
     model = load_model(args.model)
     check_sample_task(args, model)
     image, source, pixel, where = _read_input(args)
@@ -246,7 +297,8 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--overwrite",
         action="store_true",
-        help="replace outputs of another run (default: resume the same run, refuse a different one)",
+        help="replace outputs of another run, or an existing file napari-cvdm did not write (default: resume the "
+        "same run, refuse a different one; an -o out.tif of an earlier run is replaced); an input is never replaced",
     )
     p.add_argument("--scheduler", help="run the planes on the dask.distributed cluster at this address")
     p.add_argument("--workers", type=int, help="run the planes on a local dask cluster of N worker processes")

@@ -34,6 +34,10 @@ def cmd_train(args: argparse.Namespace) -> int:
             print(text, file=sys.stderr, flush=True)
 
     ckpt = checkpoint_path(job.output)
+    if Path(job.output).exists() and not (job.resume or args.overwrite):  # before any data is read or simulated
+        raise FileExistsError(
+            f"{job.output} exists; choose another -o, --resume a stopped run of it, or add --overwrite to replace it"
+        )
     if job.resume:
         say(f"resuming from {ckpt}")
     elif ckpt.is_file():
@@ -75,6 +79,7 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--config", help="YAML file with the TrainJob fields (flags override it)")
     t.add_argument("--log-every", type=int, default=100)
     t.add_argument("-q", "--quiet", action="store_true")
+    t.add_argument("--overwrite", action="store_true", help="replace an existing model file at -o (and its .ckpt)")
     add_model_flags(t, TrainJob, skip=("train",), aliases={"output": "-o"})
     add_model_flags(t, TrainSettings)
     t.set_defaults(func=cmd_train)
