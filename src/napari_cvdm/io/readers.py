@@ -135,6 +135,12 @@ def _open_tiff(path: Path, plane_ndim: int) -> PlaneSource:
         raise InputError(f"could not read {path} as a TIFF image ({err}); give a .tif/.tiff file") from err
     try:
         series = tif.series[0]
+        if series.axes.endswith("S") and series.shape[-1] > 1:  # samples per pixel: an RGB(A) colour image
+            raise InputError(
+                f"{path} is a colour TIFF ({series.shape[-1]} samples per pixel, shape {series.shape}); napari-cvdm "
+                "needs grayscale intensities: save the channel you recorded on its own (Fiji: Image ▸ Color ▸ Split "
+                "Channels), unconverted"
+            )
         store = series.aszarr()
         node = zarr.open(store, mode="r")
         array = node if isinstance(node, zarr.Array) else node["0"]  # pyramidal: the full-resolution level
