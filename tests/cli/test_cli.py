@@ -69,6 +69,8 @@ def test_predict_errors_exit_with_a_message(tmp_path, capsys):
         (["--tile-size", "64", "--tile-overlap", "40"], "use a --tile-overlap of at most 32"),
         (["--steps", "2001"], "--steps: Input should be less than or equal to 2000"),
         (["--tile-size", "4"], "--tile-size: Input should be greater than or equal to 8"),
+        (["--pixel-size", "108"], "--pixel-size: --pixel-size '108' = 108 µm is implausibly large"),  # the flag typed
+        (["--na", "13"], "--na: Input should be less than or equal to 1.7"),
     ],
 )
 def test_predict_refuses_impossible_settings_at_once(tmp_path, capsys, flags, match):

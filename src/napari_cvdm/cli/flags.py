@@ -12,7 +12,8 @@ from typing import Any
 from pydantic import BaseModel
 
 
-def _flag(name: str) -> str:
+def flag_name(name: str) -> str:
+    """The CLI flag of a settings field: ``tile_size`` → ``--tile-size``."""
     return "--" + name.replace("_", "-")
 
 
@@ -43,7 +44,7 @@ def add_model_flags(
         else:  # Optional[...] and friends
             inner = [a for a in args if a is not type(None)]
             kwargs["type"] = inner[0] if inner and inner[0] in (int, float, str) else str
-        flags = [_flag(name), *([aliases[name]] if name in aliases else [])]
+        flags = [flag_name(name), *([aliases[name]] if name in aliases else [])]
         parser.add_argument(*flags, dest=f"{model.__name__}.{name}", **kwargs)
 
 
