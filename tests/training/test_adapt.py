@@ -151,3 +151,16 @@ def test_the_adapt_command_saves_a_user_model(tmp_path, monkeypatch, capsys):
     assert "saved" in capsys.readouterr().out
     assert (tmp_path / "user" / "scope.cvdm").exists()
     assert main(args) == 2 and "exists" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("optics", "match"),
+    [
+        (dict(pixel_um=0.1, wavelength_um=0.5, numerical_aperture=13.0), r"the NA of the objective 13.0 is no"),
+        (dict(pixel_um=-0.1, wavelength_um=0.5, numerical_aperture=1.3), r"the pixel size -0.1 µm is no"),
+        (dict(pixel_um=0.2, wavelength_um=0.0, defocus_um=2.0), r"the wavelength 0.0 µm is no"),
+    ],
+)
+def test_impossible_optics_are_refused_when_stated(optics, match):
+    with pytest.raises(DataError, match=match):
+        Microscope(**optics)

@@ -70,6 +70,19 @@ class Microscope:
     numerical_aperture: float | None = None
     defocus_um: float | None = None
 
+    def __post_init__(self) -> None:
+        """Refuse values no microscope has (an NA of 13, a negative pixel) before any noise estimate or training."""
+        limits = {  # field: (what the user knows it as, unit, largest plausible value)
+            "pixel_um": ("pixel size", " µm", 20.0),
+            "wavelength_um": ("wavelength", " µm", 5.0),
+            "numerical_aperture": ("NA of the objective", "", 1.7),
+            "defocus_um": ("defocus d", " µm", 1000.0),
+        }
+        for name, (what, unit, upper) in limits.items():
+            value = getattr(self, name)
+            if value is not None and not (0 < value <= upper):
+                raise DataError(f"the {what} {value}{unit} is no microscope's: give a value in (0, {upper}]{unit}")
+
 
 def estimate_noise(
     task: str,
