@@ -179,6 +179,31 @@ def test_train_config_errors_are_explained(tmp_path, capsys):
     assert "either input_dir and target_dir" in capsys.readouterr().err
 
 
+def test_invalid_settings_of_any_command_are_one_line_naming_the_flag(tmp_path, capsys):
+    assert (
+        main(["train", "--task", "sr", "--simulate-n", "2", "--learning-rate", "-1", "-o", str(tmp_path / "m.cvdm")])
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert err.strip() == "napari-cvdm train: error: invalid setting: --learning-rate: Input should be greater than 0"
+    assert main(["simulate", "sr", "--n", "0", "-o", str(tmp_path / "d")]) == 2
+    assert "give --n of at least 1 pair" in capsys.readouterr().err and not (tmp_path / "d").exists()
+
+
+def test_calibrate_refuses_targets_off_the_output_grid_before_reconstructing(tmp_path, capsys, monkeypatch):
+    import napari_cvdm.evaluation.calibrate as calibrate
+    from tests.conftest import save_tiny_models
+
+    data = tmp_path / "data"
+    assert main(["simulate", "sr", "--n", "2", "--size", "32", "-o", str(data), "-q"]) == 0
+    monkeypatch.setattr(calibrate, "iter_reconstruct", lambda *a, **k: pytest.fail("reconstructed"))
+    tiny_sr = str(save_tiny_models(tmp_path)["tiny-sr"])
+    args = ["calibrate", "--model", tiny_sr, "--inputs", str(data / "input"), "--targets", str(data / "input")]
+    assert main([*args, "-o", str(tmp_path / "c.cvdm"), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "pair 1: the target has shape (32, 32) but the reconstruction of its input (32, 32) has (64, 64)" in err
+
+
 def test_simulate_refuses_to_overwrite(tmp_path, capsys):
     args = ["simulate", "phase", "--n", "1", "--size", "16", "-o", str(tmp_path), "-q"]
     assert main(args) == 0

@@ -42,11 +42,15 @@ def main(argv: list[str] | None = None) -> int:
         CheckpointError,
         CalibrationError,
         DeviceUnavailable,
-        ValidationError,
         FileExistsError,
         FileNotFoundError,
     ) as err:
         print(f"napari-cvdm {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except ValidationError as err:  # a settings object of flags or a YAML job: one line, by flag
+        from .flags import validation_message
+
+        print(f"napari-cvdm {args.command}: error: invalid setting: {validation_message(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"\nnapari-cvdm {args.command}: interrupted", file=sys.stderr)

@@ -4,17 +4,37 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import re
 import sys
 import typing
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 
 def flag_name(name: str) -> str:
     """The CLI flag of a settings field: ``tile_size`` → ``--tile-size``."""
     return "--" + name.replace("_", "-")
+
+
+def validation_message(err: ValidationError, flags: Mapping[str, str] | None = None) -> str:
+    """A pydantic error as one line of ``--flag: what is wrong`` per problem: each field, in the location and in
+    the message, becomes its flag (``flags`` maps the fields whose flag differs, e.g. ``pixel_size_um`` →
+    ``--pixel-size``)."""
+    flags = dict(flags or {})
+
+    def flag(name: str) -> str:
+        return flags.get(name) or flag_name(name)
+
+    problems = []
+    for e in err.errors():
+        message = e["msg"].removeprefix("Value error, ")
+        if flags:
+            message = re.sub(r"\b(" + "|".join(map(re.escape, flags)) + r")\b", lambda m: flags[m.group(1)], message)
+        field = str(e["loc"][-1]) if e["loc"] else ""
+        problems.append(f"{flag(field)}: {message}" if field else message)
+    return "; ".join(problems)
 
 
 def add_model_flags(

@@ -4,7 +4,6 @@ inputs, folders, globs, OME-Zarr / OME-TIFF outputs and dask clusters go through
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 import time
 from pathlib import Path
@@ -12,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .flags import add_model_flags, flag_name, model_overrides, progress_line
+from .flags import add_model_flags, flag_name, model_overrides, progress_line, validation_message
 
 OPTICS_FLAGS = {  # ReconstructSettings field → flag; lengths take a unit (62.6nm, 0.0626um; none: µm)
     "pixel_size_um": ("--pixel-size", str, "input pixel in the sample: µm (0.108) or with a unit (108nm); default: "
@@ -190,17 +189,9 @@ def checked_settings(args: argparse.Namespace):
     try:
         return ReconstructSettings(**model_overrides(args, ReconstructSettings))
     except ValidationError as err:
-        flags = {
-            name: OPTICS_FLAGS[name][0] if name in OPTICS_FLAGS else flag_name(name)
-            for name in ReconstructSettings.model_fields
-        }
-        problems = []
-        for e in err.errors():
-            message = e["msg"].removeprefix("Value error, ")
-            message = re.sub(r"\b(" + "|".join(flags) + r")\b", lambda m: flags[m.group(1)], message)
-            flag = flags.get(str(e["loc"][0]), "") if e["loc"] else ""
-            problems.append(f"{flag}: {message}" if flag else message)
-        raise InputError("invalid setting: " + "; ".join(problems)) from None
+        fields = ReconstructSettings.model_fields
+        flags = {name: OPTICS_FLAGS[name][0] if name in OPTICS_FLAGS else flag_name(name) for name in fields}
+        raise InputError("invalid setting: " + validation_message(err, flags)) from None
 
 
 def checked_device(device: str) -> None:

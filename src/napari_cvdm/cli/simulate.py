@@ -10,7 +10,12 @@ from .flags import add_model_flags, model_overrides, progress_line
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     from ..physics import PhaseSimulation, SRSimulation, write_dataset
+    from ..tasks import InputError
 
+    if args.n < 1 or args.size < 8:
+        raise InputError(
+            f"give --n of at least 1 pair and --size of at least 8 pixels (got --n {args.n}, --size {args.size})"
+        )
     model = SRSimulation if args.task == "sr" else PhaseSimulation
     settings = model(**model_overrides(args, model))
     out = write_dataset(

@@ -23,7 +23,7 @@ from pydantic import ValidationError
 
 from .._runtime import Progress, relay
 from ..inference.noise_check import estimated_noise_xi
-from ..inference.reconstruct import Reconstruction, iter_reconstruct
+from ..inference.reconstruct import Reconstruction, iter_reconstruct, output_shape
 from ..model.files import TrainedModel
 from ..model.metadata import Calibration, ModelMetadata
 from ..physics import (
@@ -235,6 +235,15 @@ def iter_calibrate(
     psf_factor = [w / own for w in psf_fwhm_px] if psf_fwhm_px is not None and own is not None else []
     if stated_optics is not None and len(stated_optics) != len(pairs):
         raise ValueError(f"{len(stated_optics)} stated optics for {len(pairs)} pairs")
+    for k, (image, truth) in enumerate(pairs):  # every pair's grid, before any reconstruction
+        told = stated_optics[k] if stated_optics is not None else {}
+        expected = output_shape(np.shape(image), model, runs[0][0].model_copy(update=told))
+        if tuple(np.shape(truth)) != tuple(expected):
+            raise InputError(
+                f"pair {k + 1}: the target has shape {np.shape(truth)} but the reconstruction of its input "
+                f"{np.shape(image)} has {tuple(expected)}: each target must lie on the model's output grid "
+                f"({model.info.scale_factor}× the input for {model.info.name}); check that the targets match the inputs"
+            )
     for s_idx, (run, plan) in enumerate(runs):
         variances, errors, means = [], [], []
         for k, (image, truth) in enumerate(pairs):
