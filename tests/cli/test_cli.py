@@ -152,6 +152,27 @@ def test_predict_never_writes_over_its_input_or_a_foreign_file(tmp_path, capsys,
     assert tifffile.imread(notes).shape[0] == tifffile.imread(out).shape[0]
 
 
+def test_a_one_tiff_job_larger_than_memory_is_sent_plane_by_plane(tmp_path, capsys, monkeypatch):
+    import numpy as np
+
+    import napari_cvdm._runtime.device as device
+    from tests.conftest import save_tiny_models
+
+    image = tmp_path / "stack.tif"
+    tifffile.imwrite(
+        image, np.random.default_rng(0).poisson(50, (3, 32, 32)).astype(np.uint16), photometric="minisblack"
+    )
+    tiny_sr = str(save_tiny_models(tmp_path)["tiny-sr"])
+    # 3 planes of 32² in, 6 channels of 64² out, float32, each held twice: 2 · 4 · (3072 + 6 · 12288) = 614 400 bytes
+    monkeypatch.setattr(device, "free_memory_bytes", lambda _device: 600_000)
+    run = ["predict", str(image), "--model", tiny_sr, "--pixel-size", "0.0626", "--steps", "2", "-q"]
+    assert main([*run, "-o", str(tmp_path / "o.tif")]) == 2
+    err = capsys.readouterr().err
+    assert "needs about 0.0 GiB and 0.0 GiB are available" in err and "-o out.zarr" in err
+    monkeypatch.setattr(device, "free_memory_bytes", lambda _device: 620_000)
+    assert main([*run, "-o", str(tmp_path / "o.tif"), "--n-samples", "2"]) == 0
+
+
 def test_an_absent_device_is_refused_in_one_line(tmp_path, capsys, monkeypatch):
     import torch
 

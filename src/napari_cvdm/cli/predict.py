@@ -4,8 +4,10 @@ inputs, folders, globs, OME-Zarr / OME-TIFF outputs and dask clusters go through
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -54,8 +56,11 @@ def check_sample_task(args: argparse.Namespace, model: Any) -> None:
         )
 
 
-def _read_input(args: argparse.Namespace) -> tuple[np.ndarray, str, float | None, str]:
-    """The image, its name, the pixel size (µm) it states and where that was read (None, "" when it states none)."""
+def _read_input(
+    args: argparse.Namespace, fits: Callable[[tuple[int, ...]], None] | None = None
+) -> tuple[np.ndarray, str, float | None, str]:
+    """The image, its name, the pixel size (µm) it states and where that was read (None, "" when it states none);
+    ``fits(shape)`` is called with the file's shape before its pixels are read."""
     if args.sample:
         from ..sample_data import load_sample
 
@@ -68,6 +73,8 @@ def _read_input(args: argparse.Namespace) -> tuple[np.ndarray, str, float | None
     path = Path(args.input[0])
     with open_source(path) as source:
         pixel = source.pixel_um
+        if fits is not None:
+            fits(source.shape)
         image = np.asarray(source.array[...])
         image = image.squeeze(source.squeeze) if source.squeeze else image
     kind = "OME-TIFF" if path.name.lower().endswith((".ome.tif", ".ome.tiff")) else "ImageJ TIFF"
@@ -194,6 +201,30 @@ def checked_settings(args: argparse.Namespace):
         raise InputError("invalid setting: " + validation_message(err, flags)) from None
 
 
+def check_fits_in_memory(shape: tuple[int, ...], model: Any, settings: Any) -> None:
+    """Refuse, before reading it, an input whose one-TIFF job (input, every output channel and their stacked copy,
+    float32) would not fit in the available memory, pointing to the plane-by-plane outputs."""
+    import torch
+
+    from .._runtime.device import free_memory_bytes
+    from ..inference.run import output_channels
+    from ..tasks import InputError
+
+    in_pixels = math.prod(shape)
+    out_pixels = in_pixels * int(model.info.scale_factor) ** 2 // (2 if model.task == "phase" else 1)
+    channels = len(output_channels("", settings.interval_level, True)) + (
+        settings.n_samples if settings.keep_samples else 0
+    )
+    needed = 4 * (2 * in_pixels + 2 * channels * out_pixels)
+    available = free_memory_bytes(torch.device("cpu"))
+    if needed > available:
+        raise InputError(
+            f"an input of shape {shape} held in memory with all its outputs needs about {needed / 2**30:.1f} GiB and "
+            f"{available / 2**30:.1f} GiB are available; write it plane by plane instead: -o out.zarr (OME-Zarr) "
+            "or -o out.ome.tif, which hold one plane at a time and resume after a stop"
+        )
+
+
 def checked_device(device: str) -> None:
     """Refuse a device this machine lacks (``--device cuda`` without a CUDA GPU) before the model is loaded."""
     from .._runtime.device import resolve_device
@@ -230,7 +261,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     check_output(Path(args.output), args.input or [], args.overwrite, settings.keep_samples)
     model = load_model(args.model)
     check_sample_task(args, model)
-    image, source, pixel, where = _read_input(args)
+    image, source, pixel, where = _read_input(args, lambda shape: check_fits_in_memory(shape, model, settings))
     settings, sources = stated_pixel(settings, model, source, pixel, where)
     start = time.perf_counter()
 
