@@ -120,3 +120,22 @@ def test_a_bad_plane_anywhere_in_a_stack_is_refused_before_any_condition(tiny_sr
     frames[3, 2, 2] = np.nan
     refused_at_once(tiny_sr_model, frames, nc.InputError, "NaN or infinite", steps=1)
     assert conditions == []
+
+
+def test_available_memory_counts_the_droppable_page_cache_and_a_jobs_cgroup_limit(tmp_path, monkeypatch):
+    """MemFree alone can be a small part of what an allocation gets on a machine that has read large files."""
+    import napari_cvdm._runtime.device as device
+
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal:  32000000 kB\nMemFree:  1000000 kB\nMemAvailable:  20000000 kB\n")
+    monkeypatch.setattr(device, "MEMINFO", meminfo)
+    monkeypatch.setattr(device, "CGROUP", tmp_path / "no-cgroup")
+    assert device.available_ram_bytes() == 20_000_000 * 1024
+    cgroup = tmp_path / "cgroup"
+    cgroup.mkdir()
+    (cgroup / "memory.max").write_text("8589934592\n")  # an 8 GiB job, 3 GiB of it used
+    (cgroup / "memory.current").write_text(f"{3 * 2**30}\n")
+    monkeypatch.setattr(device, "CGROUP", cgroup)
+    assert device.available_ram_bytes() == 5 * 2**30
+    (cgroup / "memory.max").write_text("max\n")
+    assert device.available_ram_bytes() == 20_000_000 * 1024

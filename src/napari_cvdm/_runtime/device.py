@@ -7,6 +7,7 @@ import copy
 import itertools
 import math
 import os
+from pathlib import Path
 from typing import Literal, TypeVar
 
 import torch
@@ -21,6 +22,8 @@ CPU_PIXELS_PER_CALL = 2**16
 # Peak inference memory of the U-Nets, bytes per pixel per unit of width (measured 1.6 kB/px fp32 and 0.9 kB/px
 # bf16 for width 32 with benchmarks/speed_sweep.py --memory 1024; 64 leaves a margin).
 BYTES_PER_PIXEL_PER_WIDTH = 64
+MEMINFO = Path("/proc/meminfo")  # Linux: the kernel's memory account
+CGROUP = Path("/sys/fs/cgroup")  # cgroup v2: a batch job's or container's memory limit
 
 
 class DeviceUnavailable(ValueError):
@@ -97,10 +100,29 @@ def free_memory_bytes(device: torch.device) -> int:
     if device.type == "cuda":
         free, _total = torch.cuda.mem_get_info(device)
         return int(free)
-    try:
-        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
-    except (ValueError, OSError, AttributeError):
-        return 8 * 2**30  # platforms without sysconf (Windows, macOS): assume 8 GiB
+    return available_ram_bytes()
+
+
+def available_ram_bytes() -> int:
+    """RAM a new allocation can get (bytes): Linux's MemAvailable (free pages plus the page cache the kernel can
+    drop; the free pages alone can be a small part of it on a machine that has read large files), capped by the
+    cgroup v2 memory limit of a batch job (Slurm, containers); elsewhere the free pages."""
+    available = None
+    with contextlib.suppress(OSError, ValueError):
+        for line in MEMINFO.read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                available = int(line.split()[1]) * 1024
+    if available is None:
+        try:
+            available = int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+        except (ValueError, OSError, AttributeError):
+            return 8 * 2**30  # platforms without sysconf (Windows): assume 8 GiB
+    with contextlib.suppress(OSError, ValueError):
+        limit = (CGROUP / "memory.max").read_text().strip()
+        if limit != "max":
+            used = int((CGROUP / "memory.current").read_text().strip())
+            available = min(available, max(int(limit) - used, 0))
+    return available
 
 
 def memory_per_pixel(width: int) -> int:
