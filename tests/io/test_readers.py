@@ -97,3 +97,37 @@ def test_a_colour_tiff_is_refused_as_colour_not_as_a_stack(tmp_path, plane_ndim)
     gray = tmp_path / "gray.tif"  # three grayscale planes (3, H, W) stay a stack
     tifffile.imwrite(gray, np.full((3, 64, 48), 9, np.uint8), photometric="minisblack")
     assert open_source(gray, plane_ndim).shape == (3, 64, 48)
+
+
+@pytest.mark.parametrize(
+    ("kind", "size", "unit", "um"),
+    [
+        ("ome", 108.0, "nm", 0.108),
+        ("ome", 0.108, "µm", 0.108),
+        ("ome", 1080.0, "Å", 0.108),
+        ("imagej", 108.0, "nm", 0.108),
+        ("imagej", 0.108, "micron", 0.108),
+        ("imagej", 0.108, "pixel", None),  # ImageJ's uncalibrated image: no length
+        ("zarr", 62.6, "nanometer", 0.0626),
+        ("zarr", 0.0626, "micrometer", 0.0626),
+    ],
+)
+def test_the_stated_pixel_size_is_read_in_any_length_unit(tmp_path, kind, size, unit, um):
+    data = stack(2)
+    if kind == "zarr":
+        path = tmp_path / "img.ome.zarr"
+        group = zarr.open_group(str(path), mode="w", zarr_format=3)
+        group.create_array("0", data=data, chunks=(1, 32, 32))
+        axes = [{"name": "z", "type": "space"}] + [{"name": a, "type": "space", "unit": unit} for a in "yx"]
+        scale = {"type": "scale", "scale": [1, size, size]}
+        ms = {"axes": axes, "datasets": [{"path": "0", "coordinateTransformations": [scale]}]}
+        group.attrs["ome"] = {"version": "0.5", "multiscales": [ms]}
+    elif kind == "ome":
+        path = tmp_path / "img.ome.tif"
+        meta = {"axes": "ZYX", "PhysicalSizeX": size, "PhysicalSizeXUnit": unit}
+        tifffile.imwrite(path, data, ome=True, metadata=meta)
+    else:
+        path = tmp_path / "img.tif"
+        tifffile.imwrite(path, data, imagej=True, resolution=(1 / size, 1 / size), metadata={"unit": unit})
+    with open_source(path) as source:
+        assert source.pixel_um == (None if um is None else pytest.approx(um))

@@ -153,6 +153,25 @@ def _open_tiff(path: Path, plane_ndim: int) -> PlaneSource:
         raise InputError(f"could not read {path} as a TIFF image ({err}); give a .tif/.tiff file") from err
 
 
+# A length unit as OME (PhysicalSizeXUnit), OME-NGFF (axes' unit) or ImageJ (unit) spells it → µm.
+LENGTH_UNITS_UM = {
+    "pm": 1e-6, "picometer": 1e-6, "å": 1e-4, "angstrom": 1e-4, "nm": 1e-3, "nanometer": 1e-3,
+    "µm": 1.0, "μm": 1.0, "um": 1.0, "micron": 1.0, "microns": 1.0, "micrometer": 1.0, "\\u00b5m": 1.0,
+    "mm": 1e3, "millimeter": 1e3, "cm": 1e4, "centimeter": 1e4, "m": 1e6, "meter": 1e6,
+}  # fmt: skip
+
+
+def length_um(value: Any, unit: str | None) -> float | None:
+    """``value`` in ``unit`` as µm, None where the unit is not a length (ImageJ's "pixel", "inch" DPI …) or the
+    value is not a positive number."""
+    factor = LENGTH_UNITS_UM.get(str(unit).strip().lower()) if unit is not None else None
+    try:
+        size = float(value)
+    except (TypeError, ValueError):
+        return None
+    return size * factor if factor and size > 0 else None
+
+
 def _tiff_pixel_um(tif: Any) -> float | None:
     """The pixel size in µm an OME-TIFF or ImageJ TIFF states, else None."""
     try:
@@ -161,15 +180,13 @@ def _tiff_pixel_um(tif: Any) -> float | None:
 
             pixels = tifffile.xml2dict(tif.ome_metadata)["OME"]["Image"]
             pixels = (pixels[0] if isinstance(pixels, list) else pixels)["Pixels"]
-            size = pixels.get("PhysicalSizeX")
-            unit = pixels.get("PhysicalSizeXUnit", "µm")
-            return float(size) if size and unit in ("µm", "um", "micron") else None
+            return length_um(pixels.get("PhysicalSizeX"), pixels.get("PhysicalSizeXUnit", "µm"))
         page = tif.pages.first
         res = page.tags.get("XResolution")
         unit = (tif.imagej_metadata or {}).get("unit") if tif.is_imagej else None
-        if res is not None and unit in ("um", "micron", "µm", "\\u00B5m"):
+        if res is not None and unit is not None:
             num, den = res.value
-            return den / num if num else None
+            return length_um(den / num, unit) if num else None
     except (KeyError, TypeError, ValueError, IndexError, AttributeError):
         return None
     return None
@@ -206,8 +223,7 @@ def _open_zarr(path: Path, plane_ndim: int) -> PlaneSource:
     for transform in dataset.get("coordinateTransformations", []):
         if transform.get("type") == "scale" and axes:
             unit = next((a.get("unit") for a in ms["axes"] if isinstance(a, dict) and a.get("name") == "x"), None)
-            if unit in ("micrometer", None):
-                pixel_um = float(transform["scale"][-1])
+            pixel_um = length_um(transform["scale"][-1], unit or "micrometer")
     kept_axes = "".join(a for i, a in enumerate(axes) if i not in squeeze)
     if "napari_cvdm" in attrs:
         raise InputError(f"{path} is a napari-cvdm output; give the raw images as input")
