@@ -131,3 +131,14 @@ def test_the_stated_pixel_size_is_read_in_any_length_unit(tmp_path, kind, size, 
         tifffile.imwrite(path, data, imagej=True, resolution=(1 / size, 1 / size), metadata={"unit": unit})
     with open_source(path) as source:
         assert source.pixel_um == (None if um is None else pytest.approx(um))
+
+
+def test_non_square_pixels_are_refused_by_name(tmp_path):
+    path = tmp_path / "aniso.ome.tif"
+    meta = {"axes": "YX", "PhysicalSizeX": 0.1, "PhysicalSizeY": 0.2}
+    tifffile.imwrite(path, stack(1)[0], ome=True, metadata=meta)
+    with pytest.raises(InputError, match=r"non-square pixels \(200.0 × 100.0 nm, y × x\)"):
+        open_source(path)
+    square = tmp_path / "square.tif"
+    tifffile.imwrite(square, stack(1)[0], imagej=True, resolution=(10.0, 10.05), metadata={"unit": "um"})
+    assert open_source(square).pixel_um == pytest.approx(0.1)  # within 1 %: square

@@ -8,6 +8,7 @@ super-resolution, (2, H, W) = (I(−d), I(+d)) for phase; every axis before it i
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -144,7 +145,9 @@ def _open_tiff(path: Path, plane_ndim: int) -> PlaneSource:
         store = series.aszarr()
         node = zarr.open(store, mode="r")
         array = node if isinstance(node, zarr.Array) else node["0"]  # pyramidal: the full-resolution level
-        return PlaneSource(array, str(path), plane_ndim, axes=series.axes, pixel_um=_tiff_pixel_um(tif), _closers=[tif])
+        return PlaneSource(
+            array, str(path), plane_ndim, axes=series.axes, pixel_um=_tiff_pixel_um(tif, path), _closers=[tif]
+        )
     except InputError:
         tif.close()
         raise
@@ -172,24 +175,29 @@ def length_um(value: Any, unit: str | None) -> float | None:
     return size * factor if factor and size > 0 else None
 
 
-def _tiff_pixel_um(tif: Any) -> float | None:
-    """The pixel size in µm an OME-TIFF or ImageJ TIFF states, else None."""
+def _tiff_pixel_um(tif: Any, path: Path) -> float | None:
+    """The pixel size in µm an OME-TIFF or ImageJ TIFF states, else None; non-square pixels are refused."""
+    x_um = y_um = None
     try:
         if tif.is_ome and tif.ome_metadata:
             import tifffile
 
             pixels = tifffile.xml2dict(tif.ome_metadata)["OME"]["Image"]
             pixels = (pixels[0] if isinstance(pixels, list) else pixels)["Pixels"]
-            return length_um(pixels.get("PhysicalSizeX"), pixels.get("PhysicalSizeXUnit", "µm"))
-        page = tif.pages.first
-        res = page.tags.get("XResolution")
-        unit = (tif.imagej_metadata or {}).get("unit") if tif.is_imagej else None
-        if res is not None and unit is not None:
-            num, den = res.value
-            return length_um(den / num, unit) if num else None
+            x_um = length_um(pixels.get("PhysicalSizeX"), pixels.get("PhysicalSizeXUnit", "µm"))
+            y_um = length_um(pixels.get("PhysicalSizeY"), pixels.get("PhysicalSizeYUnit", "µm"))
+        elif tif.is_imagej:
+            page, unit = tif.pages.first, (tif.imagej_metadata or {}).get("unit")
+            per_um = [page.tags.get(tag) for tag in ("XResolution", "YResolution")]
+            x_um, y_um = (length_um(r.value[1] / r.value[0], unit) if r and r.value[0] else None for r in per_um)
     except (KeyError, TypeError, ValueError, IndexError, AttributeError):
         return None
-    return None
+    if x_um and y_um and not math.isclose(x_um, y_um, rel_tol=0.01):
+        raise InputError(
+            f"{path} has non-square pixels ({y_um * 1000:.1f} × {x_um * 1000:.1f} nm, y × x); the models need square "
+            "pixels: resample it to square pixels first"
+        )
+    return x_um
 
 
 def _open_zarr(path: Path, plane_ndim: int) -> PlaneSource:
