@@ -139,6 +139,16 @@ def test_non_square_pixels_are_refused_by_name(tmp_path):
     tifffile.imwrite(path, stack(1)[0], ome=True, metadata=meta)
     with pytest.raises(InputError, match=r"non-square pixels \(200.0 × 100.0 nm, y × x\)"):
         open_source(path)
+    group = zarr.open_group(str(tmp_path / "aniso.ome.zarr"), mode="w", zarr_format=3)
+    group.create_array("0", data=stack(1), chunks=(1, 32, 32))
+    axes = [{"name": a, "type": "space", "unit": "micrometer"} for a in "zyx"]
+    ms = {
+        "axes": axes,
+        "datasets": [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [1, 0.3, 0.1]}]}],
+    }
+    group.attrs["ome"] = {"version": "0.5", "multiscales": [ms]}
+    with pytest.raises(InputError, match=r"non-square pixels \(300.0 × 100.0 nm"):
+        open_source(tmp_path / "aniso.ome.zarr")
     square = tmp_path / "square.tif"
     tifffile.imwrite(square, stack(1)[0], imagej=True, resolution=(10.0, 10.05), metadata={"unit": "um"})
     assert open_source(square).pixel_um == pytest.approx(0.1)  # within 1 %: square

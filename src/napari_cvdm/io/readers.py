@@ -232,6 +232,12 @@ def _open_zarr(path: Path, plane_ndim: int) -> PlaneSource:
         if transform.get("type") == "scale" and axes:
             unit = next((a.get("unit") for a in ms["axes"] if isinstance(a, dict) and a.get("name") == "x"), None)
             pixel_um = length_um(transform["scale"][-1], unit or "micrometer")
+            y_um = length_um(transform["scale"][-2], unit or "micrometer") if len(transform["scale"]) > 1 else None
+            if pixel_um and y_um and not math.isclose(pixel_um, y_um, rel_tol=0.01):
+                raise InputError(
+                    f"{path} has non-square pixels ({y_um * 1000:.1f} × {pixel_um * 1000:.1f} nm, y × x); the models "
+                    "need square pixels: resample it to square pixels first"
+                )
     kept_axes = "".join(a for i, a in enumerate(axes) if i not in squeeze)
     if "napari_cvdm" in attrs:
         raise InputError(f"{path} is a napari-cvdm output; give the raw images as input")
