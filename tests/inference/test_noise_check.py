@@ -147,3 +147,15 @@ def test_a_plane_by_plane_job_records_the_verdict_and_predict_warns(tmp_path, ca
     assert "warning: wf.tif: noise outside the model's training range" in err, err
     info = PlaneStore.open(out).info if suffix == ".zarr" else read_info(out)
     assert info["optics"]["noise"]["verdict"] == "outside"
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.float32])
+def test_a_clipped_image_is_warned_about_and_an_unclipped_one_is_not(dtype):
+    image = np.round(_widefield(100.0))
+    info = tiny_model("sr", **SR_OPTICS).info
+    unclipped = check_noise(info, image.astype(dtype))
+    assert unclipped["verdict"] == "inside" and "saturated" not in unclipped
+    ceiling = np.percentile(image, 98)  # a camera saturating on the brightest 2 % of the pixels
+    verdict = check_noise(info, np.minimum(image, ceiling).astype(dtype))
+    assert verdict["verdict"] == "outside" and verdict["saturated"]
+    assert "sit at the image's maximum" in verdict["note"] and "saturated or clipped" in verdict["note"]

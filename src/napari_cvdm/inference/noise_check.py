@@ -43,6 +43,45 @@ def check_noise(
     ``plan``: the run's optics (the stated or assumed pixel, λ, NA give the SR cutoff; a b×b binning multiplies
     the photons per network pixel by b²).  ``offset``: the camera offset in image units, when known.  Never
     raises: any failure is an ``"unknown"`` verdict with its reason."""
+    verdict = _noise_verdict(info, plane, plan, offset)
+    try:
+        clipped = saturation_note(plane)
+    except Exception:  # noqa: BLE001 - advice, never the reason a reconstruction fails
+        clipped = None
+    if clipped is None:
+        return verdict
+    return {**verdict, "verdict": "outside", "note": f"{clipped}; {verdict['note']}", "saturated": True}
+
+
+def saturation_note(plane: np.ndarray) -> str | None:
+    """A warning when the image looks clipped at its maximum (a saturated camera, or a display conversion), else
+    None.  The models assume intensities linear in the light, so clipped regions are reconstructed from a wrong
+    forward model and their error bars do not hold there.  Integer images: a spike of at least 16 pixels and
+    0.01 % of the image at the maximum, more than twice as many as at the value one count below (a natural tail
+    thins out towards its maximum); float images: that many pixels exactly at the maximum (continuous values do
+    not tie)."""
+    arr = np.asarray(plane)
+    if arr.size == 0 or not np.issubdtype(arr.dtype, np.number) or not np.all(np.isfinite(arr)):
+        return None
+    top = arr.max()
+    if arr.min() == top:  # constant: nothing to restore (refused elsewhere), not saturated
+        return None
+    at_top = int(np.count_nonzero(arr == top))
+    if at_top < max(16, 1e-4 * arr.size):
+        return None
+    integer = np.issubdtype(arr.dtype, np.integer) or bool(np.all(arr == np.round(arr)))
+    if integer and at_top <= 2 * int(np.count_nonzero(arr == top - 1)):
+        return None
+    return (
+        f"{at_top:,} pixels ({100 * at_top / arr.size:.2g} %) sit at the image's maximum {float(top):g}: the image "
+        "looks saturated or clipped, and the model assumes intensities linear in the light, so the reconstruction "
+        "and its error bars do not hold in those regions (record with a shorter exposure or lower gain)"
+    )
+
+
+def _noise_verdict(
+    info: ModelMetadata, plane: np.ndarray, plan: OpticsPlan | None, offset: float | None
+) -> dict[str, Any]:
     try:
         covered = info.covered_optics()
         if info.task == "super-resolution":
