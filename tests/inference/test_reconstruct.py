@@ -162,3 +162,42 @@ def test_the_input_is_never_modified(tiny_sr_model, widefield):
     before = widefield.copy()
     nc.reconstruct(tiny_sr_model, widefield, n_samples=1, steps=1)
     np.testing.assert_array_equal(widefield, before)
+
+
+def test_a_camera_offset_is_subtracted_before_anything_else(tiny_phase_model, capsys, monkeypatch):
+    """A pair recorded with a dark level b and reconstructed with camera_offset=b gives the network exactly the
+    offset-free pair (integer counts, so the subtraction is exact in float32), and so the same result."""
+    import napari_cvdm.inference.run as run
+    from napari_cvdm.cli import main
+    from napari_cvdm.physics import PhaseSimulation, simulate_phase_pair
+    from napari_cvdm.tasks import InputError
+
+    seen = []
+    real = run.plane_condition
+    monkeypatch.setattr(run, "plane_condition", lambda plane, info: seen.append(np.array(plane)) or real(plane, info))
+    stack = simulate_phase_pair(PhaseSimulation(source="cells"), 32, np.random.default_rng(5))[0]
+    counts = np.round(stack * 500).astype(np.float32)
+    plain = nc.reconstruct(tiny_phase_model, counts, n_samples=2, steps=2)
+    dark = nc.reconstruct(tiny_phase_model, counts + 100, n_samples=2, steps=2, camera_offset=100)
+    np.testing.assert_array_equal(seen[1], seen[0])
+    np.testing.assert_array_equal(dark.mean, plain.mean)
+    assert dark.settings["camera_offset"] == 100
+    with pytest.raises(InputError, match="the camera offset 5000 is not below the image's mean intensity"):
+        nc.reconstruct(tiny_phase_model, counts, n_samples=2, steps=2, camera_offset=5000)
+    with pytest.raises(SystemExit):  # the CLI flag comes from the same field
+        main(["predict", "--help"])
+    assert "--camera-offset" in capsys.readouterr().out
+
+
+def test_a_camera_offset_left_in_makes_the_classical_phase_smaller_by_the_intensity_ratio():
+    """Why the offset matters: the TIE divides the axial derivative (offset-free) by the intensity (offset
+    included), so an offset b under a mean intensity I scales the recovered phase by about I / (I + b)."""
+    from napari_cvdm.physics import PhaseSimulation, simulate_phase_pair
+    from napari_cvdm.physics.baselines import tie_fft
+
+    stack = simulate_phase_pair(PhaseSimulation(source="cells", noise_max=0.0), 128, np.random.default_rng(6))[0]
+    stack = stack * (1000 / stack.mean())
+    optics = dict(defocus_um=2.0, wavelength_um=0.521, pixel_um=0.21)
+    clean, biased = tie_fft(stack, **optics), tie_fft(stack + 100, **optics)
+    ratio = np.sum(biased * clean) / np.sum(clean * clean)  # least-squares slope of biased on clean
+    assert ratio == pytest.approx(1000 / 1100, rel=0.03)

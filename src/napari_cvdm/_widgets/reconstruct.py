@@ -75,6 +75,7 @@ class ReconstructWidget(Container):
                 "batch_size": "Batch (0 = auto)",
                 "keep_samples": "keep individual samples",
                 "interval_level": "Interval level",
+                "camera_offset": "Camera offset",
             },
             choices={"device": DEVICES},
             steps={"tile_size": TILE_STEP, "tile_overlap": TILE_STEP},

@@ -25,7 +25,7 @@ from ..tasks import InputError, check_image
 from .bands import Band, RunningMean
 from .noise_check import check_noise
 from .optics import plan_optics
-from .run import condition_shape, output_channels, prepare_run
+from .run import condition_shape, dark_subtracted, output_channels, prepare_run
 
 MAX_STACK_AXES = 2  # leading T and/or Z axes processed plane by plane
 
@@ -149,7 +149,11 @@ def iter_reconstruct(
     run = prepare_run(model, tuple(planes.shape[-2:]), settings, sources)
     net_hw = run.optics.network_shape(*run.in_hw)
     for plane in planes:  # every plane's input, cheaply, before any work
-        check_image(plane, model.info, min_size=model.network.min_size if net_hw == run.in_hw else 1)
+        check_image(
+            dark_subtracted(plane, settings.camera_offset),
+            model.info,
+            min_size=model.network.min_size if net_hw == run.in_hw else 1,
+        )
     total = len(planes) * run.evaluations_per_plane
     per_plane: list[Band] = []
     for p_idx, plane in enumerate(planes):
@@ -196,7 +200,8 @@ def iter_reconstruct(
         optics={
             **run.optics.record,
             "output_pixel_um": run.optics.output_pixel_um,
-            "noise": check_noise(model.info, planes[0], run.optics),  # advice from the first plane; never raises
+            # advice from the first plane; never raises
+            "noise": check_noise(model.info, planes[0], run.optics, offset=settings.camera_offset or None),
         },
     )
 

@@ -40,6 +40,22 @@ def condition_shape(plane_shape: tuple[int, ...], info: ModelMetadata) -> tuple[
     return height * factor, width * factor
 
 
+def dark_subtracted(plane: np.ndarray, offset: float) -> np.ndarray:
+    """``plane`` less the camera's dark level ``offset`` (image units; 0: as it is).  An offset at or above a plane's
+    mean intensity is no dark level: refused, naming it."""
+    if not offset:
+        return plane
+    out = np.asarray(plane, dtype=np.float32) - np.float32(offset)
+    means = out.reshape(-1, *out.shape[-2:]).mean(axis=(-2, -1))
+    if np.any(means <= 0):
+        raise InputError(
+            f"the camera offset {offset:g} is not below the image's mean intensity ({float(np.mean(plane)):.4g}); "
+            "give the camera's dark level (the mean of a frame with the light off, in the image's units), or 0 "
+            "for an offset-subtracted image"
+        )
+    return out
+
+
 def output_channels(units: str, interval_level: float, calibrated: bool) -> list[tuple[str, str]]:
     """(name, unit) of every output map, in the order files and layers show them: mean; when calibrated, the
     calibrated std and the central interval's bounds; the raw sample variance and the ∫β map."""
@@ -124,6 +140,7 @@ class ReconstructionRun:
         total = self.evaluations_per_plane if total is None else total
         info, optics, run_info = self.model.info, self.optics, self.run_info
         yield Progress(done, total, f"{stage}: condition")
+        plane = dark_subtracted(plane, self.settings.camera_offset)
         on_grid = optics.to_network(plane)
         condition, in_scale = plane_condition(
             check_image(on_grid, run_info, min_size=self.model.network.min_size), run_info

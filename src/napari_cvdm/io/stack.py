@@ -31,7 +31,7 @@ from ..inference.bands import Band
 from ..inference.noise_check import check_noise
 from ..inference.optics import plan_optics
 from ..inference.reconstruct import output_shape
-from ..inference.run import ReconstructionRun, prepare_run
+from ..inference.run import ReconstructionRun, dark_subtracted, prepare_run
 from ..model.files import TrainedModel
 from ..settings import ReconstructSettings
 from ..tasks import InputError, check_image
@@ -88,6 +88,8 @@ def model_digest(model: TrainedModel) -> str:
 def fingerprint(model: TrainedModel, settings: ReconstructSettings, shape: tuple[int, ...]) -> dict[str, Any]:
     """What a run's numbers depend on: the model (name and digest), the settings, the input's shape."""
     kept = {k: v for k, v in settings.model_dump(mode="json").items() if k not in NOT_IN_FINGERPRINT}
+    if not kept.get("camera_offset"):  # the default: absent, as in stores written before the setting existed
+        kept.pop("camera_offset", None)
     return {
         "model": {"name": model.info.name, "sha256": model_digest(model)},
         "settings": kept,
@@ -228,7 +230,8 @@ def open_store(job: StackJob, plane: np.ndarray) -> PlaneStore:
     optics = {
         **run.optics.record,
         "output_pixel_um": run.optics.output_pixel_um,
-        "noise": check_noise(job.model.info, plane, run.optics),  # advice from one plane; never raises
+        # advice from one plane; never raises
+        "noise": check_noise(job.model.info, plane, run.optics, offset=job.settings.camera_offset or None),
     }
     return PlaneStore.create(
         job.store_path,
@@ -252,7 +255,8 @@ def write_plane(job: StackJob, k: int) -> Generator[Progress, None, None]:
     """Reconstruct plane ``k`` (read now, and only it) and write it band by band, then its completion mark;
     yields the core's progress with the plane in its stage."""
     run = job.run
-    image = check_image(job.source.plane(k), job.model.info)
+    image = np.asarray(job.source.plane(k))
+    check_image(dark_subtracted(image, job.settings.camera_offset), job.model.info)
     store = open_store(job, image)
     for event in run.iter_plane(image, k, f"plane {k + 1}/{job.n_planes}"):
         if isinstance(event, Band):
