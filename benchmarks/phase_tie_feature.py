@@ -11,7 +11,8 @@ pairs ``napari-cvdm calibrate`` uses; never ``skimage.data.cell()``) and keeps p
 the truth and the TIE estimate (rad); run it in shards on several cores. ``analyse`` scores each candidate with
 the calibration's own cross-fitted machinery (``fit_calibration`` on the candidate as the spread, 24 monotone
 bins): out-of-half Gaussian NLL per pixel, out-of-half mean log²(mean(err²)/mean(σ²)) over the images, and the mean
-over images of the pixel-wise Spearman(σ, |err|), as the bench reports it.
+over images of the pixel-wise Spearman(σ, |err|), as the bench reports it; and whether the departure follows the
+TIE's own error or the mean's (pixel Spearman with each), with the mean's RMS error as a fraction of the TIE's.
 
     OMP_NUM_THREADS=1 python benchmarks/phase_tie_feature.py measure --steps 5 --shard 0/2 --out runs/tie5 &
     OMP_NUM_THREADS=1 python benchmarks/phase_tie_feature.py measure --steps 5 --shard 1/2 --out runs/tie5
@@ -95,7 +96,21 @@ def analyse(args: argparse.Namespace) -> None:
             {"score": name, "nll": nll, "level_log2": level, "pixel_spearman": pixel_rho, "image_spearman": image_rho}
         )
         print(f"| {name} | {nll:.3f} | {level:.3f} | {pixel_rho:.3f} | {image_rho:.3f} |", flush=True)
-    (Path(args.folder) / "analysis.json").write_text(json.dumps({"images": len(files), "rows": rows}, indent=1))
+    follows_tie, follows_mean, rms_ratio = [], [], []
+    for d in data:  # does the departure follow the TIE's error or the mean's?
+        m, t, tie = (d[k] - d[k].mean() for k in ("mean", "truth", "tie"))
+        departure = np.abs(m - tie).ravel()[pick]
+        follows_tie.append(_spearman(departure, np.abs(tie - t).ravel()[pick]))
+        follows_mean.append(_spearman(departure, np.abs(m - t).ravel()[pick]))
+        rms_ratio.append(float(np.sqrt(np.mean((m - t) ** 2) / np.mean((tie - t) ** 2))))
+    tie_row = {
+        "spearman_departure_tie_error": float(np.mean(follows_tie)),
+        "spearman_departure_mean_error": float(np.mean(follows_mean)),
+        "rms_error_mean_over_tie_p10_p50_p90": [float(v) for v in np.percentile(rms_ratio, [10, 50, 90])],
+    }
+    print(tie_row)
+    summary = {"images": len(files), "rows": rows, "departure": tie_row}
+    (Path(args.folder) / "analysis.json").write_text(json.dumps(summary, indent=1))
 
 
 def main() -> None:
