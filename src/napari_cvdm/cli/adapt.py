@@ -100,7 +100,14 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--wavelength", help="SR: emission λ, phase: illumination λ (µm or 670nm); default: the model's")
     p.add_argument("--na", type=float, help="SR: detection NA of the objective (required for SR)")
     p.add_argument("--defocus", help="phase: d of the planes at ±d (µm or with a unit); default: the model's")
-    p.add_argument("--offset", type=float, default=0.0, help="camera offset in image units (0: offset-subtracted)")
+    p.add_argument(
+        "--camera-offset",
+        "--offset",
+        dest="offset",
+        type=float,
+        default=0.0,
+        help="camera offset (dark level) in image units, as predict's --camera-offset (0: offset-subtracted)",
+    )
     stated = p.add_mutually_exclusive_group()
     stated.add_argument(
         "--photons",
