@@ -148,3 +148,18 @@ def test_adapt_without_pixel_size_is_refused(make_widget, model_files, notes, qt
     viewer.add_image(noisy((64, 64)), name="mine")
     assert widget.open_adapt().start() is None
     assert "has no pixel size" in notes["error"][0]
+
+
+def test_adapt_takes_the_camera_offset_of_the_reconstruction_widget(make_widget, model_files, notes, monkeypatch):
+    import napari_cvdm._widgets.adapt as adapt
+
+    seen = {}
+    monkeypatch.setattr(adapt, "iter_adapt", lambda *args, **kwargs: seen.update(kwargs) or iter(()))
+    viewer, widget = make_widget()
+    raw = np.random.default_rng(0).poisson(np.linspace(120, 500, 64)[None].repeat(64, 0)).astype(np.float32)
+    viewer.add_image(raw, name="mine", scale=(0.0626, 0.0626), units=("µm", "µm"))  # with a dark level of 100
+    widget.optics.numerical_aperture.value, widget.optics.wavelength.value = "1.3", "515nm"
+    widget.form["camera_offset"].value = 100.0
+    panel = widget.open_adapt()
+    panel._make_job()
+    assert seen["offset"] == 100.0 and notes["error"] == []

@@ -129,6 +129,7 @@ class AdaptWidget(Container):
         train = adapt_train_settings(steps=self.steps.value)
         job = iter_adapt(
             base, image, scope, output, name=output.stem, n_pairs=self.n_pairs.value, size=ADAPT_SIZE, train=train,
+            offset=settings.camera_offset,  # the reconstruction widget's Camera offset
             photons=(self.photons.value or None) if base.task != "phase" else None, resume=self.resume.value,
             stop=self._stop,
         )  # fmt: skip

@@ -274,7 +274,8 @@ class ReconstructWidget(Container):
         return self.adapt
 
     def _adapt_source(self):
-        return self.model.value, self.image.value, ReconstructSettings(**self.optics.values())
+        offset = self.form["camera_offset"].value  # the layer's dark level: the noise estimate needs it too
+        return self.model.value, self.image.value, ReconstructSettings(**self.optics.values(), camera_offset=offset)
 
     # -- running ---------------------------------------------------------------------------------------------
     def picked_layers(self) -> list[Layer]:
