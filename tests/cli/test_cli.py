@@ -237,3 +237,33 @@ def test_simulate_exposes_physics_flags(flag, capsys):
     with pytest.raises(SystemExit):
         main(["simulate", "sr", "--help"])
     assert flag in capsys.readouterr().out
+
+
+def test_a_phase_pair_in_two_files_is_read_with_plus(tmp_path, capsys):
+    """I(−d) as the input and I(+d) with --plus give the same result as the two stacked in one file."""
+    import numpy as np
+
+    from napari_cvdm.physics import PhaseSimulation, simulate_phase_pair
+    from tests.conftest import save_tiny_models
+
+    stack = simulate_phase_pair(PhaseSimulation(source="cells"), 32, np.random.default_rng(3))[0].astype(np.float32)
+    minus, plus, both = tmp_path / "minus.tif", tmp_path / "plus.tif", tmp_path / "both.tif"
+    for path, data in ((minus, stack[0]), (plus, stack[1]), (both, stack)):
+        tifffile.imwrite(path, data, imagej=True, resolution=(1 / 0.21, 1 / 0.21), metadata={"unit": "um"})
+    tiny = str(save_tiny_models(tmp_path)["tiny-phase"])
+    run = ["--model", tiny, "--n-samples", "2", "--steps", "2", "-q"]
+    assert main(["predict", str(minus), "--plus", str(plus), "-o", str(tmp_path / "a.tif"), *run]) == 0
+    assert f"on {minus} + {plus} (2, 32, 32)" in capsys.readouterr().out
+    assert main(["predict", str(both), "-o", str(tmp_path / "b.tif"), *run]) == 0
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "a.tif"), tifffile.imread(tmp_path / "b.tif"))
+    tifffile.imwrite(tmp_path / "small.tif", stack[1, :16, :16])
+    refusals = [
+        (["--plus", str(tmp_path / "small.tif")], "has shape (32, 32) but I(+d)"),
+        (["--plus", str(tmp_path / "none.tif")], "does not exist"),
+        (["--plus", str(plus), "--plane-order", "plus-minus"], "leave --plane-order out"),
+        (["--plus", str(plus), "-o", str(tmp_path / "c.zarr")], "stack the two planes into one file"),
+    ]
+    for extra, match in refusals:
+        out = [] if "-o" in extra else ["-o", str(tmp_path / "c.tif")]
+        assert main(["predict", str(minus), *extra, *out, *run]) == 2
+        assert match in capsys.readouterr().err

@@ -7,13 +7,13 @@ import argparse
 import math
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .flags import add_model_flags, flag_name, model_overrides, progress_line, validation_message
+from .predict_input import check_plus, read_input
 
 OPTICS_FLAGS = {  # ReconstructSettings field → flag; lengths take a unit (62.6nm, 0.0626um; none: µm)
     "pixel_size_um": ("--pixel-size", str, "input pixel in the sample: µm (0.108) or with a unit (108nm); default: "
@@ -54,31 +54,6 @@ def check_sample_task(args: argparse.Namespace, model: Any) -> None:
             f"but {model.info.name} is a {model.info.task} model: give --model {DEFAULT_MODELS[task]} (the default "
             f"for this sample when --model is left out) or a {task} model of your own"
         )
-
-
-def _read_input(
-    args: argparse.Namespace, fits: Callable[[tuple[int, ...]], None] | None = None
-) -> tuple[np.ndarray, str, float | None, str]:
-    """The image, its name, the pixel size (µm) it states and where that was read (None, "" when it states none);
-    ``fits(shape)`` is called with the file's shape before its pixels are read."""
-    if args.sample:
-        from ..sample_data import load_sample
-
-        image, meta = load_sample(args.sample)
-        return image, f"sample {args.sample!r}", meta.get("pixel_um"), "the bundled sample's metadata"
-    if not args.input:
-        raise SystemExit("give an input TIFF (napari-cvdm predict IMAGE.tif) or --sample NAME")
-    from ..io.readers import open_source
-
-    path = Path(args.input[0])
-    with open_source(path) as source:
-        pixel = source.pixel_um
-        if fits is not None:
-            fits(source.shape)
-        image = np.asarray(source.array[...])
-        image = image.squeeze(source.squeeze) if source.squeeze else image
-    kind = "OME-TIFF" if path.name.lower().endswith((".ome.tif", ".ome.tiff")) else "ImageJ TIFF"
-    return np.asarray(image), str(path), pixel, f"{kind} metadata of {path.name}"
 
 
 def stated_pixel(settings: Any, model: Any, name: str, pixel: float | None, where: str) -> tuple[Any, dict]:
@@ -251,6 +226,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     if args.input and args.sample:
         raise SystemExit("give input files or --sample NAME, not both")
+    check_plus(args, is_single_tiff_job(args))
     settings = checked_settings(args)  # refused here, before the model is loaded or the image read
     args.model = chosen_model(args)
     checked_device(settings.device)
@@ -258,10 +234,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
         from .batch import run_batch
 
         return run_batch(args, settings)
-    check_output(Path(args.output), args.input or [], args.overwrite, settings.keep_samples)
+    check_output(
+        Path(args.output),
+        [*(args.input or []), *([args.plus] if args.plus else [])],
+        args.overwrite,
+        settings.keep_samples,
+    )
     model = load_model(args.model)
     check_sample_task(args, model)
-    image, source, pixel, where = _read_input(args, lambda shape: check_fits_in_memory(shape, model, settings))
+    image, source, pixel, where = read_input(args, lambda shape: check_fits_in_memory(shape, model, settings))
     settings, sources = stated_pixel(settings, model, source, pixel, where)
     start = time.perf_counter()
 
@@ -295,6 +276,11 @@ def add_command(sub: argparse._SubParsersAction) -> None:
         nargs="*",
         help="input TIFF, OME-TIFF or zarr store(s), folders of them, or a quoted glob: SR planes (H, W), phase "
         "planes (2, H, W) = (I(−d), I(+d)), each optionally a T/Z stack",
+    )
+    p.add_argument(
+        "--plus",
+        metavar="PLUS.tif",
+        help="phase: I(+d) in its own file; the input is then I(−d) (one input, -o out.tif)",
     )
     p.add_argument(
         "--sample",
