@@ -262,8 +262,9 @@ def test_a_phase_pair_in_two_files_is_read_with_plus(tmp_path, capsys):
         (["--plus", str(tmp_path / "none.tif")], "does not exist"),
         (["--plus", str(plus), "--plane-order", "plus-minus"], "leave --plane-order out"),
         (["--plus", str(plus), "-o", str(tmp_path / "c.zarr")], "stack the two planes into one file"),
+        (["--plus", str(plus), "--model", str(tmp_path / "tiny-sr.cvdm")], "but tiny-sr is a super-resolution model"),
     ]
     for extra, match in refusals:
         out = [] if "-o" in extra else ["-o", str(tmp_path / "c.tif")]
-        assert main(["predict", str(minus), *extra, *out, *run]) == 2
+        assert main(["predict", str(minus), *run, *extra, *out]) == 2
         assert match in capsys.readouterr().err

@@ -223,6 +223,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .._runtime import Progress, drive
     from ..inference.reconstruct import iter_reconstruct
     from ..registry import load_model
+    from ..tasks import InputError
 
     if args.input and args.sample:
         raise SystemExit("give input files or --sample NAME, not both")
@@ -242,6 +243,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     )
     model = load_model(args.model)
     check_sample_task(args, model)
+    if args.plus and model.task != "phase":
+        raise InputError(f"--plus gives the I(+d) plane of a phase pair, but {model.info.name} is a {model.task} model")
     image, source, pixel, where = read_input(args, lambda shape: check_fits_in_memory(shape, model, settings))
     settings, sources = stated_pixel(settings, model, source, pixel, where)
     start = time.perf_counter()
