@@ -152,3 +152,16 @@ def test_non_square_pixels_are_refused_by_name(tmp_path):
     square = tmp_path / "square.tif"
     tifffile.imwrite(square, stack(1)[0], imagej=True, resolution=(10.0, 10.05), metadata={"unit": "um"})
     assert open_source(square).pixel_um == pytest.approx(0.1)  # within 1 %: square
+
+
+def test_a_napari_cvdm_ome_tiff_output_is_refused_as_input(tmp_path):
+    """An output's six channels would be read as six planes to restore."""
+    import json
+
+    path = tmp_path / "out.ome.tif"
+    about = json.dumps({"napari_cvdm_version": "0.1", "channels": []})
+    tifffile.imwrite(path, stack(6), ome=True, metadata={"axes": "CYX", "Description": about})
+    with pytest.raises(InputError, match="is a napari-cvdm output"):
+        open_source(path)
+    tifffile.imwrite(tmp_path / "raw.ome.tif", stack(6), ome=True, metadata={"axes": "ZYX"})
+    assert open_source(tmp_path / "raw.ome.tif").shape == (6, 32, 32)

@@ -136,6 +136,14 @@ def _open_tiff(path: Path, plane_ndim: int) -> PlaneSource:
         raise InputError(f"could not read {path} as a TIFF image ({err}); give a .tif/.tiff file") from err
     try:
         series = tif.series[0]
+        if tif.is_ome:
+            from .ometiff import read_info
+
+            info = read_info(path)
+            if isinstance(info, dict) and "napari_cvdm_version" in info:
+                raise InputError(
+                    f"{path} is a napari-cvdm output (its mean, error bars …); give the raw images as input"
+                )
         if series.axes.endswith("S") and series.shape[-1] > 1:  # samples per pixel: an RGB(A) colour image
             raise InputError(
                 f"{path} is a colour TIFF ({series.shape[-1]} samples per pixel, shape {series.shape}); napari-cvdm "
