@@ -159,3 +159,12 @@ def test_a_clipped_image_is_warned_about_and_an_unclipped_one_is_not(dtype):
     verdict = check_noise(info, np.minimum(image, ceiling).astype(dtype))
     assert verdict["verdict"] == "outside" and verdict["saturated"]
     assert "sit at the image's maximum" in verdict["note"] and "saturated or clipped" in verdict["note"]
+
+
+def test_a_stated_camera_offset_lets_a_reconstruction_compare_the_read_noise():
+    sr = tiny_model("sr", **SR_OPTICS)
+    raw = _widefield(50.0, size=128) + 100.0  # a camera that adds 100 counts
+    unknown = reconstruct(sr, raw, n_samples=2, steps=2, device="cpu").optics["noise"]
+    assert "read noise not compared" in unknown["note"]
+    stated = reconstruct(sr, raw, n_samples=2, steps=2, device="cpu", camera_offset=100.0).optics["noise"]
+    assert stated["verdict"] == "inside" and stated["estimate"]["read_noise_counts"] == pytest.approx(10.0, rel=0.2)
