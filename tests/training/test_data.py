@@ -102,8 +102,8 @@ def test_constant_or_nan_images_are_refused_not_turned_into_nan_losses():
         PairedDataset.from_arrays([wf], [np.full_like(sim, 7.0)], SR, names=["blank"])
     with pytest.raises(DataError, match="target contains NaN"):
         PairedDataset.from_arrays([wf], [np.where(sim > 50, np.nan, sim)], SR)
-    with pytest.raises(ValueError, match="the image is constant"):
-        PairedDataset.from_arrays([np.ones_like(wf)], [sim], SR)
+    with pytest.raises(DataError, match="pair flat: the input: the image is constant"):  # names the pair
+        PairedDataset.from_arrays([np.ones_like(wf)], [sim], SR, names=["flat"])
     flat_phase = PairedDataset.from_arrays([rng.uniform(0.5, 1.5, (2, 16, 16))], [np.zeros((16, 16))], PHASE)
     assert np.isfinite(flat_phase.pairs[0].target).all()  # a flat phase is a valid (empty-field) target
 

@@ -143,6 +143,7 @@ def test_a_job_needs_exactly_one_data_source():
 
 
 def test_fine_tuning_refuses_a_different_tie_condition_than_the_base_model(tmp_path):
+    from napari_cvdm.training.data import DataError
     from napari_cvdm.training.jobs import prepare_job
     from tests.conftest import save_tiny_models
 
@@ -150,8 +151,11 @@ def test_fine_tuning_refuses_a_different_tie_condition_than_the_base_model(tmp_p
     job = TrainJob(
         task="phase", output=str(tmp_path / "ft.cvdm"), base_model=str(base), simulate_n=2, tie_method="us-tie"
     )
-    with pytest.raises(ValueError, match="conditioned on the 'fft' TIE estimate, not 'us-tie'"):
+    with pytest.raises(DataError, match="conditioned on the 'fft' TIE estimate, not 'us-tie'"):
         prepare_job(job)
+    other = TrainJob(task="sr", output=str(tmp_path / "ft2.cvdm"), base_model=str(base), simulate_n=2)
+    with pytest.raises(DataError, match="is a phase model, not super-resolution: give --task phase to fine-tune it"):
+        prepare_job(other)
 
 
 def test_a_phase_model_from_scratch_records_its_tie_condition(tmp_path):

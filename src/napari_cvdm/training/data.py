@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from ..model.metadata import ModelMetadata
-from ..tasks import check_image, make_condition, normalize_target
+from ..tasks import InputError, check_image, make_condition, normalize_target
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 
@@ -40,7 +40,10 @@ class Pair:
 
 def prepare_pair(image: np.ndarray, target: np.ndarray, info: ModelMetadata, name: str = "") -> Pair:
     """Validate and normalise one (input, target) pair; the target must be ``scale_factor`` × the input grid."""
-    image = check_image(image, info)
+    try:
+        image = check_image(image, info)
+    except InputError as err:
+        raise DataError(f"pair {name or '?'}: the input: {err}") from None
     target = np.asarray(target, dtype=np.float32)
     expected = tuple(s * info.scale_factor for s in image.shape[-2:])
     if target.ndim != 2 or target.shape != expected:

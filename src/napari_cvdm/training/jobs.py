@@ -16,7 +16,7 @@ from ..model.metadata import ModelMetadata
 from ..physics.ranges import PhaseOpticsRange, SROpticsRange, simulate_phase_pair_random, simulate_sr_pair_random
 from ..settings import TrainJob
 from . import presets
-from .data import Pair, PairedDataset, prepare_pair
+from .data import DataError, Pair, PairedDataset, prepare_pair
 from .loop import TrainProgress
 from .recalibrate import iter_train_recalibrated
 
@@ -63,10 +63,14 @@ def prepare_job(job: TrainJob) -> tuple[CVDM, ModelMetadata, PairedDataset]:
     if job.base_model:
         base = load_model(job.base_model)
         if base.task != presets.TASKS[job.task]:
-            raise ValueError(f"base model {job.base_model!r} is a {base.task} model, not {presets.TASKS[job.task]}")
+            task = next(k for k, v in presets.TASKS.items() if v == base.task)
+            raise DataError(
+                f"base model {job.base_model!r} is a {base.task} model, not {presets.TASKS[job.task]}: give --task "
+                f"{task} to fine-tune it, or a {presets.TASKS[job.task]} base model"
+            )
         network, info = finetune_start(base, name)
         if job.tie_method is not None and job.task == "phase" and job.tie_method != info.tie_method:
-            raise ValueError(
+            raise DataError(
                 f"base model {job.base_model!r} is conditioned on the {info.tie_method!r} TIE estimate, not "
                 f"{job.tie_method!r}: leave tie_method unset to fine-tune it, or train from scratch"
             )
