@@ -14,6 +14,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from ..evaluation.report import save_figure
     from ..registry import load_model
 
+    from ..tasks import InputError
+
+    if args.n is not None and args.n < 1:
+        raise InputError(f"--n {args.n}: give at least 1 test image per row")
     log = (lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
     start = time.perf_counter()
     if args.nfe:
