@@ -13,7 +13,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from ..evaluation.quality import phase_benchmark, sr_benchmark
     from ..evaluation.report import save_figure
     from ..registry import load_model
-
     from ..tasks import InputError
 
     if args.n is not None and args.n < 1:
