@@ -50,6 +50,11 @@ def _refused(viewer, widget, notes, match: str, layers=None) -> None:
         ("phase", lambda v: [v.add_image(noisy((32, 32)))], "two defocus planes"),
         ("phase", lambda v: [v.add_image(noisy((3, 32, 32)))], "two defocus planes"),
         ("phase", lambda v: [v.add_image(noisy((32, 32))), v.add_image(noisy((32, 30)))], "same size"),
+        (
+            "phase",
+            lambda v: [v.add_image(noisy((32, 32)), scale=(0.2, 0.2)), v.add_image(noisy((32, 32)), scale=(0.1, 0.1))],
+            "the same pixel size",
+        ),
         ("phase", lambda v: [v.add_image(noisy((2, 32, 32)) - 200)], "non-negative"),
     ],
     ids=[
@@ -63,6 +68,7 @@ def _refused(viewer, widget, notes, match: str, layers=None) -> None:
         "phase-1-plane",
         "phase-3-planes",
         "phase-shape-mismatch",
+        "phase-scale-mismatch",
         "phase-negative",
     ],
 )

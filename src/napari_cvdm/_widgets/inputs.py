@@ -267,6 +267,12 @@ def _prepare_phase(
                 "defocus images must have the same size (and the same number of frames)"
             )
         _check_rank(a, _describe(minus), 2, "(H, W)")
+        scales = [tuple(float(v) for v in layer.scale[-2:]) for layer in (minus, plus)]
+        if not all(math.isclose(u, v, rel_tol=0.01) for u, v in zip(*scales, strict=True)):
+            raise InputError(
+                f"I(−d) {minus.name!r} has pixel scale {scales[0]} but I(+d) {plus.name!r} {scales[1]}; the two "
+                "defocus planes come from one camera: give both layers the same pixel size (layer scale)"
+            )
         if lazy:
             import dask.array as da
 
