@@ -254,10 +254,12 @@ def _noisy_phase_pairs(n: int = 8, size: int = 96) -> list[tuple[np.ndarray, np.
 
 
 def test_phase_calibration_adds_one_calibration_per_bin_of_the_estimated_noise(monkeypatch):
+    from napari_cvdm.evaluation import calibrate
     from napari_cvdm.sampling import calibration_bins
 
     monkeypatch.setattr(calibration_bins, "BIN_MIN_GAIN", -1.0)  # every bin the rules allow (the count's choice:
-    model = tiny_model("phase")  # tests/sampling/test_calibration.py)
+    monkeypatch.setattr(calibrate, "feature_candidates_for", lambda task: ())  # the spread only: blends and the
+    model = tiny_model("phase")  # count's choice are tests/sampling/test_calibration.py's
     pairs = _noisy_phase_pairs(16)
     measured: list = []
     calibrations = drive(iter_calibrate(model, pairs, [SamplerSetting(steps=1)], n_samples=2, measurements=measured))
@@ -276,9 +278,11 @@ def test_phase_calibration_adds_one_calibration_per_bin_of_the_estimated_noise(m
 def test_sr_pairs_of_many_microscopes_are_calibrated_per_psf_width_and_refitted_from_saved_measurements(
     tmp_path, monkeypatch
 ):
+    from napari_cvdm.evaluation import calibrate
     from napari_cvdm.sampling import calibration_bins
 
     monkeypatch.setattr(calibration_bins, "BIN_MIN_GAIN", -1.0)  # every bin the rules allow
+    monkeypatch.setattr(calibrate, "feature_candidates_for", lambda task: ())  # blends: tests/sampling
     model = tiny_model("sr", wavelength_um=0.515, numerical_aperture=1.3)
     pairs = _tiny_pairs(8, 64)
     own = psf_fwhm_px(0.515, 1.3, model.info.input_pixel_um)
