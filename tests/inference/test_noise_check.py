@@ -168,3 +168,20 @@ def test_a_stated_camera_offset_lets_a_reconstruction_compare_the_read_noise():
     assert "read noise not compared" in unknown["note"]
     stated = reconstruct(sr, raw, n_samples=2, steps=2, device="cpu", camera_offset=100.0).optics["noise"]
     assert stated["verdict"] == "inside" and stated["estimate"]["read_noise_counts"] == pytest.approx(10.0, rel=0.2)
+
+
+@pytest.mark.parametrize("photons", [0.5, 3.0, 50.0, 1000.0])
+def test_natural_images_are_not_called_saturated_and_clipped_bright_ones_are(photons):
+    from napari_cvdm.inference.noise_check import saturation_note
+    from napari_cvdm.sample_data import load_sample
+
+    counts = np.random.default_rng(0).poisson(photons, (256, 256))
+    for image in (counts, counts.astype(np.uint16), counts.astype(np.float32)):
+        assert saturation_note(image) is None
+    clipped = np.minimum(counts, np.percentile(counts, 99))
+    assert (saturation_note(clipped) is not None) == (photons >= 50)  # dim images have no tail to spike above
+    for name in ("widefield", "defocus-pair"):
+        assert saturation_note(load_sample(name)[0]) is None
+    from skimage import data  # real 8-bit photographs that reach 252–255
+
+    assert all(saturation_note(getattr(data, name)()) is None for name in ("camera", "moon", "coins"))
