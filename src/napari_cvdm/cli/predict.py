@@ -227,11 +227,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     if args.input and args.sample:
         raise SystemExit("give input files or --sample NAME, not both")
-    check_plus(args, is_single_tiff_job(args))
+    one_tiff = is_single_tiff_job(args)
+    check_plus(args, one_tiff)
     settings = checked_settings(args)  # refused here, before the model is loaded or the image read
     args.model = chosen_model(args)
     checked_device(settings.device)
-    if not is_single_tiff_job(args):
+    if not one_tiff:
         from .batch import run_batch
 
         return run_batch(args, settings)

@@ -4,6 +4,7 @@ planes are in two files (``--plus``)."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -45,44 +46,37 @@ def read_input(
         return image, f"sample {args.sample!r}", meta.get("pixel_um"), "the bundled sample's metadata"
     if not args.input:
         raise SystemExit("give an input TIFF (napari-cvdm predict IMAGE.tif) or --sample NAME")
-    path = Path(args.input[0])
-    if not getattr(args, "plus", None):
-        image, pixel = _read_file(path, fits)
-        return image, str(path), pixel, _metadata_of(path)
+    from ..io.readers import open_source
     from ..tasks import InputError
 
-    plus = Path(args.plus)
-    shapes = [_file_shape(path), _file_shape(plus)]
-    if shapes[0] != shapes[1]:
-        raise InputError(f"I(−d) {path} has shape {shapes[0]} but I(+d) {plus} has {shapes[1]}; give the same size")
-    stacked = (*shapes[0][:-2], 2, *shapes[0][-2:])
-    (minus_image, minus_pixel), (plus_image, plus_pixel) = _read_file(path, fits, stacked), _read_file(plus)
-    if minus_pixel and plus_pixel and not math.isclose(minus_pixel, plus_pixel, rel_tol=0.01):
-        raise InputError(f"{path} states {minus_pixel:g} µm pixels and {plus} {plus_pixel:g} µm; the planes must match")
-    image = np.stack([minus_image, plus_image], axis=-3)
-    pixel, where = (minus_pixel, _metadata_of(path)) if minus_pixel else (plus_pixel, _metadata_of(plus))
-    return image, f"{path} + {plus}", pixel, where
-
-
-def _file_shape(path: Path) -> tuple[int, ...]:
-    from ..io.readers import open_source
-
-    with open_source(path) as source:
-        return tuple(source.shape)
-
-
-def _read_file(
-    path: Path, fits: Callable[[tuple[int, ...]], None] | None = None, shape: tuple[int, ...] | None = None
-) -> tuple[np.ndarray, float | None]:
-    """One file's pixels and the pixel size it states; ``fits(shape or its own shape)`` first."""
-    from ..io.readers import open_source
-
-    with open_source(path) as source:
+    paths = [Path(args.input[0]), *([Path(args.plus)] if getattr(args, "plus", None) else [])]
+    with contextlib.ExitStack() as files:  # every check on the metadata, before any pixel is read
+        sources = [files.enter_context(open_source(path)) for path in paths]
+        shape = tuple(sources[0].shape)
+        if len(sources) == 2:
+            (minus, plus), (a, b) = paths, sources
+            if tuple(b.shape) != shape:
+                raise InputError(
+                    f"I(−d) {minus} has shape {shape} but I(+d) {plus} has {tuple(b.shape)}; give the same size"
+                )
+            if a.pixel_um and b.pixel_um and not math.isclose(a.pixel_um, b.pixel_um, rel_tol=0.01):
+                raise InputError(
+                    f"{minus} states {a.pixel_um:g} µm pixels and {plus} {b.pixel_um:g} µm; the planes must match"
+                )
+            shape = (*shape[:-2], 2, *shape[-2:])
         if fits is not None:
-            fits(shape or source.shape)
-        image = np.asarray(source.array[...])
-        image = image.squeeze(source.squeeze) if source.squeeze else image
-        return np.asarray(image), source.pixel_um
+            fits(shape)
+        planes = [_pixels(source) for source in sources]
+    image = planes[0] if len(planes) == 1 else np.stack(planes, axis=-3)
+    stating = next((k for k, source in enumerate(sources) if source.pixel_um), 0)
+    name = " + ".join(map(str, paths))
+    return image, name, sources[stating].pixel_um, _metadata_of(paths[stating])
+
+
+def _pixels(source) -> np.ndarray:
+    """All of an open source's pixels, its size-1 channel axes dropped."""
+    image = np.asarray(source.array[...])
+    return np.asarray(image.squeeze(source.squeeze) if source.squeeze else image)
 
 
 def _metadata_of(path: Path) -> str:
