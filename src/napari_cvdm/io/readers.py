@@ -200,6 +200,11 @@ def _tiff_pixel_um(tif: Any, path: Path) -> float | None:
             x_um, y_um = (length_um(r.value[1] / r.value[0], unit) if r and r.value[0] else None for r in per_um)
     except (KeyError, TypeError, ValueError, IndexError, AttributeError):
         return None
+    return _square(path, y_um, x_um)
+
+
+def _square(path: Path, y_um: float | None, x_um: float | None) -> float | None:
+    """The pixel size ``x_um`` a file states; non-square pixels (y and x more than 1 % apart) are refused."""
     if x_um and y_um and not math.isclose(x_um, y_um, rel_tol=0.01):
         raise InputError(
             f"{path} has non-square pixels ({y_um * 1000:.1f} × {x_um * 1000:.1f} nm, y × x); the models need square "
@@ -239,13 +244,8 @@ def _open_zarr(path: Path, plane_ndim: int) -> PlaneSource:
     for transform in dataset.get("coordinateTransformations", []):
         if transform.get("type") == "scale" and axes:
             unit = next((a.get("unit") for a in ms["axes"] if isinstance(a, dict) and a.get("name") == "x"), None)
-            pixel_um = length_um(transform["scale"][-1], unit or "micrometer")
             y_um = length_um(transform["scale"][-2], unit or "micrometer") if len(transform["scale"]) > 1 else None
-            if pixel_um and y_um and not math.isclose(pixel_um, y_um, rel_tol=0.01):
-                raise InputError(
-                    f"{path} has non-square pixels ({y_um * 1000:.1f} × {pixel_um * 1000:.1f} nm, y × x); the models "
-                    "need square pixels: resample it to square pixels first"
-                )
+            pixel_um = _square(path, y_um, length_um(transform["scale"][-1], unit or "micrometer"))
     kept_axes = "".join(a for i, a in enumerate(axes) if i not in squeeze)
     if "napari_cvdm" in attrs:
         raise InputError(f"{path} is a napari-cvdm output; give the raw images as input")
