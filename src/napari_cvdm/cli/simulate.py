@@ -10,11 +10,13 @@ from .flags import add_model_flags, model_overrides, progress_line
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     from ..physics import PhaseSimulation, SRSimulation, write_dataset
+    from ..physics.simulate import MIN_SIZE
     from ..tasks import InputError
 
-    if args.n < 1 or args.size < 8:
+    if args.n < 1 or args.size < MIN_SIZE:  # write_dataset's own bounds, said in flags
         raise InputError(
-            f"give --n of at least 1 pair and --size of at least 8 pixels (got --n {args.n}, --size {args.size})"
+            f"give --n of at least 1 pair and --size of at least {MIN_SIZE} pixels (got --n {args.n}, --size "
+            f"{args.size})"
         )
     model = SRSimulation if args.task == "sr" else PhaseSimulation
     settings = model(**model_overrides(args, model))

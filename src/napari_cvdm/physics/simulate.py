@@ -42,6 +42,7 @@ from .structures import STRUCTURES, render_structure
 __all__ = ["read_manifest", "simulate_phase_pair", "simulate_sr_pair", "write_dataset"]
 
 MANIFEST_FORMAT = 1
+MIN_SIZE = 8  # px: the smallest input side a dataset is written at
 
 
 def simulate_sr_pair(
@@ -200,8 +201,8 @@ def write_dataset(
         settings = model.model_validate(settings)
     if not isinstance(settings, model):
         raise TypeError(f"task {task!r} needs {model.__name__} settings, got {type(settings).__name__}")
-    if n < 1 or size < 8:
-        raise ValueError(f"need n ≥ 1 and size ≥ 8, got n={n}, size={size}")
+    if n < 1 or size < MIN_SIZE:
+        raise ValueError(f"need n ≥ 1 and size ≥ {MIN_SIZE}, got n={n}, size={size}")
     out = Path(out_dir)
     if (out / "manifest.json").exists() and not overwrite:
         raise FileExistsError(f"{out} already holds a dataset; choose another directory or overwrite=True")
