@@ -1,0 +1,129 @@
+"""The optics of the user's own training pairs, and the header of a model trained on them.
+
+A model is run at the optics its header states: reconstruction compares the optics a user states (or a file
+states) with them, and a phase model's TIE condition is computed with them.  A model trained or fine-tuned on the
+user's pairs has those pairs' optics, so its header must state them: the pixel size the files state (or the
+user), and the wavelength, NA and defocus the user states (else the base model's).  Its range is the tolerance
+measured for models trained at one optics (SR ±5 % of the PSF width in pixels, phase ±10 % of λ·d/p²), as for an
+adapted model (:func:`~napari_cvdm.training.adapt.adapted_range`).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from ..model.metadata import ModelMetadata, ValidOptics, psf_fwhm_px
+from ..tasks import InputError, dark_subtracted
+from .data import RawPairs
+
+SAME = 1e-3  # relative difference below which a stated value is the header's own
+
+
+def pairs_pixel_um(raw: RawPairs, stated: float | None) -> float | None:
+    """The input pixel size (µm) of ``raw``: ``stated`` (the user's), else what its files state in common; files
+    that state different sizes, or some a size and others none, are refused (naming two) unless one is stated."""
+    if stated is not None:
+        return stated
+    if raw.input_pixel_um is not None or not any(raw.file_pixels.values()):
+        return raw.input_pixel_um
+    named = [(name, p) for name, p in raw.file_pixels.items() if p]
+    silent = [name for name, p in raw.file_pixels.items() if not p]
+    first, size = named[0]
+    if silent:
+        problem = f"{first} states {size * 1000:.1f} nm pixels but {silent[0]} states none"
+    else:
+        other, other_size = next((n, p) for n, p in named if abs(p - size) > 0.01 * size)
+        problem = f"{first} states {size * 1000:.1f} nm pixels but {other} {other_size * 1000:.1f} nm"
+    raise InputError(
+        f"the input files do not agree on their pixel size: {problem}. One model has one pixel size: use images of "
+        "one pixel size (resample the others), or state it for all of them (--pixel-size)"
+    )
+
+
+def subtract_offset(raw: RawPairs, offset: float) -> RawPairs:
+    """``raw`` with the camera's dark level ``offset`` (input units) subtracted from every input, as reconstruction
+    subtracts it (:func:`~napari_cvdm.tasks.dark_subtracted`); an offset at or above an input's mean is refused,
+    naming the pair."""
+    if not offset:
+        return raw
+    inputs = []
+    for name, image in zip(raw.names, raw.inputs, strict=True):
+        try:
+            inputs.append(dark_subtracted(image, offset))
+        except InputError as err:
+            raise InputError(f"pair {name}: {err}") from None
+    source = f"{raw.source}, camera offset {offset:g} subtracted"
+    return RawPairs(inputs, raw.targets, raw.names, source, raw.input_pixel_um, dict(raw.file_pixels))
+
+
+def _differs(stated: float | None, header: float | None) -> bool:
+    """True where a stated value is news to the header: it states none, or another (beyond rounding)."""
+    return stated is not None and (header is None or abs(stated - header) > SAME * header)
+
+
+def with_data_optics(info: ModelMetadata, optics: dict[str, Any], about: str) -> ModelMetadata:
+    """``info`` stating the optics of the pairs it is trained on: ``optics`` holds what is known of them
+    (``pixel_size_um``, ``wavelength_um``, ``numerical_aperture``, ``defocus_um``; absent or None: the header's).
+    Unchanged where they are the header's own or the header states no optics; otherwise the nominal optics become
+    the pairs', the covered range their tolerance, and ``training["data_optics"]`` records both.  Calibrations
+    conditioned on the PSF width (a factor of the header's) are re-expressed in the new optics' width."""
+    if info.input_pixel_um is None or info.task == "generic":
+        return info
+    fields = {"pixel_size_um": "input_pixel_um", "wavelength_um": "wavelength_um"}
+    fields.update(
+        {"numerical_aperture": "numerical_aperture"}
+        if info.task == "super-resolution"
+        else {"defocus_um": "defocus_um"}
+    )
+    update = {
+        header: float(optics[name])
+        for name, header in fields.items()
+        if optics.get(name) is not None and _differs(optics[name], getattr(info, header))
+    }
+    if not update:
+        return info
+    old = {header: getattr(info, header) for header in fields.values()}
+    new = info.model_copy(update=update, deep=True)
+    point = {"pixel_um": (new.input_pixel_um,) * 2, "wavelength_um": (new.wavelength_um,) * 2}
+    if info.task == "super-resolution":
+        new.valid_optics = ValidOptics(
+            basis=f"trained on {about} at these optics: their PSF width ±5 %, the tolerance measured for the bundled "
+            "SR model trained at one optics (this model's own is not measured)",
+            psf_width_factor=(0.95, 1.05),
+            numerical_aperture=(new.numerical_aperture,) * 2,
+            **point,
+        )
+        _rescale_psf_bins(new, old)
+    else:
+        new.valid_optics = ValidOptics(
+            basis=f"trained on {about} at these optics: their λ·d/p² ±10 %, the tolerance measured for the bundled "
+            "phase model (this model's own is not measured)",
+            fresnel_factor=(0.9, 1.1),
+            defocus_um=(new.defocus_um,) * 2,
+            **point,
+        )
+    new.training = {
+        **new.training,
+        "data_optics": {"pairs": {h: getattr(new, h) for h in fields.values()}, "header_before": old},
+    }
+    return new
+
+
+def _rescale_psf_bins(info: ModelMetadata, old: dict[str, float | None]) -> None:
+    """Re-express the PSF-width bins of ``info``'s calibrations (factors of the old header's width) as factors of
+    its new width, so each bin still holds the images it was fitted on."""
+    if None in old.values() or info.input_psf_fwhm_px is None:
+        return
+    before = psf_fwhm_px(old["wavelength_um"], old["numerical_aperture"], old["input_pixel_um"])  # type: ignore[arg-type]
+    ratio = before / info.input_psf_fwhm_px
+    if math.isclose(ratio, 1.0):
+        return
+    info.calibrations = [
+        c.model_copy(update={"psf_factor": tuple(float(np.float64(f) * ratio) for f in c.psf_factor)})
+        if c.psf_factor is not None
+        else c
+        for c in info.calibrations
+    ]

@@ -1,0 +1,89 @@
+"""The user's own pairs from the CLI: fine-tune at their optics and then reconstruct their images; calibrate on them
+with their optics and camera offset."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tifffile
+
+from napari_cvdm import load_model
+from napari_cvdm.cli import main
+from napari_cvdm.model.files import save_model
+from tests.conftest import tiny_model
+
+FAST = ["--n-samples", "2", "--steps", "2", "--device", "cpu", "-q"]  # predict and calibrate
+
+
+def _ome(path, image, pixel_nm=None):
+    meta = {} if pixel_nm is None else {"PhysicalSizeX": pixel_nm, "PhysicalSizeXUnit": "nm",
+                                         "PhysicalSizeY": pixel_nm, "PhysicalSizeYUnit": "nm"}  # fmt: skip
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tifffile.imwrite(path, np.asarray(image, np.float32), ome=True, metadata=meta)
+
+
+@pytest.fixture
+def base(tmp_path):
+    model = tiny_model("sr", name="base", wavelength_um=0.515, numerical_aperture=1.3)
+    return save_model(tmp_path / "base.cvdm", model.network, model.info)
+
+
+def _pairs(folder, offset=0.0, pixel_nm=108, n=2, side=64):
+    rng = np.random.default_rng(7)
+    for k in range(n):
+        _ome(folder / "in" / f"p{k}.tif", rng.uniform(100, 300, (side, side)) + offset, pixel_nm)
+        _ome(folder / "gt" / f"p{k}.tif", rng.uniform(0, 1, (2 * side, 2 * side)), None)
+    return folder / "in", folder / "gt"
+
+
+def test_a_model_fine_tuned_on_108_nm_files_reconstructs_108_nm_files(tmp_path, base, capsys):
+    """The base refuses the user's 108 nm image as other optics; fine-tuned on 108 nm pairs it runs on it."""
+    inputs, targets = _pairs(tmp_path)
+    image = str(inputs / "p0.tif")
+    assert main(["predict", image, "--model", str(base), "-o", str(tmp_path / "a.tif"), *FAST]) == 2
+    assert "does not cover these optics" in capsys.readouterr().err
+    tuned = tmp_path / "tuned.cvdm"
+    job = ["train", "--task", "sr", "--base-model", str(base), "--input-dir", str(inputs), "--target-dir",
+           str(targets), "--steps", "1", "--batch-size", "2", "--patch-size", "32", "--device", "cpu"]  # fmt: skip
+    assert main([*job, "-q", "-o", str(tuned)]) == 0
+    out = capsys.readouterr().out
+    assert "the header states your pairs' pixel 108 nm, λ 515 nm, NA 1.3 (the base's: pixel 62.6 nm" in out
+    assert load_model(tuned).info.input_pixel_um == pytest.approx(0.108)
+    assert main(["predict", image, "--model", str(tuned), "-o", str(tmp_path / "b.tif"), *FAST]) == 0
+    assert "in the model's range (PSF width 1.00× its own" in capsys.readouterr().out
+
+
+def test_train_optics_flags_are_checked_by_name_and_refused_for_simulated_pairs(tmp_path, capsys):
+    job = ["train", "--task", "sr", "--simulate-n", "2", "-o", str(tmp_path / "m.cvdm")]
+    assert main([*job, "--pixel-size", "108nm"]) == 2
+    assert "invalid setting: --pixel-size: for your own pairs (input_dir) only" in capsys.readouterr().err
+    assert main(["train", "--task", "sr", "--input-dir", "a", "--target-dir", "b", "--na", "13", "-o", "m.cvdm"]) == 2
+    assert "invalid setting: --na: Input should be less than or equal to 1.7" in capsys.readouterr().err
+
+
+def test_calibrating_with_the_camera_offset_equals_calibrating_offset_free_pairs(tmp_path, base):
+    """Pairs recorded 100 counts above zero, calibrated with --camera-offset 100, give the calibration of the same
+    pairs without the offset: the dark level is subtracted before the reconstruction and the error's units."""
+    fitted = {}
+    for name, offset in (("dark", 100.0), ("clean", 0.0)):
+        inputs, targets = _pairs(tmp_path / name, offset, pixel_nm=62.6)
+        out = tmp_path / f"{name}.cvdm"
+        flags = ["--camera-offset", str(offset)] if offset else []
+        args = ["calibrate", "--model", str(base), "--inputs", str(inputs), "--targets", str(targets), "-o", str(out)]
+        assert main([*args, *flags, "--no-bins", *FAST]) == 0
+        fitted[name] = load_model(out).info.calibrations[0]
+    assert fitted["dark"].calibrated_std == pytest.approx(fitted["clean"].calibrated_std, rel=1e-5)
+    assert fitted["dark"].raw_std == pytest.approx(fitted["clean"].raw_std, rel=1e-5)
+
+
+def test_calibrate_takes_the_pairs_pixel_size_and_refuses_pairs_that_state_none(tmp_path, base, capsys):
+    inputs, targets = _pairs(tmp_path, pixel_nm=None)
+    args = ["calibrate", "--model", str(base), "--inputs", str(inputs), "--targets", str(targets)]
+    assert main([*args, "-o", str(tmp_path / "c.cvdm"), *FAST]) == 2
+    err = capsys.readouterr().err
+    assert "state no pixel size" in err and "--pixel-size" in err
+    assert main([*args, "--pixel-size", "108nm", "-o", str(tmp_path / "c.cvdm"), *FAST]) == 2  # other optics
+    assert "does not cover these optics" in capsys.readouterr().err
+    assert main([*args, "--pixel-size", "62.6nm", "-o", str(tmp_path / "c.cvdm"), *FAST]) == 0
+    assert main(["calibrate", "--model", str(base), "--pixel-size", "0.1", "-o", str(tmp_path / "d.cvdm")]) == 2
+    assert "--pixel-size: for your own pairs (--inputs / --targets) only" in capsys.readouterr().err
