@@ -10,6 +10,12 @@ from ._runtime.device import resolve_device
 from .model.metadata import SamplerMethod, TieMethod, parse_length_um
 
 DEFAULT_TILE_OVERLAP = 32  # output pixels shared by neighbouring tiles unless the tiles are smaller than twice this
+LENGTH_LIMITS_UM = {"pixel_size_um": 20.0, "wavelength_um": 5.0, "defocus_um": 1000.0}  # above: probably not µm
+
+
+def stated_length_um(value: object, field: str) -> float | None:
+    """An optics length field (µm, or a string with a unit) as µm; a unit-less value over its limit is refused."""
+    return parse_length_um(value, field, LENGTH_LIMITS_UM[field])
 
 
 class ReconstructSettings(BaseModel):
@@ -99,8 +105,7 @@ class ReconstructSettings(BaseModel):
     @field_validator("pixel_size_um", "wavelength_um", "defocus_um", mode="before")
     @classmethod
     def _length(cls, value: object, info) -> float | None:
-        upper = {"pixel_size_um": 20.0, "wavelength_um": 5.0, "defocus_um": 1000.0}[info.field_name]
-        return parse_length_um(value, info.field_name, upper)
+        return stated_length_um(value, info.field_name)
 
     @field_validator("device")
     @classmethod
@@ -204,6 +209,44 @@ def derived_val_every(steps: int) -> int:
     return max(1, min(200, steps // 10))
 
 
+class PairOptics(BaseModel):
+    """The optics of the user's own pairs (training, fine-tuning, calibration): a model trained on them states
+    them in its header, and a phase model's TIE condition is computed with them."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    pixel_size_um: float | None = Field(
+        None,
+        description="the input pixel in the sample, µm or with a unit ('108nm'); None: what the input "
+        "files state (OME-TIFF / ImageJ), else the base model's",
+    )
+    wavelength_um: float | None = Field(
+        None, description="SR emission λ, phase illumination λ, µm or with a unit; None: the base model's"
+    )
+    numerical_aperture: float | None = Field(
+        None, gt=0, le=1.7, description="SR: detection NA of the objective; None: the base model's"
+    )
+    defocus_um: float | None = Field(
+        None, description="phase: the planes at −d and +d, d in µm or with a unit; None: the base model's"
+    )
+    camera_offset: float = Field(
+        0.0,
+        ge=0,
+        description="the camera's dark level in the input files' units, subtracted from every input "
+        "first, as reconstruction does (0: the inputs are offset-subtracted)",
+    )
+
+    @field_validator("pixel_size_um", "wavelength_um", "defocus_um", mode="before")
+    @classmethod
+    def _length(cls, value: object, info) -> float | None:
+        return stated_length_um(value, info.field_name)
+
+    def stated(self) -> dict[str, float]:
+        """The optics stated for the user's pairs (fields left None are absent)."""
+        names = ("pixel_size_um", "wavelength_um", "numerical_aperture", "defocus_um")
+        return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
+
+
 class TrainJob(BaseModel):
     """A whole training run as the CLI (``napari-cvdm train --config job.yaml``) describes it."""
 
@@ -241,6 +284,9 @@ class TrainJob(BaseModel):
         description="phase: the TIE estimate the model is conditioned on, 'fft' or 'us-tie' (None: the base "
         "model's, or 'fft' from scratch)",
     )
+    optics: PairOptics = Field(
+        default_factory=PairOptics, description="input_dir pairs: their optics and camera offset (PairOptics)"
+    )
     train: TrainSettings = Field(default_factory=TrainSettings)
 
     @model_validator(mode="after")
@@ -252,6 +298,12 @@ class TrainJob(BaseModel):
             )
         if folders and (self.input_dir is None or self.target_dir is None):
             raise ValueError("give both input_dir and target_dir")
+        if self.simulate_n is not None and (self.optics.stated() or self.optics.camera_offset):
+            stated = ", ".join([*self.optics.stated(), *(["camera_offset"] if self.optics.camera_offset else [])])
+            raise ValueError(
+                f"{stated}: for your own pairs (input_dir) only; simulated pairs have the model's optics and no "
+                "camera offset. To train for your microscope by simulation, use napari-cvdm adapt"
+            )
         if self.simulate_optics == "random" and self.simulate_n is None:
             raise ValueError("simulate_optics='random' applies to simulated pairs only: give simulate_n as well")
         return self

@@ -88,6 +88,22 @@ def check_image(image: np.ndarray, info: ModelMetadata, min_size: int = 1) -> np
     return arr
 
 
+def dark_subtracted(plane: np.ndarray, offset: float) -> np.ndarray:
+    """``plane`` less the camera's dark level ``offset`` (image units; 0: as it is).  An offset at or above a plane's
+    mean intensity is no dark level: refused, naming it."""
+    if not offset:
+        return plane
+    out = np.asarray(plane, dtype=np.float32) - np.float32(offset)
+    means = out.reshape(-1, *out.shape[-2:]).mean(axis=(-2, -1))
+    if np.any(means <= 0):
+        raise InputError(
+            f"the camera offset {offset:g} is not below the image's mean intensity ({float(np.mean(plane)):.4g}); "
+            "give the camera's dark level (the mean of a frame with the light off, in the image's units), or 0 "
+            "for an offset-subtracted image"
+        )
+    return out
+
+
 def input_scale(image: np.ndarray, info: ModelMetadata) -> IntensityScale:
     """The intensity normalisation of one image (computed on the whole image, never per tile)."""
     norm = info.normalization

@@ -108,13 +108,17 @@ def test_calibration_can_be_cancelled():
     assert len(calls) == 3
 
 
+AT_TINY_PIXEL = {"imagej": True, "resolution": (1 / 0.0626, 1 / 0.0626), "metadata": {"unit": "um"}}
+
+
 def _pair_folders(tmp_path, pairs):
-    """Folders of input and target TIFFs with matching names, as a user gives validation pairs."""
+    """Folders of input and target TIFFs with matching names, as a user gives validation pairs: the inputs state
+    the tiny models' pixel size (62.6 nm) as ImageJ TIFFs."""
     inputs, targets = tmp_path / "in", tmp_path / "tg"
     inputs.mkdir()
     targets.mkdir()
     for k, (image, truth) in enumerate(pairs):
-        tifffile.imwrite(inputs / f"p{k}.tif", image.astype(np.float32))
+        tifffile.imwrite(inputs / f"p{k}.tif", image.astype(np.float32), **AT_TINY_PIXEL)
         tifffile.imwrite(targets / f"p{k}.tif", truth.astype(np.float32))
     return inputs, targets
 
@@ -166,7 +170,7 @@ def test_cli_refuses_too_few_pairs_with_the_reason(tmp_path, capsys):
     inputs.mkdir()
     targets.mkdir()
     image, truth = _tiny_pairs(1)[0]
-    tifffile.imwrite(inputs / "a.tif", image.astype(np.float32))
+    tifffile.imwrite(inputs / "a.tif", image.astype(np.float32), **AT_TINY_PIXEL)
     tifffile.imwrite(targets / "a.tif", truth.astype(np.float32))
     code = main(
         ["calibrate", "--model", str(paths["tiny-sr"]), "-o", str(tmp_path / "c.cvdm"), "--steps", "1",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import tifffile
 
 from napari_cvdm.model import ModelMetadata
 from napari_cvdm.training.data import DataError, PairedDataset
@@ -53,22 +52,6 @@ def test_mismatched_shapes_are_refused():
         PairedDataset.from_arrays([wf, wf], [wf], SR)
     with pytest.raises(DataError, match="no image pairs"):
         PairedDataset([])
-
-
-def test_folders_are_matched_by_name_and_mismatches_listed(tmp_path):
-    rng = np.random.default_rng(4)
-    (tmp_path / "in").mkdir()
-    (tmp_path / "gt").mkdir()
-    for name in ("a", "b"):
-        wf, sim = sr_pair(rng, 16)
-        tifffile.imwrite(tmp_path / "in" / f"{name}.tif", wf)
-        tifffile.imwrite(tmp_path / "gt" / f"{name}.tif", sim)
-    assert len(PairedDataset.from_folders(tmp_path / "in", tmp_path / "gt", SR)) == 2
-    tifffile.imwrite(tmp_path / "in" / "c.tif", sr_pair(rng, 16)[0])
-    with pytest.raises(DataError, match=r"Only in .*in: \['c'\]"):
-        PairedDataset.from_folders(tmp_path / "in", tmp_path / "gt", SR)
-    with pytest.raises(DataError, match="folder not found"):
-        PairedDataset.from_folders(tmp_path / "missing", tmp_path / "gt", SR)
 
 
 def test_split_is_by_image_and_never_leaks():

@@ -133,6 +133,41 @@ def test_fine_tune_from_folders_counts_pairs_and_reads_pixel_sizes(make_finetune
     assert not any(name in viewer.layers for name in PREVIEW_NAMES)
 
 
+def test_a_model_fine_tuned_on_108_nm_folders_states_their_optics(make_finetune, model_files, notes, qtbot, tmp_path):
+    """The files state 108 nm, the NA and λ are typed: the new model's header states them, so the reconstruction
+    widget runs it on 108 nm images of that microscope; the camera offset is subtracted first."""
+    from napari_cvdm.inference.optics import plan_optics
+    from napari_cvdm.settings import ReconstructSettings
+
+    _, widget, _ = make_finetune()
+    for sub, side, pixel in (("in", 32, 0.108), ("tg", 64, 0.054)):
+        (tmp_path / sub).mkdir()
+        for k in range(3):
+            image = noisy((side, side), seed=k) + (100 if sub == "in" else 0)
+            meta = {"imagej": True, "resolution": (1 / pixel, 1 / pixel), "metadata": {"unit": "um"}}
+            tifffile.imwrite(tmp_path / sub / f"cell{k}.tif", image, **meta)
+    _fast(widget, steps=2, name="at-108nm")
+    widget.preview_every.value = 0
+    widget.source.value = "folders"
+    widget.input_dir.value, widget.target_dir.value = tmp_path / "in", tmp_path / "tg"
+    assert widget.pair_optics["defocus_um"].native.isHidden()  # an SR base model: NA, not defocus
+    widget.pair_optics["numerical_aperture"].value = "1.45"
+    widget.pair_optics["wavelength_um"].value = "600nm"
+    widget.pair_optics["camera_offset"].value = "100"
+    job = _wait(qtbot, widget.train())
+    assert job.outcome == "done" and notes["error"] == [], notes["error"]
+    info = load_model(Path(model_files["tiny-sr"]).parent / "at-108nm.cvdm").info
+    assert (info.input_pixel_um, info.wavelength_um, info.numerical_aperture) == (pytest.approx(0.108), 0.6, 1.45)
+    assert (
+        plan_optics(info, ReconstructSettings(pixel_size_um=0.108, wavelength_um=0.6, numerical_aperture=1.45)).action
+        == "run"
+    )
+    assert "camera offset 100 subtracted" in info.training["data"]["description"]
+    widget.pair_optics["pixel_size_um"].value = "a lot"
+    assert widget.train() is None
+    assert "pixel_size_um" in notes["error"][-1] and "is not a length" in notes["error"][-1]
+
+
 BAD_INPUTS = ["count-mismatch", "scale-ratio", "too-little", "name-exists", "bad-number", "no-checkpoint"]
 BAD_INPUTS += ["phase", "constant-target", "nan-input"]
 

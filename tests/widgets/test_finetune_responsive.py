@@ -9,7 +9,8 @@ import pytest
 import tifffile
 from qtpy.QtCore import QTimer
 
-from napari_cvdm._widgets import FineTuneWidget, finetune_data
+from napari_cvdm._widgets import FineTuneWidget
+from napari_cvdm.io import pairs
 from tests.widgets.conftest import noisy
 
 pytestmark = pytest.mark.gui
@@ -25,7 +26,7 @@ def test_the_event_loop_keeps_turning_while_20_tiff_pairs_are_read(
     for k in range(N_PAIRS):
         tifffile.imwrite(inputs / f"p{k:02d}.tif", noisy((32, 32), seed=k))
         tifffile.imwrite(targets / f"p{k:02d}.tif", noisy((64, 64), seed=100 + k))
-    real_read = finetune_data.read_tiff
+    real_read = pairs.read_image
     reads: list[float] = []
 
     def slow_read(path):  # a slow disk or a large file
@@ -33,7 +34,7 @@ def test_the_event_loop_keeps_turning_while_20_tiff_pairs_are_read(
         reads.append(time.perf_counter())
         return real_read(path)
 
-    monkeypatch.setattr(finetune_data, "read_tiff", slow_read)
+    monkeypatch.setattr(pairs, "read_image", slow_read)
     viewer = make_napari_viewer()
     widget = FineTuneWidget(viewer)
     viewer.window.add_dock_widget(widget, name="CVDM fine-tuning")
@@ -80,8 +81,8 @@ def test_stop_while_the_data_are_read_ends_the_run_with_nothing_saved(
     for k in range(N_PAIRS):
         tifffile.imwrite(inputs / f"p{k:02d}.tif", noisy((32, 32), seed=k))
         tifffile.imwrite(targets / f"p{k:02d}.tif", noisy((64, 64), seed=100 + k))
-    real_read = finetune_data.read_tiff
-    monkeypatch.setattr(finetune_data, "read_tiff", lambda p: (time.sleep(READ_SECONDS), real_read(p))[1])
+    real_read = pairs.read_image
+    monkeypatch.setattr(pairs, "read_image", lambda p: (time.sleep(READ_SECONDS), real_read(p))[1])
     viewer = make_napari_viewer()
     widget = FineTuneWidget(viewer)
     widget.base.value = "tiny-sr"

@@ -33,7 +33,7 @@ from pydantic import ValidationError
 from .._runtime import Progress
 from .._runtime.device import describe_device
 from ..model.files import ModelFileError
-from ..settings import TrainSettings
+from ..settings import PairOptics, TrainSettings
 from ..tasks import InputError
 from ..training.checkpoint import (
     CheckpointError,
@@ -70,6 +70,13 @@ if TYPE_CHECKING:
     from napari.layers import Image
 
 SOURCES = ("layers", "folders")
+PAIR_OPTICS_LABELS = {
+    "pixel_size_um": "Pixel size (µm)",
+    "wavelength_um": "Emission λ (µm)",
+    "numerical_aperture": "NA",
+    "defocus_um": "Defocus d (µm)",
+    "camera_offset": "Camera offset",
+}
 
 
 class FineTuneWidget(Container):
@@ -89,6 +96,7 @@ class FineTuneWidget(Container):
         self.input_dir = FileEdit(label="Input folder", mode="d", visible=False)
         self.target_dir = FileEdit(label="Target folder", mode="d", visible=False)
         self.data_info = Label(label="")
+        self.pair_optics = SettingsForm(PairOptics, PAIR_OPTICS_LABELS)  # the optics the new model will state
         self.model_name = LineEdit(label="Save as", value="")
         self.form = SettingsForm(
             TrainSettings,
@@ -136,7 +144,8 @@ class FineTuneWidget(Container):
         super().__init__(
             widgets=[
                 self.base, self.base_file, self.base_info, self.source, self.input_layer, self.target_layer,
-                self.input_dir, self.target_dir, self.data_info, self.model_name, self.steps, self.batch_size,
+                self.input_dir, self.target_dir, self.data_info, *self.pair_optics.widgets, self.model_name,
+                self.steps, self.batch_size,
                 self.patch_size, self.learning_rate, self.val_fraction, self.preview_every, self.show_advanced,
                 self.advanced, self.show_terms, self.run_button, self.progress, self.status,
             ],
@@ -210,6 +219,10 @@ class FineTuneWidget(Container):
             stem = Path(str(entry.value)).stem
             if not self.model_name.value or self.model_name.value.endswith("-finetuned"):
                 self.model_name.value = f"{stem}-finetuned"
+        phase = entry is not None and entry.task == "phase"
+        self.pair_optics["wavelength_um"].label = "Illumination λ (µm)" if phase else "Emission λ (µm)"
+        self.pair_optics["numerical_aperture"].visible = not phase
+        self.pair_optics["defocus_um"].visible = phase
         if self.input_layer.value is None or self.target_layer.value is None:
             self._guess_layers()
         self.update_counts()
@@ -255,6 +268,14 @@ class FineTuneWidget(Container):
         """
         return TrainSettings(**self.form.values())
 
+    def pairs_optics(self, task: str) -> dict[str, Any]:
+        """The optics typed for the pairs (empty: the files' or layer's pixel size, else the base model's) and
+        their camera offset; raises ``ValidationError`` naming a bad value."""
+        optics = PairOptics(**self.pair_optics.values())
+        stated = optics.stated()
+        stated.pop("defocus_um" if task == "super-resolution" else "numerical_aperture", None)
+        return {**stated, "camera_offset": optics.camera_offset}
+
     def train(self) -> WorkerJob | None:
         """Check everything, then start fine-tuning; None (and one notification) if refused."""
         if self._job is not None and self._job.running:
@@ -280,6 +301,7 @@ class FineTuneWidget(Container):
         if not entry.downloaded:
             return DownloadJob(entry.value, None, self._downloaded)
         settings = self.settings()
+        optics = self.pairs_optics(entry.task)
         if describe_device(settings.device).startswith("unavailable"):
             raise InputError(describe_device(settings.device).removeprefix("unavailable: "))
         base = get_model(entry.value)
@@ -295,14 +317,13 @@ class FineTuneWidget(Container):
         else:
             read = iter_pairs_from_folders(self.input_dir.value, self.target_dir.value)
         target_layer = self.target_layer.value if layers else None
-        prepare = prepare_data(read, base.info, settings, self.preview_every.value, target_layer)
         network, info = finetune_start(base, self.model_name.value.strip())
+        prepare = prepare_data(read, info, settings, self.preview_every.value, target_layer, optics)
         started = time.perf_counter()
         self.data_info.value = count.text()
         self._preview_target, self._preview_where = None, ((1.0, 1.0), (0.0, 0.0))
         return FineTuneJob(
             network,
-            info,
             prepare,
             settings,
             output,

@@ -18,24 +18,14 @@ from typing import Any
 import numpy as np
 
 from .._runtime import Progress, drive
+from ..io.pairs import iter_read_folders, match_folders
 from ..model.files import SUFFIX
 from ..model.metadata import ModelMetadata
 from ..registry import REGISTRY, user_model_dir
 from ..tasks import InputError
 from ..training.checkpoint import checkpoint_path
-from ..training.data import DataError, match_folders, read_tiff, split_indices
-from .inputs import check_layer
-
-
-@dataclass
-class RawPairs:
-    """Un-normalised (input, target) images, as the user gave them, with names and where they came from."""
-
-    inputs: list[np.ndarray]
-    targets: list[np.ndarray]
-    names: list[str]
-    source: str
-    input_pixel_um: float | None = None
+from ..training.data import RawPairs, split_indices
+from .inputs import check_layer, layer_pixel_um
 
 
 @dataclass(frozen=True)
@@ -102,10 +92,7 @@ def folder_shapes(input_dir: str | Path, target_dir: str | Path, info: ModelMeta
     """(input plane shape, target plane shape) per matched file pair, read from the TIFF headers only."""
     import tifffile
 
-    try:
-        matched = match_folders(input_dir, target_dir)
-    except DataError as err:
-        raise InputError(str(err)) from err
+    matched = match_folders(input_dir, target_dir)
     shapes = []
     for name, input_path, target_path in matched:
         try:
@@ -192,24 +179,12 @@ def iter_pairs_from_layers(
         yield Progress(k + 1, n, f"reading pair {k + 1}/{n}")
     names = [f"{input_layer.name}[{k}]" for k in range(len(inputs))]
     about = f"{len(inputs)} pairs from layers {input_layer.name!r} / {target_layer.name!r}"
-    scale = float(input_layer.scale[-1])  # napari-cvdm puts layers in µm; 1.0 is napari's "no scale set"
-    return RawPairs(inputs, targets, names, about, input_pixel_um=None if scale == 1.0 else scale)
+    pixel, _ = layer_pixel_um(input_layer)  # as the reconstruction widget reads it: units, samples, file metadata
+    scale = float(input_layer.scale[-1])  # else napari-cvdm's convention: a scale in µm; 1.0 is "no scale set"
+    return RawPairs(inputs, targets, names, about, input_pixel_um=pixel or (None if scale == 1.0 else scale))
 
 
-def iter_pairs_from_folders(input_dir: str | Path, target_dir: str | Path) -> Generator[Progress, None, RawPairs]:
-    """The images of two folders of TIFF files matched by name, read one pair at a time with a progress event
-    after each; the pixel size when every input file states it (runs in the worker thread)."""
-    inputs, targets, names, pixels = [], [], [], set()
-    matched = match_folders(input_dir, target_dir)
-    for k, (name, input_path, target_path) in enumerate(matched):
-        image, pixel = read_tiff(input_path)
-        inputs.append(image.astype(np.float32))
-        targets.append(read_tiff(target_path)[0].astype(np.float32))
-        names.append(name)
-        pixels.add(pixel)
-        yield Progress(k + 1, len(matched), f"reading pair {k + 1}/{len(matched)}: {name}")
-    pixel_um = pixels.pop() if len(pixels) == 1 else None
-    return RawPairs(inputs, targets, names, f"{len(names)} pairs from {input_dir} / {target_dir}", pixel_um)
+iter_pairs_from_folders = iter_read_folders  # the folders' pairs, one at a time (runs in the worker thread)
 
 
 def pairs_from_layers(input_layer: Any, target_layer: Any, info: ModelMetadata) -> RawPairs:

@@ -32,6 +32,7 @@ from ..tasks import InputError
 from ..training.checkpoint import CheckpointError
 from ..training.data import DataError, PairedDataset
 from ..training.loop import TrainProgress
+from ..training.optics import pairs_pixel_um, subtract_offset, with_data_optics
 from ..training.recalibrate import iter_train_recalibrated
 from .finetune_data import RawPairs, patch_placement, preview_pair
 from .job import WorkerJob
@@ -93,6 +94,7 @@ class Prepared:
     """The data of a run, read and normalised in the worker thread, with the preview and where to draw it."""
 
     data: PairedDataset
+    info: ModelMetadata  # the fine-tuned model's metadata, stating the pairs' optics
     preview: PreviewSpec | None = None
     target: np.ndarray | None = None  # the preview patch's target
     where: tuple[tuple[float, float], tuple[float, float]] = ((1.0, 1.0), (0.0, 0.0))
@@ -104,26 +106,31 @@ def prepare_data(
     settings: TrainSettings,
     preview_every: int,
     target_layer: Any | None,
+    optics: dict[str, Any] | None = None,
 ) -> Generator[Progress, None, Prepared]:
-    """Read the pairs (``read``: :func:`.finetune_data.iter_pairs_from_layers` or ``…_from_folders``), normalise
-    them and pick the preview patch; runs in the worker thread, a progress event after each pair."""
+    """Read the pairs (``read``: :func:`.finetune_data.iter_pairs_from_layers` or ``…_from_folders``), subtract
+    the camera offset, state their optics in ``info`` (the fine-tuned model's metadata: ``optics`` as typed, the
+    pixel size else from the files or layer; :func:`~napari_cvdm.training.optics.with_data_optics`), normalise
+    them with it and pick the preview patch; runs in the worker thread, a progress event after each pair."""
+    optics = dict(optics or {})
     raw = yield from read
+    raw = subtract_offset(raw, optics.pop("camera_offset", 0.0) or 0.0)
+    raw.input_pixel_um = pairs_pixel_um(raw, optics.get("pixel_size_um"))
+    info = with_data_optics(info, {**optics, "pixel_size_um": raw.input_pixel_um}, raw.source)
     yield Progress(len(raw.inputs), len(raw.inputs), f"preparing {len(raw.inputs)} pairs")
-    data = PairedDataset.from_arrays(
-        raw.inputs, raw.targets, info, raw.names, description=raw.source, input_pixel_um=raw.input_pixel_um
-    )
+    data = PairedDataset.from_raw(raw, info)
     if preview_every <= 0:
-        return Prepared(data)
+        return Prepared(data, info)
     crop, target, (row, col) = preview_pair(
         raw, settings.val_fraction, settings.seed, settings.patch_size, info.scale_factor
     )
     spec = PreviewSpec(crop, info, preview_every, settings.device)
-    return Prepared(data, spec, target, patch_placement(target_layer, row, col))  # drawn where the patch is
+    return Prepared(data, info, spec, target, patch_placement(target_layer, row, col))  # drawn where the patch is
 
 
 def finetune_events(
     prepare: Generator[Progress, None, Prepared],
-    train: Callable[[PairedDataset], Generator[TrainProgress | Progress, None, TrainedModel]],
+    train: Callable[[Prepared], Generator[TrainProgress | Progress, None, TrainedModel]],
     stop: CancelToken,
 ) -> Generator[Progress | Prepared | TrainProgress | Preview, None, TrainedModel | None]:
     """Read and prepare the data (re-yielding its progress), yield the :class:`Prepared` data, then train and
@@ -142,24 +149,25 @@ def finetune_events(
     finally:
         prepare.close()
     yield prepared
-    return (yield from training_events(train(prepared.data), prepared.preview))
+    return (yield from training_events(train(prepared), prepared.preview))
 
 
 def training_worker(
     prepare: Generator[Progress, None, Prepared],
     network: CVDM,
-    info: ModelMetadata,
     settings: TrainSettings,
     output: Path,
     resume: bool,
     stop: CancelToken,
 ) -> GeneratorWorker[Any, None, TrainedModel | None]:
-    """An unstarted worker that prepares the data, fine-tunes ``network`` and writes ``output``; set ``stop``
-    to stop (and save, once training has begun)."""
+    """An unstarted worker that prepares the data, fine-tunes ``network`` and writes ``output`` with the prepared
+    metadata; set ``stop`` to stop (and save, once training has begun)."""
 
-    def train(data: PairedDataset) -> Generator[TrainProgress | Progress, None, TrainedModel]:
+    def train(prepared: Prepared) -> Generator[TrainProgress | Progress, None, TrainedModel]:
         # training, then the recalibration of the uncertainty on the run's validation pairs
-        return iter_train_recalibrated(network, info, data, settings, output, resume=resume, stop=stop)
+        return iter_train_recalibrated(
+            network, prepared.info, prepared.data, settings, output, resume=resume, stop=stop
+        )
 
     return create_worker(finetune_events, prepare, train, stop, _start_thread=False, _ignore_errors=True)
 
@@ -185,7 +193,6 @@ class FineTuneJob(WorkerJob):
     def __init__(
         self,
         network: CVDM,
-        info: ModelMetadata,
         prepare: Generator[Progress, None, Prepared],
         settings: TrainSettings,
         output: Path,
@@ -200,7 +207,7 @@ class FineTuneJob(WorkerJob):
         self.stop_token = CancelToken()
         self._on_train_progress, self._on_preview, self._on_data = on_progress, on_preview, on_data
         self._network: CVDM | None = network
-        worker = training_worker(prepare, network, info, settings, output, resume, self.stop_token)
+        worker = training_worker(prepare, network, settings, output, resume, self.stop_token)
         super().__init__(worker, None, on_finished)
 
     @property

@@ -7,8 +7,9 @@ step, the choices of a free-text field); a value the control cannot hold reaches
 validation error names the field and its limit.
 
 Field types → controls: ``int`` → spin box (``int | None`` shows ``None`` as 0, labelled "0 = auto" by the widget);
-``float`` → a text field that takes ``1e-4`` (or a spin box for fractions in [0, 1]); ``Literal`` → combo box;
-``bool`` → check box; ``str`` → combo box when the widget gives choices, else a text field.
+``float`` → a text field that takes ``1e-4`` (or a spin box for fractions in [0, 1]; ``float | None``: empty is
+None, and a text that is no number, e.g. a length with its unit "108nm", goes to the settings model to parse);
+``Literal`` → combo box; ``bool`` → check box; ``str`` → combo box when the widget gives choices, else a text field.
 """
 
 from __future__ import annotations
@@ -53,6 +54,13 @@ def _base_type(annotation: Any) -> tuple[Any, bool]:
     return annotation, False
 
 
+def _number_or_text(text: str) -> float | str:
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
 class SettingsForm:
     """Controls for some fields of ``model``; :meth:`values` gives the keyword arguments of the settings object."""
 
@@ -69,6 +77,7 @@ class SettingsForm:
         self.controls: dict[str, ValueWidget] = {}
         self._none_as_zero: set[str] = set()
         self._text_numbers: set[str] = set()
+        self._optional_text: set[str] = set()  # float | None: empty is None, a unit is the model's to parse
         choices, steps = choices or {}, steps or {}
         for name, label in labels.items():
             info = model.model_fields[name]
@@ -106,7 +115,7 @@ class SettingsForm:
             top = top - 0.05 if high_strict else top
             return FloatSpinBox(label=label, value=float(default), min=float(low or 0.0), max=top, step=0.05)
         if kind is float:
-            self._text_numbers.add(name)
+            (self._optional_text if optional else self._text_numbers).add(name)
             return LineEdit(label=label, value="" if default is None else f"{default:g}")
         if kind is str and choices is not None:
             return ComboBox(label=label, choices=list(choices), value=default)
@@ -132,6 +141,9 @@ class SettingsForm:
             value = control.value
             if name in self._none_as_zero and value == 0:
                 value = None
+            elif name in self._optional_text:  # e.g. a length: "0.108" or "108nm", parsed by the settings model
+                text = str(value).strip()
+                value = None if not text else _number_or_text(text)
             elif name in self._text_numbers:
                 text = str(value).strip()
                 try:

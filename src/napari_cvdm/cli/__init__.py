@@ -48,9 +48,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"napari-cvdm {args.command}: error: {err}", file=sys.stderr)
         return 2
     except ValidationError as err:  # a settings object of flags or a YAML job: one line, by flag
-        from .flags import validation_message
+        from .flags import OPTICS_FLAGS, validation_message
 
-        print(f"napari-cvdm {args.command}: error: invalid setting: {validation_message(err)}", file=sys.stderr)
+        named = {name: flag for name, (flag, _, _) in OPTICS_FLAGS.items()}  # the optics flags as typed
+        print(f"napari-cvdm {args.command}: error: invalid setting: {validation_message(err, named)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"\nnapari-cvdm {args.command}: interrupted", file=sys.stderr)

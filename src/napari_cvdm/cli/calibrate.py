@@ -6,28 +6,51 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from .flags import progress_line
+from .flags import OPTICS_FLAGS, add_model_flags, add_optics_flags, model_overrides, progress_line
+from .predict import checked_device
 
 if TYPE_CHECKING:
     from ..evaluation.calibrate import CalibrationPairs
 
 
-def _pairs(args: argparse.Namespace, task: str) -> CalibrationPairs:
-    """The user's validation pairs (``--inputs`` / ``--targets``, matched by file name) or simulated ones."""
+def _pairs(args: argparse.Namespace, model: Any) -> CalibrationPairs:
+    """The user's validation pairs (``--inputs`` / ``--targets``, matched by file name), each reconstructed with
+    the optics stated for them (flags, else the pixel size their files state), or simulated ones."""
     from ..evaluation.calibrate import CalibrationPairs, simulated_calibration_pairs
+    from ..settings import PairOptics
     from ..tasks import InputError
 
     if bool(args.inputs) != bool(args.targets):
         raise InputError("give both --inputs and --targets (folders of matching TIFFs), or neither (simulated pairs)")
+    stated = PairOptics(**model_overrides(args, PairOptics))  # a bad value: one line, by flag
+    optics = stated.stated()
     if not args.inputs:
-        return simulated_calibration_pairs(task, args.n, optics=args.simulate_optics)
-    from ..training.data import match_folders, read_tiff
+        if optics or stated.camera_offset:
+            given = ", ".join(OPTICS_FLAGS[k][0] for k in optics) or "--camera-offset"
+            raise InputError(
+                f"{given}: for your own pairs (--inputs / --targets) only; simulated pairs have the model's optics"
+            )
+        return simulated_calibration_pairs(model.task, args.n, optics=args.simulate_optics)
+    from ..io.pairs import read_folders
+    from ..training.optics import pairs_pixel_um
 
-    matched = match_folders(args.inputs, args.targets)
-    pairs = [(read_tiff(i)[0], read_tiff(t)[0]) for _, i, t in matched]
-    return CalibrationPairs(pairs, f"{len(pairs)} validation pairs from {args.inputs} / {args.targets}")
+    raw = read_folders(args.inputs, args.targets)
+    pixel = pairs_pixel_um(raw, stated.pixel_size_um)
+    if pixel is None and model.info.covered_optics() is not None:
+        raise InputError(
+            f"the inputs in {args.inputs} state no pixel size (no OME-TIFF or ImageJ calibration); give it with "
+            f"--pixel-size, e.g. --pixel-size 108nm. {model.info.name} assumes {model.info.input_pixel_um * 1000:.1f} "
+            "nm pixels and checks yours against its range, as every reconstruction does"
+        )
+    if pixel is not None:
+        optics["pixel_size_um"] = pixel
+    pairs = list(zip(raw.inputs, raw.targets, strict=True))
+    about = f"{len(pairs)} validation pairs from {args.inputs} / {args.targets}"
+    return CalibrationPairs(
+        pairs, about, stated_optics=[dict(optics) for _ in pairs], camera_offset=stated.camera_offset
+    )
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
@@ -40,6 +63,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     output = Path(args.output)
     if output.exists() and not args.overwrite:
         raise FileExistsError(f"{output} exists; pass --overwrite or choose another -o")
+    checked_device(args.device)
     model = load_model(args.model)
     start = time.perf_counter()
     if args.from_measurements:
@@ -50,7 +74,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
             c for m in measured for c in fit_measured(m, about, by_condition=not args.no_bins, task=model.info.task)
         ]
     else:
-        held_out = _pairs(args, model.task)
+        held_out = _pairs(args, model)
         about = held_out.about
         steps = dict.fromkeys(args.steps or [None])  # each once, in the order given
         settings = [SamplerSetting(steps=s, method=args.method, eta=args.eta) for s in steps]
@@ -61,9 +85,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
         measured = []
         job = iter_calibrate(
-            model, held_out.pairs, settings, n_samples=args.n_samples, seed=args.seed, data=about,
+            model, held_out.pairs, settings, n_samples=args.n_samples, seed=args.seed, data=about, device=args.device,
             by_condition=not args.no_bins, measurements=measured, psf_fwhm_px=held_out.psf_fwhm_px,
-            stated_optics=held_out.stated_optics,
+            stated_optics=held_out.stated_optics, camera_offset=held_out.camera_offset,
         )  # fmt: skip
         try:
             calibrations = drive(job, show)
@@ -162,6 +186,8 @@ def load_measurements(path: Path, model_name: str) -> tuple[list[dict], str]:
 
 
 def add_command(sub: argparse._SubParsersAction) -> None:
+    from ..settings import PairOptics
+
     p = sub.add_parser(
         "calibrate", help="calibrate a model's uncertainty on held-out pairs and store it in the model file"
     )
@@ -183,6 +209,9 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--targets", help="folder of the matching target TIFFs (same file names)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed")
     p.add_argument(
+        "--device", default="auto", help="'auto' (CUDA, then MPS, then CPU), 'cpu', 'cuda', 'cuda:N' or 'mps'"
+    )
+    p.add_argument(
         "--no-bins",
         "--no-noise-bins",
         dest="no_bins",
@@ -199,6 +228,8 @@ def add_command(sub: argparse._SubParsersAction) -> None:
         help="also write the per-image raw variances, errors, means (network units) and noise estimates to this .npz "
         "(written even when a fit fails, so --from-measurements can refit without reconstructing again)",
     )
+    add_optics_flags(p, PairOptics, "else refused when the model states its optics (--inputs pairs)")
+    add_model_flags(p, PairOptics, skip=tuple(OPTICS_FLAGS))  # --camera-offset
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_calibrate)

@@ -12,6 +12,23 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+OPTICS_FLAGS = {  # optics field (settings models) → flag; lengths take a unit (62.6nm, 0.0626um; none: µm)
+    "pixel_size_um": ("--pixel-size", str, "input pixel in the sample: µm (0.108) or with a unit (108nm); default: "
+                      "the input files' OME-TIFF / ImageJ metadata, {else_}"),
+    "wavelength_um": ("--wavelength", str, "SR: emission λ, phase: illumination λ; µm or with a unit (670nm); "
+                      "default: the model's"),
+    "numerical_aperture": ("--na", float, "SR: detection NA of the objective; default: the model's"),
+    "defocus_um": ("--defocus", str, "phase: the planes are at −d and +d; µm or with a unit; default: the model's"),
+}  # fmt: skip
+
+
+def add_optics_flags(parser: argparse.ArgumentParser, model: type[BaseModel], otherwise: str) -> None:
+    """--pixel-size, --wavelength, --na, --defocus (lengths with units) into ``model``'s fields of those names;
+    ``otherwise`` ends the pixel size's help (what happens when no file states one)."""
+    for name, (flag, kind, text) in OPTICS_FLAGS.items():
+        help_text = text.format(else_=otherwise)
+        parser.add_argument(flag, dest=f"{model.__name__}.{name}", type=kind, default=None, help=help_text)
+
 
 def flag_name(name: str) -> str:
     """The CLI flag of a settings field: ``tile_size`` → ``--tile-size``."""

@@ -12,18 +12,16 @@ from typing import Any
 
 import numpy as np
 
-from .flags import add_model_flags, flag_name, model_overrides, progress_line, validation_message
+from .flags import (
+    OPTICS_FLAGS,
+    add_model_flags,
+    add_optics_flags,
+    flag_name,
+    model_overrides,
+    progress_line,
+    validation_message,
+)
 from .predict_input import check_plus, read_input
-
-OPTICS_FLAGS = {  # ReconstructSettings field → flag; lengths take a unit (62.6nm, 0.0626um; none: µm)
-    "pixel_size_um": ("--pixel-size", str, "input pixel in the sample: µm (0.108) or with a unit (108nm); default: "
-                      "the input file's OME-TIFF / ImageJ metadata, else refused when the model states its optics"),
-    "wavelength_um": ("--wavelength", str, "SR: emission λ, phase: illumination λ; µm or with a unit (670nm); "
-                      "default: the model's"),
-    "numerical_aperture": ("--na", float, "SR: detection NA of the objective; default: the model's"),
-    "defocus_um": ("--defocus", str, "phase: the planes are at −d and +d; µm or with a unit; default: the model's"),
-}  # fmt: skip
-
 
 DEFAULT_MODELS = {"super-resolution": "cvdm-sr-widefield", "phase": "cvdm-phase-twoshot"}
 
@@ -321,11 +319,5 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, help="run the planes on a local dask cluster of N worker processes")
     p.add_argument("-q", "--quiet", action="store_true")
     add_model_flags(p, ReconstructSettings, skip=tuple(OPTICS_FLAGS))
-    add_optics_flags(p)
+    add_optics_flags(p, ReconstructSettings, "else refused when the model states its optics")
     p.set_defaults(func=cmd_predict)
-
-
-def add_optics_flags(parser: argparse.ArgumentParser) -> None:
-    """--pixel-size, --wavelength, --na, --defocus (lengths with units), into ReconstructSettings' fields."""
-    for name, (flag, kind, text) in OPTICS_FLAGS.items():
-        parser.add_argument(flag, dest=f"ReconstructSettings.{name}", type=kind, default=None, help=text)

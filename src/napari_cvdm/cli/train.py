@@ -7,14 +7,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .flags import add_model_flags, model_overrides, progress_line, stop_on_signals
+from .flags import OPTICS_FLAGS, add_model_flags, add_optics_flags, model_overrides, progress_line, stop_on_signals
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     import yaml
 
     from .._runtime import CancelToken, Progress, drive
-    from ..settings import TrainJob, TrainSettings
+    from ..settings import PairOptics, TrainJob, TrainSettings
     from ..training.checkpoint import checkpoint_path
     from ..training.distributed import env_rank
     from ..training.jobs import run_job
@@ -25,6 +25,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         config = yaml.safe_load(Path(args.config).read_text()) or {}
     config.update(model_overrides(args, TrainJob))
     config["train"] = {**config.get("train", {}), **model_overrides(args, TrainSettings)}
+    config["optics"] = {**config.get("optics", {}), **model_overrides(args, PairOptics)}
     job = TrainJob.model_validate(config)
     main_process = env_rank() == 0  # under torchrun only rank 0 logs
     quiet = args.quiet or not main_process
@@ -42,6 +43,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         say(f"resuming from {ckpt}")
     elif ckpt.is_file():
         say(f"note: starting over; {ckpt} will be overwritten (use --resume to continue it instead)")
+    pairs = None
+    if job.input_dir is not None:  # the user's pairs: read (and refused) before the model is touched
+        from ..io.pairs import read_folders
+
+        pairs = read_folders(job.input_dir, job.target_dir)
     token = CancelToken()
     last_val = None
 
@@ -60,26 +66,42 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     with stop_on_signals(token, say):
         # the token is the job's own stop signal (it saves and returns the model), so drive() does not watch it
-        model = drive(run_job(job, stop=token), log)
+        model = drive(run_job(job, stop=token, pairs=pairs), log)
     if main_process:
         steps = model.info.training["steps"]
         stopped = f" (stopped at step {steps}; --resume continues)" if steps < job.train.steps else ""
         if not quiet:
             sys.stderr.write("\n")
         print(f"wrote {job.output} and {ckpt.name} ({model.network.n_parameters()} parameters){stopped}")
+        if "data_optics" in model.info.training:
+            print(f"optics: {optics_line(model.info)}")
         if "calibration" in model.info.training:
             print(f"uncertainty: {model.info.training['calibration']}")
     return 0
 
 
 def add_command(sub: argparse._SubParsersAction) -> None:
-    from ..settings import TrainJob, TrainSettings
+    from ..settings import PairOptics, TrainJob, TrainSettings
 
     t = sub.add_parser("train", help="train or fine-tune a model on paired data")
     t.add_argument("--config", help="YAML file with the TrainJob fields (flags override it)")
     t.add_argument("--log-every", type=int, default=100)
     t.add_argument("-q", "--quiet", action="store_true")
     t.add_argument("--overwrite", action="store_true", help="replace an existing model file at -o (and its .ckpt)")
-    add_model_flags(t, TrainJob, skip=("train",), aliases={"output": "-o"})
+    add_model_flags(t, TrainJob, skip=("train", "optics"), aliases={"output": "-o"})
+    add_optics_flags(t, PairOptics, "else the base model's (--input-dir pairs)")
+    add_model_flags(t, PairOptics, skip=tuple(OPTICS_FLAGS))  # --camera-offset
     add_model_flags(t, TrainSettings)
     t.set_defaults(func=cmd_train)
+
+
+def optics_line(info: Any) -> str:
+    """The optics a model trained on the user's pairs now states, and what its header said before."""
+    record = info.training["data_optics"]
+    units = {"input_pixel_um": ("pixel", 1000, " nm"), "wavelength_um": ("λ", 1000, " nm"),
+             "numerical_aperture": ("NA", 1, ""), "defocus_um": ("d", 1, " µm")}  # fmt: skip
+
+    def say(values: dict) -> str:
+        return ", ".join(f"{units[k][0]} {v * units[k][1]:g}{units[k][2]}" for k, v in values.items() if v is not None)
+
+    return f"the header states your pairs' {say(record['pairs'])} (the base's: {say(record['header_before'])})"

@@ -41,7 +41,7 @@ from ..sampling.calibration import check_calibration_size, feature_candidates_fo
 from ..sampling.calibration_bins import CONDITIONS, fit_binned_calibrations
 from ..sampling.plan import SamplerPlan, plan_sampler
 from ..settings import ReconstructSettings
-from ..tasks import InputError, input_scale, normalize_target
+from ..tasks import InputError, dark_subtracted, input_scale, normalize_target
 
 CALIBRATION_SEED_SR = 20_001  # + 10·structure index; training uses small seeds, the bench 10 000 + …
 CALIBRATION_SEED_PHASE = 20_000  # + source index
@@ -60,12 +60,14 @@ class SamplerSetting:
 class CalibrationPairs:
     """Held-out (input, truth) pairs and what they are; for pairs of many microscopes also, per pair, the SR PSF
     FWHM in its input pixels (``psf_fwhm_px``: the calibration's condition) or the phase set-up a user would state
-    (``stated_optics``: ``defocus_um``, ``wavelength_um``, ``pixel_size_um``, told to the reconstruction)."""
+    (``stated_optics``: ``defocus_um``, ``wavelength_um``, ``pixel_size_um``, told to the reconstruction), and the
+    inputs' camera offset."""
 
     pairs: list[tuple[np.ndarray, np.ndarray]]
     about: str
     psf_fwhm_px: list[float] | None = None
     stated_optics: list[dict[str, float]] | None = None
+    camera_offset: float = 0.0  # the inputs' dark level (image units): the user's pairs
 
 
 def stated_set_up(defocus_um: float, wavelength_um: float, pixel_um: float) -> dict[str, float]:
@@ -213,6 +215,7 @@ def iter_calibrate(
     measurements: list[dict[str, Any]] | None = None,
     psf_fwhm_px: Sequence[float] | None = None,
     stated_optics: Sequence[dict[str, float]] | None = None,
+    camera_offset: float = 0.0,
 ) -> Generator[Progress, None, list[Calibration]]:
     """Fit :class:`Calibration` s per sampler setting on ``pairs`` (input, truth on the output grid).
 
@@ -221,14 +224,21 @@ def iter_calibrate(
     estimator reconstruction uses); for SR models given each pair's PSF FWHM in its input pixels
     (``psf_fwhm_px``, pairs of many microscopes), that width as a factor of the model's own.  Otherwise one pooled
     calibration per setting.  ``stated_optics``: per pair, the optics its reconstruction is told (phase pairs of
-    many set-ups: ``defocus_um``, ``wavelength_um``, ``pixel_size_um``), as a user states them.
-    ``measurements``: a list that receives, per setting, the per-image raw variances, errors, means (network units)
-    and conditions, to refit without reconstructing (:func:`fit_measured`)."""
+    many set-ups: ``defocus_um``, ``wavelength_um``, ``pixel_size_um``; the user's pairs: their optics), as a user
+    states them.  ``camera_offset``: the dark level of the inputs, subtracted first, as reconstruction does (the
+    noise ξ is estimated after it, as reconstruction estimates it).  ``measurements``: a list that receives, per
+    setting, the per-image raw variances, errors, means (network units) and conditions, to refit without
+    reconstructing (:func:`fit_measured`)."""
     check_calibration_size(len(pairs), n_samples)
     runs = [_sampler_run(model, wanted, n_samples, seed, device) for wanted in settings_to_fit]  # all, before any work
     calibrations = []
     total = len(pairs) * len(settings_to_fit)
-    noise_xi = [estimated_noise_xi(model.info.task, image) for image, _ in pairs] if model.info.task == "phase" else []
+    runs = [(run.model_copy(update={"camera_offset": camera_offset}), plan) for run, plan in runs]
+    noise_xi = (
+        [estimated_noise_xi(model.info.task, dark_subtracted(image, camera_offset)) for image, _ in pairs]
+        if model.info.task == "phase"
+        else []
+    )
     own = model.info.input_psf_fwhm_px
     if psf_fwhm_px is not None and len(psf_fwhm_px) != len(pairs):
         raise ValueError(f"{len(psf_fwhm_px)} PSF widths for {len(pairs)} pairs")
@@ -258,10 +268,11 @@ def iter_calibrate(
                 return [Progress(done, total, stage)] if isinstance(event, Progress) else []
 
             result = yield from relay(job, translate)
-            variance, err = network_units_error(result, image, truth, model.info)
+            seen = dark_subtracted(image, camera_offset)  # the intensities whose percentiles set the SR units
+            variance, err = network_units_error(result, seen, truth, model.info)
             variances.append(variance)
             errors.append(err)
-            means.append(network_units_mean(result, image, model.info))
+            means.append(network_units_mean(result, seen, model.info))
         measured = {
             "method": plan.method, "eta": plan.eta, "steps": result.nfe_per_sample, "n_samples": n_samples,
             "variances": variances, "errors": errors, "means": means, "noise_xi": noise_xi, "psf_factor": psf_factor,

@@ -41,7 +41,10 @@ FIELDS = {  # settings field → (header field, what it is)
 }
 ASSUMED = "the model's own (not stated: taken to be the model's)"
 OWN_PIXEL = "the model's own: pixel_size_um=None, the caller vouches the data are at it"
-ADAPT = "adapt this model to your microscope (napari-cvdm adapt, or Adapt to my microscope in napari)"
+ADAPT = (
+    "adapt this model to your microscope (napari-cvdm adapt, or Adapt to my microscope in napari) or fine-tune it "
+    "on pairs of your own, which then states their optics (napari-cvdm train --base-model, or CVDM fine-tuning)"
+)
 FIXES = {
     "super-resolution": "use a model trained for these optics (the bundled cvdm-sr-widefield-wide-optics covers NA "
     "1.2–1.49, emission 0.45–0.70 µm, 60–110 nm pixels and 0.6–1.6× the nominal PSF width in pixels; napari-cvdm "

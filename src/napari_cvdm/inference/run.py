@@ -25,7 +25,7 @@ from ..sampling.calibration import interval_multiplier
 from ..sampling.calibration_bins import conditioned_on, select_calibration
 from ..sampling.plan import SamplerPlan, plan_sampler
 from ..settings import ReconstructSettings, overlap_message
-from ..tasks import InputError, check_image, output_scale, output_units, plane_condition
+from ..tasks import InputError, check_image, dark_subtracted, output_scale, output_units, plane_condition
 from .bands import Band, BandCalibrator, PlaneSampler, RunningMean
 from .noise_check import estimated_noise_xi
 from .optics import OpticsPlan, network_psf_factor, plan_optics
@@ -38,22 +38,6 @@ def condition_shape(plane_shape: tuple[int, ...], info: ModelMetadata) -> tuple[
     height, width = plane_shape[-2:]
     factor = 1 if info.task == "phase" else info.scale_factor
     return height * factor, width * factor
-
-
-def dark_subtracted(plane: np.ndarray, offset: float) -> np.ndarray:
-    """``plane`` less the camera's dark level ``offset`` (image units; 0: as it is).  An offset at or above a plane's
-    mean intensity is no dark level: refused, naming it."""
-    if not offset:
-        return plane
-    out = np.asarray(plane, dtype=np.float32) - np.float32(offset)
-    means = out.reshape(-1, *out.shape[-2:]).mean(axis=(-2, -1))
-    if np.any(means <= 0):
-        raise InputError(
-            f"the camera offset {offset:g} is not below the image's mean intensity ({float(np.mean(plane)):.4g}); "
-            "give the camera's dark level (the mean of a frame with the light off, in the image's units), or 0 "
-            "for an offset-subtracted image"
-        )
-    return out
 
 
 def output_channels(units: str, interval_level: float, calibrated: bool) -> list[tuple[str, str]]:

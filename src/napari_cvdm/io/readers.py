@@ -184,7 +184,8 @@ def length_um(value: Any, unit: str | None) -> float | None:
 
 
 def _tiff_pixel_um(tif: Any, path: Path) -> float | None:
-    """The pixel size in µm an OME-TIFF or ImageJ TIFF states, else None; non-square pixels are refused."""
+    """The pixel size in µm an OME-TIFF, ImageJ TIFF or plain TIFF (resolution per cm) states, else None;
+    non-square pixels are refused."""
     x_um = y_um = None
     try:
         if tif.is_ome and tif.ome_metadata:
@@ -198,6 +199,12 @@ def _tiff_pixel_um(tif: Any, path: Path) -> float | None:
             page, unit = tif.pages.first, (tif.imagej_metadata or {}).get("unit")
             per_um = [page.tags.get(tag) for tag in ("XResolution", "YResolution")]
             x_um, y_um = (length_um(r.value[1] / r.value[0], unit) if r and r.value[0] else None for r in per_um)
+        else:  # a plain TIFF: resolution tags in pixels per centimetre (an inch is a print DPI, not a pixel size)
+            page = tif.pages.first
+            unit_tag = page.tags.get("ResolutionUnit")
+            if unit_tag is not None and int(unit_tag.value) == 3:
+                per_cm = [page.tags.get(tag) for tag in ("XResolution", "YResolution")]
+                x_um, y_um = (length_um(r.value[1] / r.value[0], "cm") if r and r.value[0] else None for r in per_cm)
     except (KeyError, TypeError, ValueError, IndexError, AttributeError):
         return None
     return _square(path, y_um, x_um)

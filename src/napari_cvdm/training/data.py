@@ -1,4 +1,5 @@
-"""Paired training data: from arrays, napari layers (as arrays) or folders of TIFF files, to batches of patches.
+"""Paired training data: from arrays (napari layers, or folders of TIFF files read by :mod:`napari_cvdm.io.pairs`)
+to batches of patches.
 
 Each pair is normalised once, on the whole image, with exactly the functions inference uses
 (:func:`napari_cvdm.tasks.make_condition` and :func:`~napari_cvdm.tasks.normalize_target`), so the model sees the
@@ -10,10 +11,8 @@ so patches of one image never land on both sides.
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -22,11 +21,22 @@ import torch
 from ..model.metadata import ModelMetadata
 from ..tasks import InputError, check_image, make_condition, normalize_target
 
-TIFF_SUFFIXES = (".tif", ".tiff")
-
 
 class DataError(ValueError):
     """Paired data that cannot be used, with the reason and the fix in its message."""
+
+
+@dataclass
+class RawPairs:
+    """Un-normalised (input, target) images as the user gave them, their names, where they came from, the input
+    pixel size (µm) they state in common (None: none, or not all the same) and, for files, what each states."""
+
+    inputs: list[np.ndarray]
+    targets: list[np.ndarray]
+    names: list[str]
+    source: str
+    input_pixel_um: float | None = None
+    file_pixels: dict[str, float | None] = field(default_factory=dict)
 
 
 @dataclass
@@ -114,17 +124,11 @@ class PairedDataset:
         return cls(pairs, description or f"{len(pairs)} pairs from arrays", input_pixel_um)
 
     @classmethod
-    def from_folders(
-        cls, input_dir: str | os.PathLike, target_dir: str | os.PathLike, info: ModelMetadata
-    ) -> PairedDataset:
-        """Pairs from two folders of TIFF files matched by file name."""
-        pairs, pixels = [], set()
-        for name, input_path, target_path in match_folders(input_dir, target_dir):
-            image, pixel_um = read_tiff(input_path)
-            pixels.add(pixel_um)
-            pairs.append(prepare_pair(image, read_tiff(target_path)[0], info, name=name))
-        pixel = pixels.pop() if len(pixels) == 1 else None  # only when every input file states the same size
-        return cls(pairs, description=f"{len(pairs)} pairs from {input_dir} / {target_dir}", input_pixel_um=pixel)
+    def from_raw(cls, raw: RawPairs, info: ModelMetadata) -> PairedDataset:
+        """Normalised pairs from :class:`RawPairs` (folders read by :mod:`napari_cvdm.io.pairs`, napari layers)."""
+        return cls.from_arrays(
+            raw.inputs, raw.targets, info, raw.names, description=raw.source, input_pixel_um=raw.input_pixel_um
+        )
 
     def split(self, val_fraction: float, seed: int = 0) -> tuple[PairedDataset, PairedDataset | None]:
         """Split by image into training and validation sets (None when val_fraction is 0 or one image only)."""
@@ -216,48 +220,3 @@ def _unstack(images: Sequence[np.ndarray], info: ModelMetadata | None) -> list[n
         else:
             out.append(arr)
     return out
-
-
-def match_folders(input_dir: str | os.PathLike, target_dir: str | os.PathLike) -> list[tuple[str, Path, Path]]:
-    """(name, input file, target file) for TIFF files with the same name in both folders; refuses unmatched files."""
-    inputs, targets = _tiff_files(input_dir), _tiff_files(target_dir)
-    common = sorted(inputs.keys() & targets.keys())
-    only_in, only_tg = sorted(inputs.keys() - targets.keys()), sorted(targets.keys() - inputs.keys())
-    if only_in or only_tg or not common:
-        raise DataError(
-            "input and target folders must hold TIFF files with the same names. "
-            f"Only in {input_dir}: {only_in[:10] or 'none'}; only in {target_dir}: {only_tg[:10] or 'none'}; "
-            f"matched: {len(common)}."
-        )
-    return [(name, inputs[name], targets[name]) for name in common]
-
-
-def read_tiff(path: str | os.PathLike) -> tuple[np.ndarray, float | None]:
-    """The image in a TIFF file and its pixel size in µm when the file states one (ImageJ unit or cm/inch tags)."""
-    import tifffile
-
-    with tifffile.TiffFile(path) as tif:
-        image = tif.asarray()
-        page = tif.pages[0]
-        tag = page.tags.get("XResolution")
-        unit = str((tif.imagej_metadata or {}).get("unit", "")).lower()
-        res_unit = page.tags.get("ResolutionUnit")
-        res_unit = int(res_unit.value) if res_unit is not None else 1
-    if tag is None or not tag.value[0] or not tag.value[1]:
-        return image, None
-    per_unit = tag.value[0] / tag.value[1]  # pixels per unit
-    if unit in ("um", "micron", "microns", "µm", "\\u00b5m"):
-        return image, 1.0 / per_unit
-    if res_unit == 3 and not unit:  # centimetre
-        return image, 1e4 / per_unit
-    return image, None
-
-
-def _tiff_files(folder: str | os.PathLike) -> dict[str, Path]:
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise DataError(f"folder not found: {folder}")
-    files = {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in TIFF_SUFFIXES}
-    if not files:
-        raise DataError(f"no TIFF files (.tif, .tiff) in {folder}")
-    return files

@@ -16,8 +16,9 @@ from ..model.metadata import ModelMetadata
 from ..physics.ranges import PhaseOpticsRange, SROpticsRange, simulate_phase_pair_random, simulate_sr_pair_random
 from ..settings import TrainJob
 from . import presets
-from .data import DataError, Pair, PairedDataset, prepare_pair
+from .data import DataError, Pair, PairedDataset, RawPairs, prepare_pair
 from .loop import TrainProgress
+from .optics import pairs_pixel_um, subtract_offset, with_data_optics
 from .recalibrate import iter_train_recalibrated
 
 
@@ -55,9 +56,17 @@ def with_time_parameterisation(network: CVDM, kind: str) -> CVDM:
     return converted
 
 
-def prepare_job(job: TrainJob) -> tuple[CVDM, ModelMetadata, PairedDataset]:
-    """The network (fresh or from ``job.base_model``), its metadata and the paired data of a training job."""
+def prepare_job(job: TrainJob, pairs: RawPairs | None = None) -> tuple[CVDM, ModelMetadata, PairedDataset]:
+    """The network (fresh or from ``job.base_model``), its metadata and the paired data of a training job;
+    ``pairs``: a job on the user's folders gets them read (:func:`napari_cvdm.io.pairs.read_folders`), and the
+    metadata states their optics (:func:`~.optics.with_data_optics`)."""
     from ..registry import load_model
+
+    if job.input_dir is not None and pairs is None:
+        raise DataError(
+            "a job on folders of pairs needs them read first: pairs=napari_cvdm.io.pairs.read_folders(input_dir, "
+            "target_dir)"
+        )
 
     name = job.name or Path(job.output).stem
     if job.base_model:
@@ -106,7 +115,10 @@ def prepare_job(job: TrainJob) -> tuple[CVDM, ModelMetadata, PairedDataset]:
         pixel = info.input_pixel_um  # the simulator's optics are the model's
         data = PairedDataset.from_arrays(inputs, targets, info, description=about, input_pixel_um=pixel)
     else:
-        data = PairedDataset.from_folders(job.input_dir, job.target_dir, info)
+        raw = subtract_offset(pairs, job.optics.camera_offset)  # type: ignore[arg-type]
+        raw.input_pixel_um = pairs_pixel_um(raw, job.optics.pixel_size_um)
+        info = with_data_optics(info, {**job.optics.stated(), "pixel_size_um": raw.input_pixel_um}, raw.source)
+        data = PairedDataset.from_raw(raw, info)
     return network, info, data
 
 
@@ -139,11 +151,14 @@ def random_setup_phase_pairs(optics: PhaseOpticsRange, n: int, size: int, seed: 
     return pairs
 
 
-def run_job(job: TrainJob, stop: CancelToken | None = None) -> Generator[TrainProgress | Progress, None, TrainedModel]:
-    """Prepare and run a :class:`TrainJob`, writing ``job.output`` (and its checkpoint), then recalibrate the
-    model's uncertainty on the run's validation pairs (:mod:`~napari_cvdm.training.recalibrate`: training progress,
-    then the recalibration's :class:`~napari_cvdm._runtime.Progress`)."""
-    network, info, data = prepare_job(job)
+def run_job(
+    job: TrainJob, stop: CancelToken | None = None, pairs: RawPairs | None = None
+) -> Generator[TrainProgress | Progress, None, TrainedModel]:
+    """Prepare and run a :class:`TrainJob` (``pairs``: its folders, read), writing ``job.output`` (and its
+    checkpoint), then recalibrate the model's uncertainty on the run's validation pairs
+    (:mod:`~napari_cvdm.training.recalibrate`: training progress, then the recalibration's
+    :class:`~napari_cvdm._runtime.Progress`)."""
+    network, info, data = prepare_job(job, pairs)
     return (
         yield from iter_train_recalibrated(network, info, data, job.train, job.output, resume=job.resume, stop=stop)
     )
