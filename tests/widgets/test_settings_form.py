@@ -86,3 +86,21 @@ def test_the_reconstruct_widget_passes_auto_as_none(make_widget, model_files):
     assert settings.n_samples == ReconstructSettings().n_samples
     widget.steps.value = entry.info.sampler.steps + 1
     assert widget.settings(entry).steps == entry.info.sampler.steps + 1
+
+
+def test_an_optional_length_is_none_when_empty_and_keeps_its_unit(qtbot):
+    from napari_cvdm.settings import PairOptics
+
+    form = _form(
+        PairOptics, {"pixel_size_um": "Pixel size (µm)", "numerical_aperture": "NA", "camera_offset": "Offset"}
+    )
+    assert PairOptics(**form.values()) == PairOptics()  # empty fields: None, not "not a number"
+    form["pixel_size_um"].value, form["numerical_aperture"].value = "108nm", "1.45"
+    optics = PairOptics(**form.values())
+    assert (optics.pixel_size_um, optics.numerical_aperture) == (pytest.approx(0.108), 1.45)
+    form["pixel_size_um"].value = "big"
+    with pytest.raises(ValidationError, match="pixel_size_um 'big' is not a length"):
+        PairOptics(**form.values())
+    form["camera_offset"].value = "dark"  # a required number: refused by the form, naming the control
+    with pytest.raises(InputError, match="Offset must be a number"):
+        form.values()
