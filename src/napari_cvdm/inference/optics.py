@@ -21,6 +21,7 @@ Nothing here runs a network: :func:`plan_optics` is cheap and raises :class:`Opt
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -41,23 +42,38 @@ FIELDS = {  # settings field → (header field, what it is)
 }
 ASSUMED = "the model's own (not stated: taken to be the model's)"
 OWN_PIXEL = "the model's own: pixel_size_um=None, the caller vouches the data are at it"
-ADAPT = (
-    "adapt this model to your microscope (napari-cvdm adapt, or Adapt to my microscope in napari) or fine-tune it "
-    "on pairs of your own, which then states their optics (napari-cvdm train --base-model, or CVDM fine-tuning)"
+WIDE = (
+    "a model for these optics: cvdm-sr-widefield-wide-optics covers NA 1.2–1.49, emission 0.45–0.70 µm and 60–110 "
+    "nm pixels (0.6–1.6× the nominal PSF width in pixels); napari-cvdm train --simulate-optics random trains one"
 )
-FIXES = {
-    "super-resolution": "use a model trained for these optics (the bundled cvdm-sr-widefield-wide-optics covers NA "
-    "1.2–1.49, emission 0.45–0.70 µm, 60–110 nm pixels and 0.6–1.6× the nominal PSF width in pixels; napari-cvdm "
-    f"train --simulate-optics random trains one), {ADAPT}, or check the pixel size and optics you stated",
-    "phase": f"use a model trained for this set-up, {ADAPT}, or check the pixel size, wavelength and defocus you "
-    "stated",
-}
 COARSER_NOTE = (  # what docs/your-microscope.md §6 measured of the wide-optics model on the coarser side
-    "On images coarser than the nominal optics the calibrated error bars of cvdm-sr-widefield-wide-optics were "
-    "measured too narrow at 0.9× the nominal PSF width (docs/your-microscope.md §6); napari-cvdm adapt "
-    "recalibrates them for your optics (with pixels coarser than Nyquist, λ/(4·NA), the noise cannot be estimated "
-    "from the image: give adapt --photons or --gain)."
+    "; on images coarser than nominal its calibrated error bars were measured too narrow at 0.9× the nominal PSF "
+    "width (docs/your-microscope.md §6)"
 )
+FINE_TUNE = (
+    "fine-tune this model on pairs of your own (napari-cvdm train --base-model, or CVDM fine-tuning): the new model "
+    "states their optics"
+)
+ADAPT = (
+    "no pairs? adapt it by simulation (napari-cvdm adapt, or Adapt to my microscope in napari), which also "
+    "recalibrates its error bars for your optics"
+)
+UNDERSAMPLED = (
+    " (below Nyquist, λ/(4·NA), the noise cannot be estimated from the image: give adapt --photons or --gain)"
+)
+INTERPOLATE = "interpolate at your own risk (resample='approximate'; CLI --resample approximate)"
+
+
+def fixes(task: str, coarser: bool = False, wide_note: bool = False) -> str:
+    """The ways out of an optics refusal, one per line: another model, fine-tuning, adaptation, the stated values,
+    and (SR) interpolation."""
+    if task == "super-resolution":
+        ways = [WIDE + (COARSER_NOTE if wide_note else ""), FINE_TUNE, ADAPT + (UNDERSAMPLED if coarser else "")]
+        ways += ["check the pixel size and optics you stated", INTERPOLATE]
+    else:
+        ways = ["a model trained for this set-up", FINE_TUNE, ADAPT]
+        ways.append("check the pixel size, wavelength and defocus you stated")
+    return "Fix, any of:" + "".join(f"\n  • {way}" for way in ways)
 
 
 class OpticsMismatch(InputError):
@@ -220,6 +236,11 @@ def plan_optics(
     return _plan_phase(info, settings, values, model, covered.fresnel_factor or (0.9, 1.1), record, swap)
 
 
+def _basis(record: dict[str, Any]) -> str:
+    """How the model's range was set, without the command that measured it (the model card has that)."""
+    return re.sub(r" \(benchmarks/[^()]*\)", "", record.get("valid_optics", {}).get("basis", ""))
+
+
 def _ratio(user: float | None, own: float | None) -> float:
     return 1.0 if user is None or own is None else user / own
 
@@ -247,7 +268,7 @@ def _plan_sr(info, settings, values, model, limits, record) -> OpticsPlan:
     where = (
         f"the PSF is {check['fwhm_px']:.2f} px wide in your pixels ({_fmt(values, info.task)}), "
         f"{factor:.2f}× the model's {check['model_fwhm_px']:.2f} px ({_fmt(model, info.task)}); "
-        f"{info.name} covers {low:.2f}–{high:.2f}× ({record.get('valid_optics', {}).get('basis', '')})"
+        f"{info.name} covers {low:.2f}–{high:.2f}× ({_basis(record)})"
     )
     if settings.resample != "never" and factor > high:
         bins = [b for b in range(2, MAX_BIN + 1) if low <= factor / b <= high]
@@ -280,11 +301,9 @@ def _plan_sr(info, settings, values, model, limits, record) -> OpticsPlan:
         )
     else:
         why = f"no integer binning 2–{MAX_BIN} brings it into the range"
-    note = f" {COARSER_NOTE}" if factor < low and info.name != "cvdm-sr-widefield-wide-optics" else ""
-    raise OpticsMismatch(
-        f"{info.name} does not cover these optics: {where}. {why[0].upper()}{why[1:]}. Fix: {FIXES[info.task]}; "
-        f"or interpolate at your own risk (resample='approximate'; CLI --resample approximate).{note}"
-    )
+    coarser = factor < low
+    ways = fixes(info.task, coarser, wide_note=coarser and info.name != "cvdm-sr-widefield-wide-optics")
+    raise OpticsMismatch(f"{info.name} does not cover these optics: {where}.\n{why[0].upper()}{why[1:]}.\n{ways}")
 
 
 def _plan_phase(info, settings, values, model, limits, record, swap) -> OpticsPlan:
@@ -309,7 +328,7 @@ def _plan_phase(info, settings, values, model, limits, record, swap) -> OpticsPl
         raise OpticsMismatch(
             f"{info.name} does not cover these optics: λ·d/p² = {q:.1f} ({_fmt(values, 'phase')}) is {factor:.2f}× "
             f"the model's {q0:.1f} ({_fmt(model, 'phase')}); it covers {low:.2f}–{high:.2f}×, and resampling (exact "
-            f"here) is switched off (resample='never'). Fix: allow resample='exact' (the default); {FIXES['phase']}."
+            f"here) is switched off (resample='never').\n{fixes('phase')}\n  • allow resample='exact' (the default)"
         )
     zoom = 1.0 / math.sqrt(factor)  # network pixel p' = p·√(q/q₀): λ·d/p'² = q₀
     record.update(
