@@ -79,10 +79,12 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     rows, timing = [], {}
     rngs = [np.random.default_rng(c) for c in np.random.SeedSequence(SEED).spawn(args.n)]
+    px, na, lam = 0.108, 1.45, 0.515
+    sim = SRSimulation(na=na, wf_pixel_um=px, pattern_spacing_um=sr_pattern_spacing(na, lam, px))
+    # the SR pairs are drawn first from each stream, for every --task: the phase pairs then come from the same
+    # point of it, so --task phase scores the pairs --task both scores
+    simulated = [simulate_sr_pair(sim, 128, rng) for rng in rngs]
     if args.task in ("sr", "both"):
-        px, na, lam = 0.108, 1.45, 0.515
-        sim = SRSimulation(na=na, wf_pixel_um=px, pattern_spacing_um=sr_pattern_spacing(na, lam, px))
-        simulated = [simulate_sr_pair(sim, 128, rng) for rng in rngs]
         pairs = [s[:2] for s in simulated]
         photons = [s[2]["wf_foreground_photons"] for s in simulated]  # photo-electrons, 9 frames summed
         read_e = math.sqrt(sim.n_raw_frames) * sim.read_noise_counts * sim.gain_photons_per_count
