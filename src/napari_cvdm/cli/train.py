@@ -19,6 +19,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from ..training.distributed import env_rank
     from ..training.jobs import run_job
     from ..training.loop import TrainProgress
+    from ..training.optics import optics_change
 
     config: dict[str, Any] = {}
     if args.config:
@@ -73,8 +74,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         if not quiet:
             sys.stderr.write("\n")
         print(f"wrote {job.output} and {ckpt.name} ({model.network.n_parameters()} parameters){stopped}")
-        if "data_optics" in model.info.training:
-            print(f"optics: {optics_line(model.info)}")
+        if (change := optics_change(model.info)) is not None:
+            print(f"optics: {change}")
         if "calibration" in model.info.training:
             print(f"uncertainty: {model.info.training['calibration']}")
     return 0
@@ -93,15 +94,3 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     add_model_flags(t, PairOptics, skip=tuple(OPTICS_FLAGS))  # --camera-offset
     add_model_flags(t, TrainSettings)
     t.set_defaults(func=cmd_train)
-
-
-def optics_line(info: Any) -> str:
-    """The optics a model trained on the user's pairs now states, and what its header said before."""
-    record = info.training["data_optics"]
-    units = {"input_pixel_um": ("pixel", 1000, " nm"), "wavelength_um": ("λ", 1000, " nm"),
-             "numerical_aperture": ("NA", 1, ""), "defocus_um": ("d", 1, " µm")}  # fmt: skip
-
-    def say(values: dict) -> str:
-        return ", ".join(f"{units[k][0]} {v * units[k][1]:g}{units[k][2]}" for k, v in values.items() if v is not None)
-
-    return f"the header states your pairs' {say(record['pairs'])} (the base's: {say(record['header_before'])})"

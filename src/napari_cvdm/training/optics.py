@@ -127,3 +127,18 @@ def _rescale_psf_bins(info: ModelMetadata, old: dict[str, float | None]) -> None
         else c
         for c in info.calibrations
     ]
+
+
+def optics_change(info: ModelMetadata) -> str | None:
+    """In words, the optics a model trained on the user's pairs states and the base's before; None where they are
+    the base's."""
+    record = info.training.get("data_optics")
+    if not record:
+        return None
+    units = {"input_pixel_um": ("pixel", 1000, " nm"), "wavelength_um": ("λ", 1000, " nm"),
+             "numerical_aperture": ("NA", 1, ""), "defocus_um": ("d", 1, " µm")}  # fmt: skip
+
+    def say(values: dict[str, float | None]) -> str:
+        return ", ".join(f"{units[k][0]} {v * units[k][1]:g}{units[k][2]}" for k, v in values.items() if v is not None)
+
+    return f"the header states your pairs' {say(record['pairs'])} (the base's: {say(record['header_before'])})"
