@@ -185,3 +185,15 @@ def test_natural_images_are_not_called_saturated_and_clipped_bright_ones_are(pho
     from skimage import data  # real 8-bit photographs that reach 252–255
 
     assert all(saturation_note(getattr(data, name)()) is None for name in ("camera", "moon", "coins"))
+
+
+def test_a_clipped_later_plane_of_a_stack_is_named():
+    """The noise is estimated on the first plane, but a bright time point may saturate: every plane is checked."""
+    image = np.round(_widefield(100.0))
+    clipped = np.minimum(image, np.percentile(image, 98))
+    sr = tiny_model("sr", **SR_OPTICS)
+    noise = reconstruct(sr, np.stack([image, image, clipped]), n_samples=2, steps=1, device="cpu").optics["noise"]
+    assert noise["verdict"] == "outside" and noise["saturated_planes"] == [3]
+    assert noise["note"].startswith("plane 3 (1 of 3, counting from 1) looks saturated or clipped")
+    clean = reconstruct(sr, np.stack([image, image]), n_samples=2, steps=1, device="cpu").optics["noise"]
+    assert "saturated" not in clean

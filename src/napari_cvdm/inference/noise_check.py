@@ -18,6 +18,7 @@ read noise is compared only when the offset is given.  Costs ~20 ms (at most the
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -51,6 +52,29 @@ def check_noise(
     if clipped is None:
         return verdict
     return {**verdict, "verdict": "outside", "note": f"{clipped}; {verdict['note']}", "saturated": True}
+
+
+def with_stack_saturation(verdict: dict[str, Any], planes: Sequence[np.ndarray]) -> dict[str, Any]:
+    """``verdict`` (the first plane's, :func:`check_noise`) with the later planes of an in-memory stack that look
+    clipped named: the noise estimate needs one plane, but a saturated plane may be any (a bright time point), and
+    the check is one pass over each.  Never raises."""
+    clipped = []
+    for k, plane in enumerate(planes[1:], start=1):
+        try:
+            if saturation_note(plane) is not None:
+                clipped.append(k)
+        except Exception:  # noqa: BLE001 - advice, never the reason a reconstruction fails
+            continue
+    if not clipped:
+        return verdict
+    shown = ", ".join(str(k + 1) for k in clipped[:5]) + (", …" if len(clipped) > 5 else "")
+    note = (
+        f"plane{'s' if len(clipped) > 1 else ''} {shown} ({len(clipped)} of {len(planes)}, counting from 1) "
+        f"{'look' if len(clipped) > 1 else 'looks'} saturated or clipped at the maximum: the reconstruction and its "
+        "error bars do not hold in those regions"
+    )
+    return {**verdict, "verdict": "outside", "note": f"{note}; {verdict['note']}", "saturated": True,
+            "saturated_planes": [k + 1 for k in clipped]}  # fmt: skip
 
 
 def saturation_note(plane: np.ndarray) -> str | None:

@@ -23,7 +23,7 @@ from ..model.files import TrainedModel
 from ..settings import ReconstructSettings
 from ..tasks import InputError, check_image
 from .bands import Band, RunningMean
-from .noise_check import check_noise
+from .noise_check import check_noise, with_stack_saturation
 from .optics import plan_optics
 from .run import condition_shape, dark_subtracted, output_channels, prepare_run
 
@@ -200,8 +200,10 @@ def iter_reconstruct(
         optics={
             **run.optics.record,
             "output_pixel_um": run.optics.output_pixel_um,
-            # advice from the first plane; never raises
-            "noise": check_noise(model.info, planes[0], run.optics, offset=settings.camera_offset or None),
+            # the noise from the first plane, saturation from every plane; never raises
+            "noise": with_stack_saturation(
+                check_noise(model.info, planes[0], run.optics, offset=settings.camera_offset or None), planes
+            ),
         },
     )
 
