@@ -27,7 +27,10 @@ def add_optics_flags(parser: argparse.ArgumentParser, model: type[BaseModel], ot
     ``otherwise`` ends the pixel size's help (what happens when no file states one)."""
     for name, (flag, kind, text) in OPTICS_FLAGS.items():
         help_text = text.format(else_=otherwise)
-        parser.add_argument(flag, dest=f"{model.__name__}.{name}", type=kind, default=None, help=help_text)
+        metavar = flag.removeprefix("--").replace("-", "_").upper()  # PIXEL_SIZE, not PAIROPTICS.PIXEL_SIZE_UM
+        parser.add_argument(
+            flag, dest=f"{model.__name__}.{name}", type=kind, default=None, help=help_text, metavar=metavar
+        )
 
 
 def flag_name(name: str) -> str:
