@@ -14,7 +14,7 @@ Afterwards the network is moved off the GPU and CUDA's cache is emptied, so napa
 from __future__ import annotations
 
 from collections.abc import Callable, Generator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -115,7 +115,7 @@ def prepare_data(
     optics = dict(optics or {})
     raw = yield from read
     raw = subtract_offset(raw, optics.pop("camera_offset", 0.0) or 0.0)
-    raw.input_pixel_um = pairs_pixel_um(raw, optics.get("pixel_size_um"))
+    raw = replace(raw, input_pixel_um=pairs_pixel_um(raw, optics.get("pixel_size_um")))
     info = with_data_optics(info, {**optics, "pixel_size_um": raw.input_pixel_um}, raw.source)
     yield Progress(len(raw.inputs), len(raw.inputs), f"preparing {len(raw.inputs)} pairs")
     data = PairedDataset.from_raw(raw, info)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Generator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -116,7 +117,7 @@ def prepare_job(job: TrainJob, pairs: RawPairs | None = None) -> tuple[CVDM, Mod
         data = PairedDataset.from_arrays(inputs, targets, info, description=about, input_pixel_um=pixel)
     else:
         raw = subtract_offset(pairs, job.optics.camera_offset)  # type: ignore[arg-type]
-        raw.input_pixel_um = pairs_pixel_um(raw, job.optics.pixel_size_um)
+        raw = replace(raw, input_pixel_um=pairs_pixel_um(raw, job.optics.pixel_size_um))  # the caller's untouched
         info = with_data_optics(info, {**job.optics.stated(), "pixel_size_um": raw.input_pixel_um}, raw.source)
         data = PairedDataset.from_raw(raw, info)
     return network, info, data
