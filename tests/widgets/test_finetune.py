@@ -74,7 +74,10 @@ def test_fine_tune_from_layers_with_counts_plot_preview_and_picker(
     _fast(widget)
     widget.preview_every.value = 2
     assert widget.input_layer.value.name == "wf" and widget.target_layer.value is target  # guessed from shapes
-    assert widget.data_info.value == "4 pairs (3 training, 1 validation); 12 training patches of 32² px"
+    assert (
+        widget.data_info.value
+        == "4 pairs (3 training, 1 validation); 12 training patches of 32² px; pixel 62.6 nm (the input layer)"
+    )
     assert "tuned" not in recon.model.choices
     job = _wait(qtbot, widget.train())
     assert job.outcome == "done" and notes["error"] == [], notes
@@ -125,7 +128,9 @@ def test_fine_tune_from_folders_counts_pairs_and_reads_pixel_sizes(make_finetune
     widget.source.value = "folders"
     assert not widget.input_dir.native.isHidden() and widget.input_layer.native.isHidden()
     widget.input_dir.value, widget.target_dir.value = tmp_path / "in", tmp_path / "tg"
-    assert widget.data_info.value == "3 pairs (2 training, 1 validation); 8 training patches of 32² px"
+    assert widget.data_info.value == (
+        "3 pairs (2 training, 1 validation); 8 training patches of 32² px; pixel 62.6 nm (the files' metadata)"
+    )
     job = _wait(qtbot, widget.train())
     assert job.outcome == "done" and notes["error"] == []
     info = load_model(Path(model_files["tiny-sr"]).parent / "from-folders.cvdm").info
@@ -150,6 +155,12 @@ def test_a_model_fine_tuned_on_108_nm_folders_states_their_optics(make_finetune,
     widget.preview_every.value = 0
     widget.source.value = "folders"
     widget.input_dir.value, widget.target_dir.value = tmp_path / "in", tmp_path / "tg"
+    assert widget.data_info.value.endswith(
+        "; pixel 108.0 nm (the files' metadata): the new model will state it (the base: 62.6 nm)"
+    )
+    widget.pair_optics["pixel_size_um"].value = "0.108"  # typed: the files are not asked
+    assert "pixel" not in widget.data_info.value
+    widget.pair_optics["pixel_size_um"].value = ""
     assert widget.pair_optics["defocus_um"].native.isHidden()  # an SR base model: NA, not defocus
     widget.pair_optics["numerical_aperture"].value = "1.45"
     widget.pair_optics["wavelength_um"].value = "600nm"
@@ -167,6 +178,9 @@ def test_a_model_fine_tuned_on_108_nm_folders_states_their_optics(make_finetune,
     widget.pair_optics["pixel_size_um"].value = "a lot"
     assert widget.train() is None
     assert "pixel_size_um" in notes["error"][-1] and "is not a length" in notes["error"][-1]
+    tifffile.imwrite(tmp_path / "in" / "cell2.tif", noisy((32, 32), seed=2))  # one file states no pixel size
+    widget.pair_optics["pixel_size_um"].value = ""
+    assert widget.data_info.value.startswith("⚠ the input files do not agree on their pixel size")
 
 
 BAD_INPUTS = ["count-mismatch", "scale-ratio", "too-little", "name-exists", "bad-number", "no-checkpoint"]

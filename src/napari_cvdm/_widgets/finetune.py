@@ -52,12 +52,14 @@ from .finetune_data import (
     DataCount,
     check_output_name,
     check_shapes,
+    counts_text,
     folder_shapes,
     guess_pair,
     is_unset,
     iter_pairs_from_folders,
     iter_pairs_from_layers,
     layer_shapes,
+    typed_pair_optics,
 )
 from .finetune_job import FineTuneJob, Prepared, Preview, format_seconds, prepare_data, show_preview
 from .job import DownloadJob, WorkerJob
@@ -166,6 +168,7 @@ class FineTuneWidget(Container):
         self.show_terms.changed.connect(self.plot.set_show_terms)
         self.run_button.changed.connect(self._on_run_clicked)
         data_controls = [self.input_layer, self.target_layer, self.input_dir, self.target_dir]
+        data_controls.append(self.pair_optics["pixel_size_um"])
         for widget in (*data_controls, self.patch_size, self.batch_size, self.val_fraction, self.seed):
             widget.changed.connect(self.update_counts)
         self.native.destroyed.connect(self._on_destroyed)
@@ -246,6 +249,9 @@ class FineTuneWidget(Container):
             raise InputError("pick an input folder and a target folder of TIFF files with matching names")
         return folder_shapes(self.input_dir.value, self.target_dir.value, info)
 
+    def _input_data(self) -> Any:
+        return self.input_layer.value if self.source.value == "layers" else Path(self.input_dir.value)
+
     def _count(self, info, min_size: int = 8) -> DataCount:
         sizes = (self.patch_size.value, self.batch_size.value, self.val_fraction.value, self.seed.value)
         return check_shapes(self._shapes(info), info, *sizes, min_size)
@@ -257,7 +263,8 @@ class FineTuneWidget(Container):
             self.data_info.value = ""
             return
         try:
-            self.data_info.value = self._count(entry.info).text()
+            typed, data = self.pair_optics["pixel_size_um"].value, self._input_data()
+            self.data_info.value = counts_text(self._count(entry.info), entry.info, typed, data)
         except InputError as err:
             self.data_info.value = f"⚠ {err}"
 
@@ -268,14 +275,6 @@ class FineTuneWidget(Container):
         Warm-up and validation interval are the settings' own defaults for the chosen number of steps.
         """
         return TrainSettings(**self.form.values())
-
-    def pairs_optics(self, task: str) -> dict[str, Any]:
-        """The optics typed for the pairs (empty: the files' or layer's pixel size, else the base model's) and
-        their camera offset; raises ``ValidationError`` naming a bad value."""
-        optics = PairOptics(**self.pair_optics.values())
-        stated = optics.stated()
-        stated.pop("defocus_um" if task == "super-resolution" else "numerical_aperture", None)
-        return {**stated, "camera_offset": optics.camera_offset}
 
     def train(self) -> WorkerJob | None:
         """Check everything, then start fine-tuning; None (and one notification) if refused."""
@@ -302,7 +301,7 @@ class FineTuneWidget(Container):
         if not entry.downloaded:
             return DownloadJob(entry.value, None, self._downloaded)
         settings = self.settings()
-        optics = self.pairs_optics(entry.task)
+        optics = typed_pair_optics(self.pair_optics.values(), entry.task)  # a bad value: refused at once
         if describe_device(settings.device).startswith("unavailable"):
             raise InputError(describe_device(settings.device).removeprefix("unavailable: "))
         base = get_model(entry.value)

@@ -18,13 +18,16 @@ from typing import Any
 import numpy as np
 
 from .._runtime import Progress, drive
-from ..io.pairs import iter_read_folders, match_folders
+from ..io.pairs import common_pixel, iter_read_folders, match_folders, tiff_files
+from ..io.readers import open_source
 from ..model.files import SUFFIX
 from ..model.metadata import ModelMetadata
 from ..registry import REGISTRY, user_model_dir
+from ..settings import PairOptics
 from ..tasks import InputError
 from ..training.checkpoint import checkpoint_path
 from ..training.data import RawPairs, split_indices
+from ..training.optics import pairs_pixel_um
 from .inputs import check_layer, layer_pixel_um
 
 
@@ -179,9 +182,50 @@ def iter_pairs_from_layers(
         yield Progress(k + 1, n, f"reading pair {k + 1}/{n}")
     names = [f"{input_layer.name}[{k}]" for k in range(len(inputs))]
     about = f"{len(inputs)} pairs from layers {input_layer.name!r} / {target_layer.name!r}"
-    pixel, _ = layer_pixel_um(input_layer)  # as the reconstruction widget reads it: units, samples, file metadata
-    scale = float(input_layer.scale[-1])  # else napari-cvdm's convention: a scale in µm; 1.0 is "no scale set"
-    return RawPairs(inputs, targets, names, about, input_pixel_um=pixel or (None if scale == 1.0 else scale))
+    return RawPairs(inputs, targets, names, about, input_pixel_um=input_layer_pixel_um(input_layer))
+
+
+def input_layer_pixel_um(layer: Any) -> float | None:
+    """An input layer's pixel size (µm), as the reconstruction widget reads it (units, samples, file metadata),
+    else napari-cvdm's convention of a scale in µm (1.0: napari's "no scale set")."""
+    pixel, _ = layer_pixel_um(layer)
+    scale = float(layer.scale[-1])
+    return pixel or (None if scale == 1.0 else scale)
+
+
+def typed_pair_optics(values: dict[str, Any], task: str) -> dict[str, Any]:
+    """The pair optics typed in the widget as ``prepare_data`` takes them (empty: the files' or layer's pixel size,
+    else the base model's; the NA only for SR, the defocus only for phase) and the camera offset; raises
+    ``ValidationError`` naming a bad value."""
+    optics = PairOptics(**values)
+    stated = optics.stated()
+    stated.pop("defocus_um" if task == "super-resolution" else "numerical_aperture", None)
+    return {**stated, "camera_offset": optics.camera_offset}
+
+
+def counts_text(count: DataCount, info: ModelMetadata, typed_pixel: str, data: Any) -> str:
+    """The counts line, with the pixel size the pairs state (``data``: the input layer, or the input folder as a
+    ``Path``), unless one is typed, and, where it is not the base model's, that the new model will state it; files
+    that disagree on it are refused here already."""
+    text = count.text()
+    if typed_pixel.strip():
+        return text
+    if not isinstance(data, Path):
+        pixel, where = input_layer_pixel_um(data), "the input layer"
+    else:
+        pixels = {}
+        for name, path in tiff_files(data).items():
+            with open_source(path) as opened:
+                pixels[name] = opened.pixel_um
+        raw = RawPairs([], [], [], str(data), common_pixel(pixels), pixels)
+        pixel, where = pairs_pixel_um(raw, None), "the files' metadata"
+    if pixel is None:
+        return text
+    text += f"; pixel {pixel * 1000:.1f} nm ({where})"
+    base = info.input_pixel_um
+    if base is not None and abs(pixel - base) > 1e-3 * base:
+        text += f": the new model will state it (the base: {base * 1000:.1f} nm)"
+    return text
 
 
 iter_pairs_from_folders = iter_read_folders  # the folders' pairs, one at a time (runs in the worker thread)

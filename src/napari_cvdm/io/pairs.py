@@ -21,7 +21,7 @@ from .readers import TIFF_SUFFIXES, open_source
 
 def match_folders(input_dir: str | os.PathLike, target_dir: str | os.PathLike) -> list[tuple[str, Path, Path]]:
     """(name, input file, target file) for TIFF files with the same name in both folders; refuses unmatched files."""
-    inputs, targets = _tiff_files(input_dir), _tiff_files(target_dir)
+    inputs, targets = tiff_files(input_dir), tiff_files(target_dir)
     common = sorted(inputs.keys() & targets.keys())
     only_in, only_tg = sorted(inputs.keys() - targets.keys()), sorted(targets.keys() - inputs.keys())
     if only_in or only_tg or not common:
@@ -33,7 +33,8 @@ def match_folders(input_dir: str | os.PathLike, target_dir: str | os.PathLike) -
     return [(name, inputs[name], targets[name]) for name in common]
 
 
-def _tiff_files(folder: str | os.PathLike) -> dict[str, Path]:
+def tiff_files(folder: str | os.PathLike) -> dict[str, Path]:
+    """The TIFF files of ``folder`` by name (file name without its last suffix); refuses a missing or empty folder."""
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError(f"folder not found: {folder}")
