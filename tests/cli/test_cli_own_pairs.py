@@ -87,3 +87,20 @@ def test_calibrate_takes_the_pairs_pixel_size_and_refuses_pairs_that_state_none(
     assert main([*args, "--pixel-size", "62.6nm", "-o", str(tmp_path / "c.cvdm"), *FAST]) == 0
     assert main(["calibrate", "--model", str(base), "--pixel-size", "0.1", "-o", str(tmp_path / "d.cvdm")]) == 2
     assert "--pixel-size: for your own pairs (--inputs / --targets) only" in capsys.readouterr().err
+
+
+def test_calibrating_phase_pairs_at_another_defocus_reconstructs_them_at_it(tmp_path, capsys):
+    """Pairs at d = 3 µm (λ·d/p² 1.5× the tiny model's) are reconstructed as predict would: resampled exactly to
+    the model's λ·d/p², the phase back on the input grid, so the targets fit and the calibration is stored."""
+    model = tiny_model("phase", name="phase")
+    path = save_model(tmp_path / "phase.cvdm", model.network, model.info)
+    rng = np.random.default_rng(8)
+    for k in range(2):
+        _ome(tmp_path / "in" / f"p{k}.tif", rng.uniform(500, 700, (2, 128, 128)), 210)
+        _ome(tmp_path / "gt" / f"p{k}.tif", rng.normal(size=(128, 128)), 210)
+    args = ["calibrate", "--model", str(path), "--inputs", str(tmp_path / "in"), "--targets", str(tmp_path / "gt")]
+    out = tmp_path / "cal.cvdm"
+    assert main([*args, "--defocus", "3um", "--no-bins", "-o", str(out), *FAST]) == 0, capsys.readouterr().err
+    assert load_model(out).info.calibrations[0].n_images == 2
+    assert main([*args, "--defocus", "2000", "-o", str(out), "--overwrite", *FAST]) == 2
+    assert "invalid setting: --defocus: --defocus '2000' = 2000 µm is implausibly large" in capsys.readouterr().err
