@@ -66,17 +66,11 @@ def read_input(
             shape = (*shape[:-2], 2, *shape[-2:])
         if fits is not None:
             fits(shape)
-        planes = [_pixels(source) for source in sources]
+        planes = [source.read_all() for source in sources]
     image = planes[0] if len(planes) == 1 else np.stack(planes, axis=-3)
     stating = next((k for k, source in enumerate(sources) if source.pixel_um), 0)
     name = " + ".join(map(str, paths))
     return image, name, sources[stating].pixel_um, _metadata_of(paths[stating])
-
-
-def _pixels(source) -> np.ndarray:
-    """All of an open source's pixels, its size-1 channel axes dropped."""
-    image = np.asarray(source.array[...])
-    return np.asarray(image.squeeze(source.squeeze) if source.squeeze else image)
 
 
 def _metadata_of(path: Path) -> str:

@@ -45,13 +45,10 @@ def tiff_files(folder: str | os.PathLike) -> dict[str, Path]:
 
 
 def read_image(path: str | os.PathLike) -> tuple[np.ndarray, float | None]:
-    """The whole image of one TIFF file (its size-1 axes kept as the file has them) and the pixel size in µm it
-    states (None: none)."""
+    """The whole image of one TIFF file (:meth:`~.readers.PlaneSource.read_all`) and the pixel size in µm it states
+    (None: none)."""
     with open_source(Path(path)) as source:
-        image = np.asarray(source.array[...])
-        if source.squeeze:
-            image = image.squeeze(source.squeeze)
-        return image, source.pixel_um
+        return source.read_all(), source.pixel_um
 
 
 def iter_read_folders(

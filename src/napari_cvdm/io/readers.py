@@ -81,6 +81,11 @@ class PlaneSource:
             plane = plane.compute()
         return np.asarray(plane)
 
+    def read_all(self) -> np.ndarray:
+        """Every pixel as one NumPy array of :attr:`shape` (the ``squeeze`` axes dropped): for inputs held in memory."""
+        image = np.asarray(self.array[...])
+        return np.asarray(image.squeeze(self.squeeze) if self.squeeze else image)
+
     def planes(self) -> Iterator[tuple[int, np.ndarray]]:
         for k in range(self.n_planes):
             yield k, self.plane(k)
