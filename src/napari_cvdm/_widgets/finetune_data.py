@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from .._runtime import Progress, drive
-from ..io.pairs import common_pixel, iter_read_folders, match_folders, tiff_files
+from ..io.pairs import iter_read_folders, match_folders, tiff_files
 from ..io.readers import open_source
 from ..model.files import SUFFIX
 from ..model.metadata import ModelMetadata
@@ -27,7 +27,7 @@ from ..settings import PairOptics
 from ..tasks import InputError
 from ..training.checkpoint import checkpoint_path
 from ..training.data import RawPairs, split_indices
-from ..training.optics import pairs_pixel_um
+from ..training.optics import differs, pairs_pixel_um
 from .inputs import check_layer, layer_pixel_um
 
 
@@ -217,13 +217,12 @@ def counts_text(count: DataCount, info: ModelMetadata, typed_pixel: str, data: A
         for name, path in tiff_files(data).items():
             with open_source(path) as opened:
                 pixels[name] = opened.pixel_um
-        raw = RawPairs([], [], [], str(data), common_pixel(pixels), pixels)
-        pixel, where = pairs_pixel_um(raw, None), "the files' metadata"
+        pixel, where = pairs_pixel_um(RawPairs([], [], [], str(data), file_pixels=pixels), None), "the files' metadata"
     if pixel is None:
         return text
     text += f"; pixel {pixel * 1000:.1f} nm ({where})"
     base = info.input_pixel_um
-    if base is not None and abs(pixel - base) > 1e-3 * base:
+    if base is not None and differs(pixel, base):
         text += f": the new model will state it (the base: {base * 1000:.1f} nm)"
     return text
 

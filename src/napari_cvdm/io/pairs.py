@@ -16,6 +16,7 @@ import numpy as np
 from .._runtime import Progress, drive
 from ..tasks import InputError
 from ..training.data import RawPairs
+from ..training.optics import common_pixel
 from .readers import TIFF_SUFFIXES, open_source
 
 
@@ -72,13 +73,3 @@ def iter_read_folders(
 def read_folders(input_dir: str | os.PathLike, target_dir: str | os.PathLike) -> RawPairs:
     """:func:`iter_read_folders` run to its end."""
     return drive(iter_read_folders(input_dir, target_dir))
-
-
-def common_pixel(pixels: dict[str, float | None]) -> float | None:
-    """The one pixel size (µm) every file states (1 % apart at most); None where one states none or they differ
-    (:func:`~napari_cvdm.training.optics.pairs_pixel_um` then names them)."""
-    values = list(pixels.values())
-    if not values or not all(values):
-        return None
-    first = values[0]
-    return first if all(abs(p - first) <= 0.01 * first for p in values) else None

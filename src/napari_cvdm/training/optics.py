@@ -20,22 +20,36 @@ from ..tasks import InputError, dark_subtracted
 from .data import RawPairs
 
 SAME = 1e-3  # relative difference below which a stated value is the header's own
+AGREE = 0.01  # relative difference within which input files state the same pixel size
+
+
+def common_pixel(pixels: dict[str, float | None]) -> float | None:
+    """The one pixel size (µm) every file states (within :data:`AGREE` of the first); None where one states none
+    or they differ (:func:`pairs_pixel_um` then names them)."""
+    values = list(pixels.values())
+    if not values or not all(values):
+        return None
+    first = values[0]
+    return first if all(abs(p - first) <= AGREE * first for p in values) else None
 
 
 def pairs_pixel_um(raw: RawPairs, stated: float | None) -> float | None:
-    """The input pixel size (µm) of ``raw``: ``stated`` (the user's), else what its files state in common; files
-    that state different sizes, or some a size and others none, are refused (naming two) unless one is stated."""
+    """The input pixel size (µm) of ``raw``: ``stated`` (the user's), else what its files state in common (pairs
+    from layers: ``raw.input_pixel_um``); files that state different sizes, or some a size and others none, are
+    refused (naming two) unless one is stated."""
     if stated is not None:
         return stated
-    if raw.input_pixel_um is not None or not any(raw.file_pixels.values()):
+    if not any(raw.file_pixels.values()):
         return raw.input_pixel_um
+    if (common := common_pixel(raw.file_pixels)) is not None:
+        return common
     named = [(name, p) for name, p in raw.file_pixels.items() if p]
     silent = [name for name, p in raw.file_pixels.items() if not p]
     first, size = named[0]
     if silent:
         problem = f"{first} states {size * 1000:.1f} nm pixels but {silent[0]} states none"
     else:
-        other, other_size = next((n, p) for n, p in named if abs(p - size) > 0.01 * size)
+        other, other_size = next((n, p) for n, p in named if abs(p - size) > AGREE * size)
         problem = f"{first} states {size * 1000:.1f} nm pixels but {other} {other_size * 1000:.1f} nm"
     raise InputError(
         f"the input files do not agree on their pixel size: {problem}. One model has one pixel size: use images of "
@@ -59,7 +73,7 @@ def subtract_offset(raw: RawPairs, offset: float) -> RawPairs:
     return RawPairs(inputs, raw.targets, raw.names, source, raw.input_pixel_um, dict(raw.file_pixels))
 
 
-def _differs(stated: float | None, header: float | None) -> bool:
+def differs(stated: float | None, header: float | None) -> bool:
     """True where a stated value is news to the header: it states none, or another (beyond rounding)."""
     return stated is not None and (header is None or abs(stated - header) > SAME * header)
 
@@ -81,7 +95,7 @@ def with_data_optics(info: ModelMetadata, optics: dict[str, Any], about: str) ->
     update = {
         header: float(optics[name])
         for name, header in fields.items()
-        if optics.get(name) is not None and _differs(optics[name], getattr(info, header))
+        if optics.get(name) is not None and differs(optics[name], getattr(info, header))
     }
     if not update:
         return info
