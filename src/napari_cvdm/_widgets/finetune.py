@@ -301,7 +301,7 @@ class FineTuneWidget(Container):
         if not entry.downloaded:
             return DownloadJob(entry.value, None, self._downloaded)
         settings = self.settings()
-        optics = typed_pair_optics(self.pair_optics.values(), entry.task)  # a bad value: refused at once
+        optics = typed_pair_optics(self.pair_optics.values())  # a bad value: refused at once
         if describe_device(settings.device).startswith("unavailable"):
             raise InputError(describe_device(settings.device).removeprefix("unavailable: "))
         base = get_model(entry.value)

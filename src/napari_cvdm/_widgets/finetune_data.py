@@ -193,14 +193,13 @@ def input_layer_pixel_um(layer: Any) -> float | None:
     return pixel or (None if scale == 1.0 else scale)
 
 
-def typed_pair_optics(values: dict[str, Any], task: str) -> dict[str, Any]:
+def typed_pair_optics(values: dict[str, Any]) -> dict[str, Any]:
     """The pair optics typed in the widget as ``prepare_data`` takes them (empty: the files' or layer's pixel size,
-    else the base model's; the NA only for SR, the defocus only for phase) and the camera offset; raises
-    ``ValidationError`` naming a bad value."""
+    else the base model's) and the camera offset; raises ``ValidationError`` naming a bad value.  A field of the
+    other task (the NA for phase, the defocus for SR) is ignored by
+    :func:`~napari_cvdm.training.optics.with_data_optics`."""
     optics = PairOptics(**values)
-    stated = optics.stated()
-    stated.pop("defocus_um" if task == "super-resolution" else "numerical_aperture", None)
-    return {**stated, "camera_offset": optics.camera_offset}
+    return {**optics.stated(), "camera_offset": optics.camera_offset}
 
 
 def counts_text(count: DataCount, info: ModelMetadata, typed_pixel: str, data: Any) -> str:
