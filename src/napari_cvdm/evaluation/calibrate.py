@@ -189,14 +189,15 @@ def fit_measured(
 
 
 def _sampler_run(
-    model: TrainedModel, wanted: SamplerSetting, n_samples: int, seed: int, device: str
+    model: TrainedModel, wanted: SamplerSetting, n_samples: int, seed: int, device: str, camera_offset: float = 0.0
 ) -> tuple[ReconstructSettings, SamplerPlan]:
     """The reconstruction settings and sampler plan of one setting to calibrate; an invalid one raises
     :class:`InputError` naming it."""
     try:
         run = ReconstructSettings(
-            n_samples=n_samples, steps=wanted.steps, method=wanted.method, eta=wanted.eta, seed=seed, device=device
-        )
+            n_samples=n_samples, steps=wanted.steps, method=wanted.method, eta=wanted.eta, seed=seed, device=device,
+            camera_offset=camera_offset,
+        )  # fmt: skip
     except ValidationError as err:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))} = {e['input']!r}: {e['msg']}" for e in err.errors())
         raise InputError(f"cannot calibrate this sampler setting: {problems}") from None
@@ -230,15 +231,11 @@ def iter_calibrate(
     setting, the per-image raw variances, errors, means (network units) and conditions, to refit without
     reconstructing (:func:`fit_measured`)."""
     check_calibration_size(len(pairs), n_samples)
-    runs = [_sampler_run(model, wanted, n_samples, seed, device) for wanted in settings_to_fit]  # all, before any work
+    runs = [_sampler_run(model, wanted, n_samples, seed, device, camera_offset) for wanted in settings_to_fit]
     calibrations = []
     total = len(pairs) * len(settings_to_fit)
-    runs = [(run.model_copy(update={"camera_offset": camera_offset}), plan) for run, plan in runs]
-    noise_xi = (
-        [estimated_noise_xi(model.info.task, dark_subtracted(image, camera_offset)) for image, _ in pairs]
-        if model.info.task == "phase"
-        else []
-    )
+    seen = [dark_subtracted(image, camera_offset) for image, _ in pairs]  # what the reconstructions see, once
+    noise_xi = [estimated_noise_xi(model.info.task, image) for image in seen] if model.info.task == "phase" else []
     own = model.info.input_psf_fwhm_px
     if psf_fwhm_px is not None and len(psf_fwhm_px) != len(pairs):
         raise ValueError(f"{len(psf_fwhm_px)} PSF widths for {len(pairs)} pairs")
@@ -268,11 +265,11 @@ def iter_calibrate(
                 return [Progress(done, total, stage)] if isinstance(event, Progress) else []
 
             result = yield from relay(job, translate)
-            seen = dark_subtracted(image, camera_offset)  # the intensities whose percentiles set the SR units
-            variance, err = network_units_error(result, seen, truth, model.info)
+            # the intensities whose percentiles set the SR units are the dark-subtracted ones
+            variance, err = network_units_error(result, seen[k], truth, model.info)
             variances.append(variance)
             errors.append(err)
-            means.append(network_units_mean(result, seen, model.info))
+            means.append(network_units_mean(result, seen[k], model.info))
         measured = {
             "method": plan.method, "eta": plan.eta, "steps": result.nfe_per_sample, "n_samples": n_samples,
             "variances": variances, "errors": errors, "means": means, "noise_xi": noise_xi, "psf_factor": psf_factor,
