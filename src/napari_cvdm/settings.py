@@ -11,6 +11,7 @@ from .model.metadata import SamplerMethod, TieMethod, parse_length_um
 
 DEFAULT_TILE_OVERLAP = 32  # output pixels shared by neighbouring tiles unless the tiles are smaller than twice this
 LENGTH_LIMITS_UM = {"pixel_size_um": 20.0, "wavelength_um": 5.0, "defocus_um": 1000.0}  # above: probably not µm
+MAX_NA = 1.7  # no objective's numerical aperture is larger
 
 
 def stated_length_um(value: object, field: str) -> float | None:
@@ -78,7 +79,7 @@ class ReconstructSettings(BaseModel):
         None, description="SR: emission λ, phase: illumination λ, µm or with a unit ('670nm'); None: the model's"
     )
     numerical_aperture: float | None = Field(
-        None, gt=0, le=1.7, description="SR: detection NA of the objective; None: the model's"
+        None, gt=0, le=MAX_NA, description="SR: detection NA of the objective; None: the model's"
     )
     defocus_um: float | None = Field(
         None, description="phase: the planes are at −d and +d, d in µm or with a unit; None: the model's"
@@ -224,7 +225,7 @@ class PairOptics(BaseModel):
         None, description="SR emission λ, phase illumination λ, µm or with a unit; None: the base model's"
     )
     numerical_aperture: float | None = Field(
-        None, gt=0, le=1.7, description="SR: detection NA of the objective; None: the base model's"
+        None, gt=0, le=MAX_NA, description="SR: detection NA of the objective; None: the base model's"
     )
     defocus_um: float | None = Field(
         None, description="phase: the planes at −d and +d, d in µm or with a unit; None: the base model's"

@@ -44,7 +44,7 @@ from ..physics.noise import (
 )
 from ..physics.optics import foreground_mean
 from ..physics.settings import SRSimulation
-from ..settings import ADAPT_PAIRS, ADAPT_SIZE, TrainSettings, adapt_train_settings
+from ..settings import ADAPT_PAIRS, ADAPT_SIZE, LENGTH_LIMITS_UM, MAX_NA, TrainSettings, adapt_train_settings
 from .data import DataError, PairedDataset
 from .jobs import finetune_start
 from .loop import TrainProgress
@@ -72,11 +72,11 @@ class Microscope:
 
     def __post_init__(self) -> None:
         """Refuse values no microscope has (an NA of 13, a negative pixel) before any noise estimate or training."""
-        limits = {  # field: (what the user knows it as, unit, largest plausible value)
-            "pixel_um": ("pixel size", " µm", 20.0),
-            "wavelength_um": ("wavelength", " µm", 5.0),
-            "numerical_aperture": ("NA of the objective", "", 1.7),
-            "defocus_um": ("defocus d", " µm", 1000.0),
+        limits = {  # field: (what the user knows it as, unit, largest plausible value: the settings' own)
+            "pixel_um": ("pixel size", " µm", LENGTH_LIMITS_UM["pixel_size_um"]),
+            "wavelength_um": ("wavelength", " µm", LENGTH_LIMITS_UM["wavelength_um"]),
+            "numerical_aperture": ("NA of the objective", "", MAX_NA),
+            "defocus_um": ("defocus d", " µm", LENGTH_LIMITS_UM["defocus_um"]),
         }
         for name, (what, unit, upper) in limits.items():
             value = getattr(self, name)
