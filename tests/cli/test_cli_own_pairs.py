@@ -81,7 +81,7 @@ def test_calibrate_takes_the_pairs_pixel_size_and_refuses_pairs_that_state_none(
     args = ["calibrate", "--model", str(base), "--inputs", str(inputs), "--targets", str(targets)]
     assert main([*args, "-o", str(tmp_path / "c.cvdm"), *FAST]) == 2
     err = capsys.readouterr().err
-    assert "state no pixel size" in err and "--pixel-size" in err
+    assert "the input folder" in err and "states no pixel size" in err and "--pixel-size" in err
     assert main([*args, "--pixel-size", "108nm", "-o", str(tmp_path / "c.cvdm"), *FAST]) == 2  # other optics
     assert "does not cover these optics" in capsys.readouterr().err
     assert main([*args, "--pixel-size", "62.6nm", "-o", str(tmp_path / "c.cvdm"), *FAST]) == 0

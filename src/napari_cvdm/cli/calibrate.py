@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .flags import OPTICS_FLAGS, add_model_flags, add_optics_flags, model_overrides, progress_line
-from .predict import checked_device
+from .predict import checked_device, stated_pixel
 
 if TYPE_CHECKING:
     from ..evaluation.calibrate import CalibrationPairs
@@ -37,15 +37,10 @@ def _pairs(args: argparse.Namespace, model: Any) -> CalibrationPairs:
     from ..training.optics import pairs_pixel_um
 
     raw = read_folders(args.inputs, args.targets)
-    pixel = pairs_pixel_um(raw, stated.pixel_size_um)
-    if pixel is None and model.info.covered_optics() is not None:
-        raise InputError(
-            f"the inputs in {args.inputs} state no pixel size (no OME-TIFF or ImageJ calibration); give it with "
-            f"--pixel-size, e.g. --pixel-size 108nm. {model.info.name} assumes {model.info.input_pixel_um * 1000:.1f} "
-            "nm pixels and checks yours against its range, as every reconstruction does"
-        )
-    if pixel is not None:
-        optics["pixel_size_um"] = pixel
+    # the pixel size as predict takes it: stated, else the files', else refused for a model that states its optics
+    name = f"the input folder {args.inputs}"
+    stated, _ = stated_pixel(stated, model, name, pairs_pixel_um(raw, stated.pixel_size_um), "its files' metadata")
+    optics = stated.stated()
     pairs = list(zip(raw.inputs, raw.targets, strict=True))
     about = f"{len(pairs)} validation pairs from {args.inputs} / {args.targets}"
     return CalibrationPairs(
