@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import difflib
+from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ._runtime.device import resolve_device
 from .model.metadata import SamplerMethod, TieMethod, parse_length_um
+from .tasks import InputError
+
+Settings = TypeVar("Settings", bound=BaseModel)
 
 DEFAULT_TILE_OVERLAP = 32  # output pixels shared by neighbouring tiles unless the tiles are smaller than twice this
 LENGTH_LIMITS_UM = {"pixel_size_um": 20.0, "wavelength_um": 5.0, "defocus_um": 1000.0}  # above: probably not µm
@@ -17,6 +21,37 @@ MAX_NA = 1.7  # no objective's numerical aperture is larger
 def stated_length_um(value: object, field: str) -> float | None:
     """An optics length field (µm, or a string with a unit) as µm; a unit-less value over its limit is refused."""
     return parse_length_um(value, field, LENGTH_LIMITS_UM[field])
+
+
+class SettingsError(InputError):
+    """Settings that are out of range or unknown; the message names each one with what is allowed."""
+
+
+def settings_problems(err: ValidationError, kind: type[BaseModel] | None = None) -> str:
+    """A pydantic error as one line of ``field: what is wrong`` per problem, without pydantic's links; an unknown
+    field name gets the nearest known one of ``kind`` (``interval_levl`` → ``interval_level``)."""
+    known = list(kind.model_fields) if kind is not None else []
+    parts = []
+    for e in err.errors():
+        where = ".".join(map(str, e["loc"]))
+        if e["type"] == "extra_forbidden":
+            near = difflib.get_close_matches(str(e["loc"][-1]), known, n=1)
+            hint = f"did you mean {near[0]!r}?" if near else f"the settings are {', '.join(known)}"
+            parts.append(f"{where}: not a setting ({hint})" if known else f"{where}: not a setting")
+            continue
+        message = e["msg"].removeprefix("Value error, ")
+        if e["type"] not in ("value_error", "assertion_error") and "input" in e:
+            message += f", got {e['input']!r}"
+        parts.append(f"{where}: {message}" if where else message)
+    return "; ".join(parts)
+
+
+def checked_settings(kind: type[Settings], **values: Any) -> Settings:
+    """``kind(**values)``, or :class:`SettingsError` naming every bad or unknown value and what is allowed."""
+    try:
+        return kind(**values)
+    except ValidationError as err:
+        raise SettingsError(f"invalid {kind.__name__}: {settings_problems(err, kind)}") from None
 
 
 class ReconstructSettings(BaseModel):

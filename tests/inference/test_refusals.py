@@ -52,12 +52,16 @@ def refused_at_once(model, image, exc, match, **options) -> None:
         ({"tile_size": 16, "tile_overlap": 9}, "at most 8"),
         ({"steps": MAX_STEPS + 1}, f"less than or equal to {MAX_STEPS}"),
         ({"steps": 0}, "greater than or equal to 1"),
-        ({"tile_size": 4}, "greater than or equal to 8"),
+        ({"tile_size": 4}, "greater than or equal to 8, got 4"),
+        ({"interval_levl": 0.5}, "interval_levl: not a setting \\(did you mean 'interval_level'\\?\\)"),
+        ({"method": "euler"}, "method: Input should be 'gamma', 'ancestral' or 'ancestral-euler', got 'euler'"),
     ],
 )
 def test_impossible_settings_are_refused_by_the_settings(tiny_sr_model, widefield, options, match):
-    with pytest.raises(ValidationError, match=match):
+    with pytest.raises(nc.InputError, match=match) as refused:
         nc.reconstruct(tiny_sr_model, widefield, n_samples=1, **options)
+    assert "pydantic" not in str(refused.value)  # one line per problem, no links to pydantic's pages
+    assert not isinstance(refused.value, ValidationError)
 
 
 def test_half_a_tile_of_overlap_is_accepted(tiny_sr_model, widefield):

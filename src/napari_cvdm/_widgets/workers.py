@@ -20,7 +20,7 @@ from superqt.utils import GeneratorWorker, create_worker
 from .._runtime import Progress
 from ..inference.reconstruct import Reconstruction, RunningMean, iter_reconstruct
 from ..model.files import ModelFileError, TrainedModel
-from ..settings import ReconstructSettings
+from ..settings import ReconstructSettings, settings_problems
 from ..tasks import InputError
 
 Event = Progress | RunningMean
@@ -133,16 +133,5 @@ def refusal_message(err: Exception) -> str:
     from pydantic import ValidationError
 
     if isinstance(err, ValidationError):
-        return f"invalid setting: {validation_problems(err)}"
+        return f"invalid setting: {settings_problems(err)}"
     return str(err)
-
-
-def validation_problems(err: Any) -> str:
-    """A pydantic ``ValidationError`` as one line: ``field: message`` per problem (a check across fields, such as
-    the overlap against the tile size, gives its own message, which names the fields)."""
-    parts = []
-    for e in err.errors():
-        where = ".".join(map(str, e["loc"]))
-        message = e["msg"].removeprefix("Value error, ")
-        parts.append(f"{where}: {message}" if where else message)
-    return "; ".join(parts)

@@ -23,6 +23,7 @@ from pydantic import ValidationError
 
 from .._runtime import Progress, relay
 from ..inference.noise_check import estimated_noise_xi
+from ..inference.optics import INTERPOLATE, OpticsMismatch
 from ..inference.reconstruct import Reconstruction, iter_reconstruct, output_shape
 from ..model.files import TrainedModel
 from ..model.metadata import Calibration, ModelMetadata
@@ -40,7 +41,7 @@ from ..physics import (
 from ..sampling.calibration import check_calibration_size, feature_candidates_for, fit_calibration
 from ..sampling.calibration_bins import CONDITIONS, fit_binned_calibrations
 from ..sampling.plan import SamplerPlan, plan_sampler
-from ..settings import ReconstructSettings
+from ..settings import ReconstructSettings, settings_problems
 from ..tasks import InputError, dark_subtracted, input_scale, normalize_target
 
 CALIBRATION_SEED_SR = 20_001  # + 10·structure index; training uses small seeds, the bench 10 000 + …
@@ -199,7 +200,7 @@ def _sampler_run(
             camera_offset=camera_offset,
         )  # fmt: skip
     except ValidationError as err:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))} = {e['input']!r}: {e['msg']}" for e in err.errors())
+        problems = settings_problems(err, ReconstructSettings)
         raise InputError(f"cannot calibrate this sampler setting: {problems}") from None
     return run, plan_sampler(model.info.sampler, run)
 
@@ -244,7 +245,10 @@ def iter_calibrate(
         raise ValueError(f"{len(stated_optics)} stated optics for {len(pairs)} pairs")
     for k, (image, truth) in enumerate(pairs):  # every pair's grid, before any reconstruction
         told = stated_optics[k] if stated_optics is not None else {}
-        expected = output_shape(np.shape(image), model, runs[0][0].model_copy(update=told))
+        try:
+            expected = output_shape(np.shape(image), model, runs[0][0].model_copy(update=told))
+        except OpticsMismatch as err:  # interpolation would put the output off the targets' grid: not a way here
+            raise OpticsMismatch(str(err).replace(f"\n  • {INTERPOLATE}", "")) from None
         if tuple(np.shape(truth)) != tuple(expected):
             raise InputError(
                 f"pair {k + 1}: the target has shape {np.shape(truth)} but the reconstruction of its input "

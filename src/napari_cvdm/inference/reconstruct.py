@@ -20,7 +20,7 @@ import numpy as np
 
 from .._runtime import CancelToken, Progress, drive
 from ..model.files import TrainedModel
-from ..settings import ReconstructSettings
+from ..settings import ReconstructSettings, checked_settings
 from ..tasks import InputError, check_image
 from .bands import Band, RunningMean
 from .noise_check import check_noise, with_stack_saturation
@@ -222,9 +222,12 @@ def reconstruct(
     """Reconstruct ``image`` with ``model``: see :class:`ReconstructSettings` for ``options``.
 
     ``progress(done, total)`` is called after every network evaluation; setting ``cancel`` stops the run within
-    one network evaluation and raises :class:`Cancelled`.
+    one network evaluation and raises :class:`Cancelled`.  A bad or unknown option raises
+    :class:`~napari_cvdm.settings.SettingsError` (an :class:`InputError`) naming it, before any work.
     """
-    settings = ReconstructSettings(n_samples=n_samples, steps=steps, seed=seed, device=device, **options)
+    settings = checked_settings(
+        ReconstructSettings, n_samples=n_samples, steps=steps, seed=seed, device=device, **options
+    )
     events = iter_reconstruct(model, image, settings)
 
     def report(event: object) -> None:
