@@ -106,3 +106,26 @@ def test_calibrating_phase_pairs_at_another_defocus_reconstructs_them_at_it(tmp_
     assert load_model(out).info.calibrations[0].n_images == 2
     assert main([*args, "--defocus", "2000", "-o", str(out), "--overwrite", *FAST]) == 2
     assert "invalid setting: --defocus: --defocus '2000' = 2000 µm is implausibly large" in capsys.readouterr().err
+
+
+def test_a_model_fine_tuned_on_bright_pairs_checks_their_noise_against_them(tmp_path, base, capsys):
+    """The base warns that 3000 photons per frame lie outside its 15–600; fine-tuned on such pairs, the model
+    states their noise and reconstructs another such image without the warning."""
+    from napari_cvdm.physics import SRSimulation, simulate_sr_pair
+
+    settings = SRSimulation(photons=(3000.0, 3000.0))
+    for k in range(3):
+        wf, sim, _ = simulate_sr_pair(settings, 128, np.random.default_rng(41_500 + k))
+        _ome(tmp_path / "in" / f"p{k}.tif", wf, 62.6)
+        _ome(tmp_path / "gt" / f"p{k}.tif", sim, None)
+    image = str(tmp_path / "in" / "p2.tif")
+    assert main(["predict", image, "--model", str(base), "-o", str(tmp_path / "a.tif"), *FAST]) == 0
+    assert "photons above the model's 15–600" in capsys.readouterr().err
+    tuned = tmp_path / "tuned.cvdm"
+    folders = ["--input-dir", str(tmp_path / "in"), "--target-dir", str(tmp_path / "gt")]
+    job = ["train", "--task", "sr", "--base-model", str(base), *folders,
+           "--steps", "1", "--batch-size", "2", "--patch-size", "32", "--device", "cpu"]  # fmt: skip
+    assert main([*job, "-q", "-o", str(tuned)]) == 0
+    assert "noise: your pairs' noise, estimated from 3 inputs: photons per frame" in capsys.readouterr().out
+    assert main(["predict", image, "--model", str(tuned), "-o", str(tmp_path / "b.tif"), *FAST]) == 0
+    assert "photons" not in capsys.readouterr().err

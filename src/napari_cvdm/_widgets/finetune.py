@@ -45,7 +45,7 @@ from ..training.checkpoint import (
 from ..training.data import DataError
 from ..training.jobs import finetune_start
 from ..training.loop import TrainProgress
-from ..training.optics import optics_change
+from ..training.optics import noise_change, optics_change
 from .catalog import ModelPicker, get_model
 from .events import MODEL_EVENTS
 from .finetune_data import (
@@ -393,5 +393,6 @@ class FineTuneWidget(Container):
             notifications.show_info(
                 f"Fine-tuned model {name!r} saved to {path}; it is in the CVDM reconstruction widget's model list."
                 + (f" Optics: {change}." if (change := optics_change(job.model.info)) else "")
+                + (f" Noise: {noise}." if (noise := noise_change(job.model.info)) else "")
                 + (f" Uncertainty: {calibration}." if calibration else "")
             )

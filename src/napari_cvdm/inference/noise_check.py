@@ -24,16 +24,11 @@ from typing import Any
 import numpy as np
 
 from ..model.metadata import ModelMetadata
-from ..physics.noise import estimate_camera_noise, estimate_phase_noise, sr_cutoff_cycles_per_px
-from ..physics.settings import SRSimulation
+from ..physics.noise import N_FRAMES, estimate_phase_noise, header_noise
 from .optics import OpticsPlan
 
-_SIM = SRSimulation()
-N_FRAMES = _SIM.n_raw_frames  # raw frames the bundled SR training inputs sum (BioSR's widefield)
-GAIN_E_PER_ADU = _SIM.gain_photons_per_count  # the read noise of the headers is in ADU at this gain
 PHOTON_TOLERANCE = 0.25  # one-image photon estimates are within ~20 % on simulated widefield images
 XI_TOLERANCE = 0.25  # ξ is exact on images with flat regions and an upper bound on densely structured ones
-MAX_GAIN_ERROR = 1 / 3  # a fit whose gain is less certain than this gives no estimate
 
 
 def check_noise(
@@ -114,9 +109,9 @@ def _noise_verdict(
                 ranges["read_noise_counts"] = covered.read_noise_counts
             if not any(ranges.values()):
                 return _unchecked()
-            return _check_sr(info, plane, plan, offset, ranges)
+            return _check_sr(estimate_noise(info, plane, plan, offset), ranges)
         if info.task == "phase" and covered is not None and covered.noise_xi is not None:
-            return _check_phase(plane, covered.noise_xi, offset)
+            return _check_phase(estimate_noise(info, plane, plan, offset), covered.noise_xi)
         return _unchecked()
     except Exception as err:  # noqa: BLE001 - an estimate is advice, never the reason a reconstruction fails
         return {"verdict": "unknown", "note": f"noise not estimated: {err}"}
@@ -159,37 +154,29 @@ def _outside(value: float, span: tuple[float, float], tolerance: float, error: f
     return None
 
 
-def _check_sr(
-    info: ModelMetadata,
-    plane: np.ndarray,
-    plan: OpticsPlan | None,
-    offset: float | None,
-    ranges: dict[str, tuple[float, float] | None],
+def estimate_noise(
+    info: ModelMetadata, plane: np.ndarray, plan: OpticsPlan | None = None, offset: float | None = None
 ) -> dict[str, Any]:
-    pixel = _used(plan, info, "pixel_size_um", "input_pixel_um")
-    lam = _used(plan, info, "wavelength_um", "wavelength_um")
-    na = _used(plan, info, "numerical_aperture", "numerical_aperture")
-    if None in (pixel, lam, na):  # the flat-block fit without the band is biased by fine structure: not used
-        return {
-            "verdict": "unknown",
-            "note": "noise not estimated: the pixel size, λ and NA are needed to find the "
-            "noise-only band above the optics' cutoff, and the model and the settings do not state them all",
-        }
-    cutoff = sr_cutoff_cycles_per_px(na, lam, pixel)
-    try:
-        noise = estimate_camera_noise(plane, offset=offset, cutoff_cycles_per_px=cutoff)
-    except ValueError as err:
-        return {"verdict": "unknown", "note": f"noise not estimated: {err}"}
-    if not noise.gain_rel_error <= MAX_GAIN_ERROR:
-        return {
-            "verdict": "unknown",
-            "note": f"noise not estimated: the variance–mean fit is too uncertain (gain ± {noise.gain_rel_error:.0%}); "
-            "a processed or nearly uniform image?",
-            "fit": noise.note,
-        }
-    b = plan.bin if plan is not None else 1  # b×b binning: the network sees the photons of b² pixels
-    per_frame = noise.foreground_photons * b * b / N_FRAMES
-    estimate = {"photons_per_frame": float(per_frame), "gain_e_per_unit": float(noise.gain_e_per_unit)}
+    """The numbers a header's noise range states, estimated from one input plane with the run's optics
+    (``plan``; else the header's): :func:`~napari_cvdm.physics.noise.header_noise`, with ``{"verdict": "unknown",
+    "note": why}`` where it gives none.  Never raises."""
+    if info.task not in ("super-resolution", "phase"):
+        return {"verdict": "unknown", "note": f"no noise model for the task {info.task!r}"}
+    found = header_noise(
+        info.task, plane, offset,
+        pixel_um=_used(plan, info, "pixel_size_um", "input_pixel_um"),
+        wavelength_um=_used(plan, info, "wavelength_um", "wavelength_um"),
+        numerical_aperture=_used(plan, info, "numerical_aperture", "numerical_aperture"),
+        binning=plan.bin if plan is not None else 1,
+    )  # fmt: skip
+    return found if found["estimate"] is not None else {"verdict": "unknown", "note": found["note"]}
+
+
+def _check_sr(estimated: dict[str, Any], ranges: dict[str, tuple[float, float] | None]) -> dict[str, Any]:
+    if "estimate" not in estimated:
+        return estimated
+    estimate = dict(estimated["estimate"])
+    per_frame = estimate["photons_per_frame"]
     problems, parts = [], []
     photons = ranges.get("photons_per_frame")
     parts.append(f"≈ {per_frame:.3g} photons per frame ({N_FRAMES} summed raw frames)")
@@ -199,29 +186,27 @@ def _check_sr(
         if side is not None:
             problems.append(f"photons {side} the model's {photons[0]:g}–{photons[1]:g}")
     reads = ranges.get("read_noise_counts")
-    if reads is not None and noise.offset_source == "given" and math.isfinite(noise.read_noise_units):
-        to_adu = noise.gain_e_per_unit * b / math.sqrt(N_FRAMES) / GAIN_E_PER_ADU
-        read = noise.read_noise_units * to_adu  # its error: the fit's, and the gain's that converts it to ADU
-        read_err = math.hypot(noise.read_noise_error * to_adu, read * noise.gain_rel_error)
-        estimate["read_noise_counts"] = float(read)
+    read_err = estimate.pop("read_noise_error", math.nan)
+    if reads is not None and "read_noise_counts" in estimate:
+        read = estimate["read_noise_counts"]
         parts.append(f"read noise {read:.3g} ± {read_err:.2g} ADU, the model's {reads[0]:g}–{reads[1]:g}")
         side = _outside(read, reads, PHOTON_TOLERANCE, 2 * read_err if math.isfinite(read_err) else 0.0)
         if side is not None:
             problems.append(f"read noise {side} the model's {reads[0]:g}–{reads[1]:g} ADU")
     elif reads is not None:
         parts.append("read noise not compared (camera offset unknown)")
-    return _verdict(problems, parts, estimate, ranges, noise.note)
+        estimate.pop("read_noise_counts", None)
+    return _verdict(problems, parts, estimate, ranges, estimated["note"])
 
 
-def _check_phase(plane: np.ndarray, xi_range: tuple[float, float], offset: float | None) -> dict[str, Any]:
-    try:
-        noise = estimate_phase_noise(plane, offset=offset or 0.0)
-    except ValueError as err:
-        return {"verdict": "unknown", "note": f"noise not estimated: {err}"}
-    parts = [f"ξ ≈ {noise.xi:.3g}, the model's {xi_range[0]:g}–{xi_range[1]:g}"]
-    side = _outside(noise.xi, xi_range, XI_TOLERANCE)
+def _check_phase(estimated: dict[str, Any], xi_range: tuple[float, float]) -> dict[str, Any]:
+    if "estimate" not in estimated:
+        return estimated
+    xi = estimated["estimate"]["noise_xi"]
+    parts = [f"ξ ≈ {xi:.3g}, the model's {xi_range[0]:g}–{xi_range[1]:g}"]
+    side = _outside(xi, xi_range, XI_TOLERANCE)
     problems = [] if side is None else [f"ξ {side} the model's {xi_range[0]:g}–{xi_range[1]:g}"]
-    return _verdict(problems, parts, {"noise_xi": float(noise.xi)}, {"noise_xi": xi_range}, noise.note)
+    return _verdict(problems, parts, {"noise_xi": float(xi)}, {"noise_xi": xi_range}, estimated["note"])
 
 
 def _verdict(

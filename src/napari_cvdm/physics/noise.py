@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from .optics import foreground_mean
+from .settings import SRSimulation
 
 __all__ = [
     "CameraNoise",
@@ -44,6 +45,7 @@ __all__ = [
     "PhaseNoise",
     "estimate_camera_noise",
     "estimate_phase_noise",
+    "header_noise",
     "sr_cutoff_cycles_per_px",
 ]
 
@@ -57,6 +59,9 @@ BAND_MARGIN = 1.15  # the out-of-band region starts this far above the cutoff (P
 BAND_RAMP = 0.05  # cycles per pixel of the raised-cosine edge of the out-of-band mask
 MIN_BAND = 0.05  # at least this share of white-noise power must lie above the cutoff
 PAD = 16
+N_FRAMES = SRSimulation().n_raw_frames  # raw frames the bundled SR training inputs sum (BioSR's widefield)
+GAIN_E_PER_ADU = SRSimulation().gain_photons_per_count  # the headers' read noise is in ADU at this gain
+MAX_GAIN_ERROR = 1 / 3  # an SR fit whose gain is less certain than this gives no estimate
 
 
 class NoiseEstimateError(ValueError):
@@ -286,3 +291,51 @@ def estimate_phase_noise(stack: np.ndarray, offset: float = 0.0) -> PhaseNoise:
         "blocks; an upper bound where fine structure fills the image)"
     )
     return PhaseNoise(xi, sigma, mean, len(squares), note)
+
+
+def header_noise(
+    task: str,
+    plane: np.ndarray,
+    offset: float | None,
+    *,
+    pixel_um: float | None = None,
+    wavelength_um: float | None = None,
+    numerical_aperture: float | None = None,
+    binning: int = 1,
+) -> dict[str, Any]:
+    """The noise numbers a model header states (``ValidOptics``), estimated from one input plane, and how:
+    ``{"estimate": {...} or None, "note": ...}``.  SR ("super-resolution", an (H, W) plane in raw counts):
+    ``photons_per_frame`` (foreground photons of one of the ``N_FRAMES`` summed raw frames, ×b² for b×b binning)
+    and, with the ``offset`` known, ``read_noise_counts`` (ADU per frame at ``GAIN_E_PER_ADU``) and its
+    ``read_noise_error``; it needs the pixel size (µm), λ (µm) and NA for the noise-only band above the cutoff.
+    Phase ((2, H, W)): ``noise_xi``.  Never raises: a failure is ``estimate`` None with its reason."""
+    try:
+        if task == "phase":
+            phase = estimate_phase_noise(plane, offset=offset or 0.0)
+            return {"estimate": {"noise_xi": float(phase.xi)}, "note": phase.note}
+        if pixel_um is None or wavelength_um is None or numerical_aperture is None:
+            return {  # the flat-block fit without the band is biased by fine structure: not used
+                "estimate": None,
+                "note": "noise not estimated: the pixel size, λ and NA are needed to find the noise-only band "
+                "above the optics' cutoff, and the model and the settings do not state them all",
+            }
+        cutoff = sr_cutoff_cycles_per_px(numerical_aperture, wavelength_um, pixel_um)
+        noise = estimate_camera_noise(plane, offset=offset, cutoff_cycles_per_px=cutoff)
+    except Exception as err:  # noqa: BLE001 - an estimate is advice, never the reason a job fails
+        return {"estimate": None, "note": f"noise not estimated: {err}"}
+    if not noise.gain_rel_error <= MAX_GAIN_ERROR:
+        return {
+            "estimate": None,
+            "note": f"noise not estimated: the variance–mean fit is too uncertain (gain ± {noise.gain_rel_error:.0%}); "
+            "a processed or nearly uniform image?",
+        }
+    estimate = {
+        "photons_per_frame": float(noise.foreground_photons * binning**2 / N_FRAMES),
+        "gain_e_per_unit": float(noise.gain_e_per_unit),
+    }
+    if noise.offset_source == "given" and math.isfinite(noise.read_noise_units):
+        to_adu = noise.gain_e_per_unit * binning / math.sqrt(N_FRAMES) / GAIN_E_PER_ADU
+        read = noise.read_noise_units * to_adu  # its error: the fit's, and the gain's that converts it to ADU
+        estimate["read_noise_counts"] = float(read)
+        estimate["read_noise_error"] = float(math.hypot(noise.read_noise_error * to_adu, read * noise.gain_rel_error))
+    return {"estimate": estimate, "note": noise.note}

@@ -35,6 +35,7 @@ from .._runtime import CancelToken, Progress
 from ..model.files import TrainedModel
 from ..model.metadata import ValidOptics
 from ..physics.noise import (
+    MAX_GAIN_ERROR,
     CameraNoise,
     NoiseEstimateError,
     PhaseNoise,
@@ -51,7 +52,6 @@ from .loop import TrainProgress
 from .recalibrate import iter_train_recalibrated
 
 STOKES_SHIFT_UM = 0.027  # emission − excitation of the nominal BioSR set-up (physics.ranges.STOKES_SHIFT_UM)
-MAX_GAIN_ERROR = 1 / 3  # an SR fit whose gain is less certain than this is refused (as the noise check does)
 _HEADER = SRSimulation()  # the headers' noise convention: photons per raw frame of a 9-frame sum, ADU at its gain
 ASSUMED_READ_NOISE_E = _HEADER.read_noise_counts * _HEADER.gain_photons_per_count  # 6.0 e⁻: one BioSR sCMOS frame
 STATE_NOISE = (

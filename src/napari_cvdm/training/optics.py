@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..model.metadata import ModelMetadata, ValidOptics, psf_fwhm_px
+from ..physics.noise import header_noise
 from ..tasks import InputError, dark_subtracted
 from .data import RawPairs
 
@@ -141,6 +142,63 @@ def _rescale_psf_bins(info: ModelMetadata, old: dict[str, float | None]) -> None
         else c
         for c in info.calibrations
     ]
+
+
+NOISE_FIELDS = {"super-resolution": ("photons_per_frame", "read_noise_counts"), "phase": ("noise_xi",)}
+MAX_NOISE_IMAGES = 64  # inputs whose noise is estimated (~20 ms each); more add nothing to a range
+
+
+def with_data_noise(info: ModelMetadata, inputs: list[np.ndarray], offset_known: bool) -> ModelMetadata:
+    """``info`` whose covered noise also spans the noise estimated from the training ``inputs`` (dark-subtracted),
+    by the estimator the noise check runs on a user's image (:func:`~napari_cvdm.physics.noise.header_noise`), so
+    a model fine-tuned on the user's pairs checks later images' noise against what it was trained on.
+    ``offset_known``: a camera offset was given (0 is unknown, as for the noise check), so the SR read noise is
+    separable.  The range is the union of the header's and the pairs' (the base's training noise is not forgotten
+    at once); where no input gives an estimate (processed images) the header's stays.  ``training["data_noise"]``
+    records it."""
+    fields = NOISE_FIELDS.get(info.task)
+    covered = info.covered_optics()
+    if fields is None or covered is None or not inputs:
+        return info
+    step = max(1, len(inputs) // MAX_NOISE_IMAGES)
+    optics = {"pixel_um": info.input_pixel_um, "wavelength_um": info.wavelength_um,
+              "numerical_aperture": info.numerical_aperture}  # fmt: skip
+    offset = 0.0 if offset_known else None
+    estimates = [header_noise(info.task, x, offset, **optics)["estimate"] or {} for x in inputs[::step]]
+    found = {f: [e[f] for e in estimates if f in e] for f in fields}
+    pairs = {f: (min(v), max(v)) for f, v in found.items() if v}
+    if not pairs:
+        return info
+    union = {
+        f: r if getattr(covered, f) is None else (min(r[0], getattr(covered, f)[0]), max(r[1], getattr(covered, f)[1]))
+        for f, r in pairs.items()
+    }
+    basis = f"{covered.basis}; noise: the header's range and that estimated from {len(estimates)} training inputs"
+    new = info.model_copy(deep=True)
+    new.valid_optics = covered.model_copy(update={**union, "basis": basis})
+    record = {
+        "pairs": {f: list(r) for f, r in pairs.items()},
+        "estimated_on": len(estimates),
+        "estimates": {f: len(v) for f, v in found.items()},
+        "covered": {f: list(r) for f, r in union.items()},
+    }
+    new.training = {**new.training, "data_noise": record}
+    return new
+
+
+def noise_change(info: ModelMetadata) -> str | None:
+    """In words, the noise estimated from the user's training pairs and the range the header now states."""
+    record = info.training.get("data_noise")
+    if not record:
+        return None
+    words = {"photons_per_frame": ("photons per frame", ""), "read_noise_counts": ("read noise", " ADU"),
+             "noise_xi": ("noise ξ", "")}  # fmt: skip
+    parts = [
+        f"{words[f][0]} {lo:.3g}–{hi:.3g}{words[f][1]} (covered: {record['covered'][f][0]:.3g}–"
+        f"{record['covered'][f][1]:.3g}{words[f][1]})"
+        for f, (lo, hi) in record["pairs"].items()
+    ]
+    return f"your pairs' noise, estimated from {record['estimated_on']} inputs: {'; '.join(parts)}"
 
 
 def optics_change(info: ModelMetadata) -> str | None:
