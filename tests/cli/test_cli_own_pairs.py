@@ -48,6 +48,7 @@ def test_a_model_fine_tuned_on_108_nm_files_reconstructs_108_nm_files(tmp_path, 
     assert main([*job, "-q", "-o", str(tuned)]) == 0
     out = capsys.readouterr().out
     assert "the header states your pairs' pixel 108 nm, λ 515 nm, NA 1.3 (the base's: pixel 62.6 nm" in out
+    assert "; λ and NA not stated, so the base's: state them if yours differ" in out
     assert load_model(tuned).info.input_pixel_um == pytest.approx(0.108)
     assert main(["predict", image, "--model", str(tuned), "-o", str(tmp_path / "b.tif"), *FAST]) == 0
     assert "in the model's range (PSF width 1.00× its own" in capsys.readouterr().out

@@ -175,6 +175,7 @@ def test_a_model_fine_tuned_on_108_nm_folders_states_their_optics(make_finetune,
     )
     assert "camera offset 100 subtracted" in info.training["data"]["description"]
     assert "Optics: the header states your pairs' pixel 108 nm, λ 600 nm, NA 1.45" in notes["info"][-1]
+    assert "not stated" not in notes["info"][-1]  # all three typed
     widget.pair_optics["pixel_size_um"].value = "a lot"
     assert widget.train() is None
     assert "pixel_size_um" in notes["error"][-1] and "is not a length" in notes["error"][-1]

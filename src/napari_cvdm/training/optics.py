@@ -122,7 +122,11 @@ def with_data_optics(info: ModelMetadata, optics: dict[str, Any], about: str) ->
         )
     new.training = {
         **new.training,
-        "data_optics": {"pairs": {h: getattr(new, h) for h in fields.values()}, "header_before": old},
+        "data_optics": {
+            "pairs": {h: getattr(new, h) for h in fields.values()},
+            "header_before": old,
+            "stated": [h for name, h in fields.items() if optics.get(name) is not None],
+        },
     }
     return new
 
@@ -213,4 +217,9 @@ def optics_change(info: ModelMetadata) -> str | None:
     def say(values: dict[str, float | None]) -> str:
         return ", ".join(f"{units[k][0]} {v * units[k][1]:g}{units[k][2]}" for k, v in values.items() if v is not None)
 
-    return f"the header states your pairs' {say(record['pairs'])} (the base's: {say(record['header_before'])})"
+    text = f"the header states your pairs' {say(record['pairs'])} (the base's: {say(record['header_before'])})"
+    assumed = [units[h][0] for h in record["pairs"] if "stated" in record and h not in record["stated"]]
+    if assumed:  # the base's value, taken for the pairs': a wrong one refuses or biases the model later
+        them = "them" if len(assumed) > 1 else "it"
+        text += f"; {' and '.join(assumed)} not stated, so the base's: state {them} if yours differ"
+    return text
