@@ -184,7 +184,7 @@ def test_cli_refuses_too_few_pairs_with_the_reason(tmp_path, capsys):
     [
         (0, 2, [2], "at least 2 held-out images (one half fits the map, the other measures the intervals); got 0"),
         (2, 1, [2], "at least 2 samples per image (a spread to calibrate); got 1"),
-        (2, 2, [2, 0], "steps = 0: Input should be greater than or equal to 1"),
+        (2, 2, [2, 0], "steps: Input should be greater than or equal to 1, got 0"),
     ],
 )
 def test_a_calibration_that_cannot_be_fitted_is_refused_before_any_reconstruction(
@@ -315,3 +315,31 @@ def test_sr_pairs_of_many_microscopes_are_calibrated_per_psf_width_and_refitted_
     code = main(["calibrate", "--model", "cvdm-sr-widefield", "--from-measurements", str(path), "-o",
                  str(tmp_path / "x.cvdm")])  # fmt: skip
     assert code == 2 and not (tmp_path / "x.cvdm").exists()  # refused in one line, nothing written
+
+
+def test_pairs_resampled_from_other_set_ups_get_calibrations_for_such_runs_that_leave_the_model_s_own(monkeypatch):
+    """Phase pairs at d = 3 µm (λ·d/p² 1.5× the tiny model's, resampled) next to pairs at its own 2 µm: the
+    calibration is fitted on the resampled pairs only, tagged with their factor, and added to the model's own
+    calibration, which a run at the model's set-up keeps using; a run at d = 3 µm uses the new one."""
+    from napari_cvdm.evaluation import calibrate
+
+    monkeypatch.setattr(calibrate, "feature_candidates_for", lambda task: ())
+    model = tiny_model("phase")
+    own = drive(iter_calibrate(model, _noisy_phase_pairs(4), [SamplerSetting(steps=1)], n_samples=2))
+    model = nc.TrainedModel(model.network, with_calibrations(model.info, own))
+    pairs = _noisy_phase_pairs(8)
+    stated = [{"defocus_um": 3.0 if k % 2 else 2.0, "wavelength_um": 0.521, "pixel_size_um": 0.21} for k in range(8)]
+    measured: list = []
+    job = iter_calibrate(model, pairs, [SamplerSetting(steps=1)], n_samples=2, stated_optics=stated,
+                         measurements=measured)  # fmt: skip
+    (setup,) = drive(job)
+    assert setup.fresnel_factor == pytest.approx((1.5, 1.5)) and setup.n_images == 4
+    assert measured[0]["fresnel_factor"][:2] == [None, pytest.approx(1.5)]
+    merged = with_calibrations(model.info, [setup])
+    assert [c.fresnel_factor for c in merged.calibrations] == [c.fresnel_factor for c in own] + [setup.fresnel_factor]
+    both = nc.TrainedModel(model.network, merged)
+    at_3um = nc.reconstruct(both, pairs[1][0], n_samples=2, steps=1, defocus_um=3.0, wavelength_um=0.521,
+                            pixel_size_um=0.21)  # fmt: skip
+    assert "a set-up resampled from λ·d/p² 1.5–1.5× the model's" in at_3um.calibration
+    at_2um = nc.reconstruct(both, pairs[0][0], n_samples=2, steps=1, pixel_size_um=0.21)
+    assert "set-up" not in at_2um.calibration

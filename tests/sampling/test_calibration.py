@@ -312,5 +312,24 @@ def test_an_sr_run_s_psf_width_picks_its_bin_and_a_plane_s_noise_does_not() -> N
     assert chosen.psf_factor == (0.6, 0.85) and "PSF width factor 0.5 is below the calibrated 0.6–1.6: nearest" in note
     chosen, note = select_calibration(cals, "gamma", 1.0, 10, noise_xi=0.05)  # no PSF width known: pooled
     assert chosen is pooled and "pooled over every PSF width" in note
-    with pytest.raises(ValueError, match="not both"):
+    with pytest.raises(ValueError, match="at most"):
         Calibration.model_validate({**pooled.model_dump(), "noise_xi": (0.0, 0.1), "psf_factor": (0.6, 1.0)})
+
+
+def test_a_resampled_phase_set_up_takes_the_set_up_calibration_and_a_run_at_the_model_s_own_the_noise_bins() -> None:
+    nominal = _binned([(0.004, 0.095), (0.095, 0.29)])
+    setup = nominal[0].model_copy(update={"fresnel_factor": (0.5, 0.9), "calibrated_std": [0.05, 5.0]})
+    far = setup.model_copy(update={"fresnel_factor": (1.1, 2.0), "calibrated_std": [0.07, 7.0]})
+    cals = [*nominal, setup, far]
+    chosen, note = select_calibration(cals, "gamma", 1.0, 10, noise_xi=0.05, fresnel_factor=0.6)
+    assert chosen is setup and note.startswith("calibrated for images with a set-up resampled from λ·d/p² 0.5–0.9×")
+    assert select_calibration(cals, "gamma", 1.0, 10, noise_xi=0.05, fresnel_factor=1.8)[0] is far
+    chosen, note = select_calibration(cals, "gamma", 1.0, 10, fresnel_factor=3.0)
+    assert chosen is far and "λ·d/p² factor 3 is above the calibrated 0.5–2: nearest" in note
+    assert select_calibration(cals, "gamma", 1.0, 10, noise_xi=0.05)[0] is nominal[1]  # own set-up: by noise
+    chosen, note = select_calibration(cals, "gamma", 1.0, 10)  # own set-up, no estimate: pooled, not a set-up one
+    assert chosen is nominal[0] and "set-up" not in note
+    chosen, note = select_calibration([setup], "gamma", 1.0, 10, noise_xi=0.05)  # set-up ones only: said so
+    assert chosen is setup and "this run is at the model's own set-up, where the model holds no calibration" in note
+    chosen, note = select_calibration(cals, "gamma", 1.0, 20, fresnel_factor=0.6)
+    assert chosen is setup and "applied to 20 steps" in note

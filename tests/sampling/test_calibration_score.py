@@ -107,7 +107,7 @@ def test_when_the_error_follows_the_structure_the_fit_blends_it_in_and_both_regi
     raws, errs, means = structured(np.random.default_rng(0), 8)
     fresh = structured(np.random.default_rng(1), 6)
     blended = fit_calibration(raws, errs, N, "gamma", 1.0, 10, means=means, smoothing_candidates=(0.0, 2.0))
-    assert blended.score_feature == "structure" and blended.feature_weight >= 0.5 and blended.version == 4
+    assert blended.score_feature == "structure" and blended.feature_weight >= 0.5 and blended.version == 5
     rough, smooth = _ratios(blended, *fresh)
     assert 0.8 < rough < 1.25 and 0.8 < smooth < 1.25
     spread_only = fit_calibration(raws, errs, N, "gamma", 1.0, 10, smoothing_candidates=(0.0, 2.0))

@@ -109,6 +109,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         which = (
             f"estimated noise ξ {c.noise_xi[0]:.3f}–{c.noise_xi[1]:.3f}" if c.noise_xi is not None
             else f"PSF width {c.psf_factor[0]:.2f}–{c.psf_factor[1]:.2f}×" if c.psf_factor is not None
+            else f"set-ups resampled from λ·d/p² {c.fresnel_factor[0]:.2f}–{c.fresnel_factor[1]:.2f}×"
+            if c.fresnel_factor is not None
             else "all images"
         )  # fmt: skip
         of = "the raw sample std"

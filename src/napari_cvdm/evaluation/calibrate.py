@@ -23,7 +23,7 @@ from pydantic import ValidationError
 
 from .._runtime import Progress, relay
 from ..inference.noise_check import estimated_noise_xi
-from ..inference.optics import INTERPOLATE, OpticsMismatch
+from ..inference.optics import INTERPOLATE, OpticsMismatch, plan_optics, resampled_fresnel_factor
 from ..inference.reconstruct import Reconstruction, iter_reconstruct, output_shape
 from ..model.files import TrainedModel
 from ..model.metadata import Calibration, ModelMetadata
@@ -38,7 +38,12 @@ from ..physics import (
     simulate_sr_pair,
     simulate_sr_pair_random,
 )
-from ..sampling.calibration import check_calibration_size, feature_candidates_for, fit_calibration
+from ..sampling.calibration import (
+    CalibrationError,
+    check_calibration_size,
+    feature_candidates_for,
+    fit_calibration,
+)
 from ..sampling.calibration_bins import CONDITIONS, fit_binned_calibrations
 from ..sampling.plan import SamplerPlan, plan_sampler
 from ..settings import ReconstructSettings, settings_problems
@@ -177,8 +182,16 @@ def fit_measured(
 ) -> list[Calibration]:
     """The calibrations of one measured sampler setting (a record of :func:`iter_calibrate`'s ``measurements``) of
     a ``task`` model: pooled, plus one per bin of the images' noise ξ or PSF width factor where those were measured
-    and ``by_condition``; the score blends tried are the task's (``feature_candidates_for``)."""
+    and ``by_condition``; the score blends tried are the task's (``feature_candidates_for``).  Phase pairs that
+    reconstruction resampled from other set-ups get calibrations for such runs only (``fresnel_factor``), unless
+    they are too few for one; then all pairs are fitted as one set."""
     m = measured
+    setups = m.get("fresnel_factor") or []
+    if any(f is not None for f in setups):
+        try:
+            return _setup_calibrations(m, setups, data, by_condition, task)
+        except CalibrationError:  # too few resampled pairs for a calibration of their own: all pairs, as one set
+            pass
     args = (m["variances"], m["errors"])
     setting = (m["n_samples"], m["method"], m["eta"], m["steps"])
     kw = {"data": data, "means": m.get("means"), "feature_candidates": feature_candidates_for(task)}
@@ -187,6 +200,28 @@ def fit_measured(
         if by_condition and values:
             return fit_binned_calibrations(*args, values, condition, *setting, **kw)
     return [fit_calibration(*args, *setting, **kw)]
+
+
+def _setup_calibrations(
+    m: dict[str, Any], setups: Sequence[float | None], data: str, by_condition: bool, task: str
+) -> list[Calibration]:
+    """Phase pairs that reconstruction resampled from other set-ups: calibrations for such runs only, fitted on
+    those pairs (pairs at the model's own set-up are left out: its own calibrations serve them), in bins of
+    λ·d/p² where ``by_condition`` and they gain on held-out pairs, else one covering all of them."""
+    keep = [i for i, f in enumerate(setups) if f is not None]
+    values = [setups[i] for i in keep]
+    pick = {name: [m[name][i] for i in keep] for name in ("variances", "errors")}
+    means = None if m.get("means") is None else [m["means"][i] for i in keep]
+    setting = (m["n_samples"], m["method"], m["eta"], m["steps"])
+    kw = {"data": data, "means": means, "feature_candidates": feature_candidates_for(task)}
+    if by_condition:
+        fitted = fit_binned_calibrations(pick["variances"], pick["errors"], values, "fresnel_factor", *setting, **kw)
+    else:
+        fitted = [fit_calibration(pick["variances"], pick["errors"], *setting, **kw)]
+    if len(fitted) > 1:
+        return fitted[1:]  # the bins; the pool over them is not needed: each resampled run has its factor
+    span = (float(min(values)), float(max(values)))  # type: ignore[type-var]
+    return [fitted[0].model_copy(update={"fresnel_factor": span})]
 
 
 def _sampler_run(
@@ -243,12 +278,15 @@ def iter_calibrate(
     psf_factor = [w / own for w in psf_fwhm_px] if psf_fwhm_px is not None and own is not None else []
     if stated_optics is not None and len(stated_optics) != len(pairs):
         raise ValueError(f"{len(stated_optics)} stated optics for {len(pairs)} pairs")
+    fresnel_factor: list[float | None] = []  # phase pairs resampled from another set-up: theirs
     for k, (image, truth) in enumerate(pairs):  # every pair's grid, before any reconstruction
         told = stated_optics[k] if stated_optics is not None else {}
         try:
             expected = output_shape(np.shape(image), model, runs[0][0].model_copy(update=told))
+            plan = plan_optics(model.info, runs[0][0].model_copy(update=told)) if stated_optics is not None else None
         except OpticsMismatch as err:  # interpolation would put the output off the targets' grid: not a way here
             raise OpticsMismatch(str(err).replace(f"\n  • {INTERPOLATE}", "")) from None
+        fresnel_factor.append(None if plan is None else resampled_fresnel_factor(plan.record))
         if tuple(np.shape(truth)) != tuple(expected):
             raise InputError(
                 f"pair {k + 1}: the target has shape {np.shape(truth)} but the reconstruction of its input "
@@ -277,6 +315,7 @@ def iter_calibrate(
         measured = {
             "method": plan.method, "eta": plan.eta, "steps": result.nfe_per_sample, "n_samples": n_samples,
             "variances": variances, "errors": errors, "means": means, "noise_xi": noise_xi, "psf_factor": psf_factor,
+            "fresnel_factor": fresnel_factor if any(f is not None for f in fresnel_factor) else [],
         }  # fmt: skip
         if measurements is not None:
             measurements.append(measured)
@@ -287,13 +326,18 @@ def iter_calibrate(
 
 def with_calibrations(info: ModelMetadata, calibrations: Sequence[Calibration]) -> ModelMetadata:
     """``info`` with ``calibrations`` replacing every earlier one of the same (method, η, steps), conditioned ones
-    included."""
-    new = {(c.method, round(c.eta, 9), c.steps) for c in calibrations}
-    kept = [c for c in info.calibrations if (c.method, round(c.eta, 9), c.steps) not in new]
+    included; calibrations for resampled set-ups (``fresnel_factor``) replace only those, and the others keep
+    them."""
+
+    def family(c: Calibration) -> tuple:
+        return (c.method, round(c.eta, 9), c.steps, c.fresnel_factor is not None)
+
+    new = {family(c) for c in calibrations}
+    kept = [c for c in info.calibrations if family(c) not in new]
 
     def order(c: Calibration) -> tuple:
-        condition = c.noise_xi or c.psf_factor
-        return (c.method, c.eta, c.steps, condition is not None, condition or ())
+        condition = c.noise_xi or c.psf_factor or c.fresnel_factor
+        return (c.method, c.eta, c.steps, c.fresnel_factor is not None, condition is not None, condition or ())
 
     merged = sorted([*kept, *calibrations], key=order)
     return info.model_copy(update={"calibrations": merged}, deep=True)

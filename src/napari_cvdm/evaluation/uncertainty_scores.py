@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..inference.noise_check import estimated_noise_xi
-from ..inference.optics import network_psf_factor
+from ..inference.optics import network_psf_factor, resampled_fresnel_factor
 from ..inference.reconstruct import Reconstruction
 from ..model.files import TrainedModel
 from ..model.metadata import Calibration
@@ -141,9 +141,11 @@ def run_calibration(model: TrainedModel, result: Reconstruction, image: np.ndarr
     settings = result.settings
     xi = None if image is None else estimated_noise_xi(model.info.task, image)
     psf = network_psf_factor(result.optics or {})
+    setup = resampled_fresnel_factor(result.optics or {})
     cal, _ = select_calibration(
-        model.info.calibrations, settings["method"], settings["eta"], settings["steps"], xi, psf_factor=psf
-    )
+        model.info.calibrations, settings["method"], settings["eta"], settings["steps"], xi, psf_factor=psf,
+        fresnel_factor=setup,
+    )  # fmt: skip
     return cal
 
 

@@ -136,6 +136,15 @@ class OpticsPlan:
         return np.clip(out, 0.0, None) if non_negative else out.astype(np.float32)
 
 
+def resampled_fresnel_factor(record: Mapping[str, Any]) -> float | None:
+    """Phase: λ·d/p² of the stated set-up as a factor of the model's, for a run that resamples the pair to the
+    model's set-up (the condition of set-up calibrations); None for a run at the model's own set-up."""
+    check = record.get("check") or {}
+    if record.get("action") != "resample" or "model_q" not in check:
+        return None
+    return float(check["value"])
+
+
 def network_psf_factor(record: Mapping[str, Any]) -> float | None:
     """SR: the PSF width the network sees, in its input pixels, as a factor of the model's own — the user's factor
     when run as is, divided by the binning, 1 when interpolated to the model's.  None where it is not known: phase,

@@ -28,7 +28,7 @@ from ..settings import ReconstructSettings, overlap_message
 from ..tasks import InputError, check_image, dark_subtracted, output_scale, output_units, plane_condition
 from .bands import Band, BandCalibrator, PlaneSampler, RunningMean
 from .noise_check import estimated_noise_xi
-from .optics import OpticsPlan, network_psf_factor, plan_optics
+from .optics import OpticsPlan, network_psf_factor, plan_optics, resampled_fresnel_factor
 from .tiling import TileLayout
 
 
@@ -151,8 +151,9 @@ class ReconstructionRun:
         calibrations for the run's sampler, the one for the plane's estimated noise ξ (pooled without an
         estimate); otherwise the run's."""
         cals = self.model.info.calibrations
-        if self.calibration is None or conditioned_on(cals, self.calibration) != "noise_xi":
-            return self.calibration, self.calibration_note
+        chosen = self.calibration
+        if chosen is None or chosen.fresnel_factor is not None or conditioned_on(cals, chosen) != "noise_xi":
+            return self.calibration, self.calibration_note  # a resampled set-up's calibration is not by noise
         xi = estimated_noise_xi(self.model.info.task, plane)
         calibration, note = select_calibration(cals, self.plan.method, self.plan.eta, self.nfe, xi)
         return calibration, note if xi is not None else f"this plane's noise could not be estimated: {note}"
@@ -223,7 +224,10 @@ def prepare_run(
         raise InputError(overlap_message(overlap, tile, f"automatic tile size on {device}, which is"))
     nfe = (len(plan.time_grid) - 1) if plan.time_grid is not None else plan.steps
     psf_factor = network_psf_factor(optics.record)  # SR models calibrated per PSF width pick theirs
-    calibration, note = select_calibration(info.calibrations, plan.method, plan.eta, nfe, psf_factor=psf_factor)
+    setup = resampled_fresnel_factor(optics.record)  # a phase pair resampled from another set-up
+    calibration, note = select_calibration(
+        info.calibrations, plan.method, plan.eta, nfe, psf_factor=psf_factor, fresnel_factor=setup
+    )
     if settings.n_samples < 2:
         calibration, note = None, "not calibrated: one sample has no spread; draw at least 2 samples"
     return ReconstructionRun(

@@ -177,6 +177,10 @@ class Calibration(BaseModel):
     the PSF width (in the network's input pixels, as a factor of the model's own optics) of its calibration images;
     a reconstruction picks it by the optics it runs with.  A calibration has at most one such condition.
 
+    ``fresnel_factor`` (version 5): for a phase model, the range of λ·d/p² (as a factor of the model's) of set-ups
+    that reconstruction resamples to the model's (outside its covered range); such a calibration applies to those
+    runs only, in place of the ones fitted at the model's own set-up.
+
     ``score_feature`` (version 3): the knots are in the score u = s^(1 − w)·f^w, the raw std s blended (weight
     ``feature_weight``) with the local structure of the mean or the nearness to the plane's edge f (width
     ``feature_px``; :mod:`~napari_cvdm.sampling.calibration_score`); ``"spread"`` (versions 1–2) is s alone.
@@ -188,10 +192,10 @@ class Calibration(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     version: int = Field(
-        4,
+        5,
         ge=1,
         description="calibration format version (2: optional noise_xi condition; 3: optional score feature; 4: the "
-        "detail feature)",
+        "detail feature; 5: optional fresnel_factor condition)",
     )
     method: SamplerMethod
     eta: float = Field(ge=0, le=1)
@@ -212,6 +216,11 @@ class Calibration(BaseModel):
         description="SR: (low, high) PSF width in the network's input pixels, as a factor of the model's own, of the "
         "images it applies to; None: pooled",
     )
+    fresnel_factor: tuple[float, float] | None = Field(
+        None,
+        description="phase: (low, high) λ·d/p², as a factor of the model's, of the resampled set-ups it applies to; "
+        "None: the model's own set-up",
+    )
     score_feature: Literal["spread", "structure", "border", "detail", "coarse"] = Field(
         "spread",
         description="what is blended with the raw std in the score: nothing, the mean's structure, the edge, the raw "
@@ -227,12 +236,13 @@ class Calibration(BaseModel):
     def _monotone(self) -> Calibration:
         if self.score_feature == "border" and self.feature_weight > 0 and self.feature_px <= 0:
             raise ValueError("a border score needs its length feature_px > 0")
-        for name in ("noise_xi", "psf_factor"):
+        conditions = ("noise_xi", "psf_factor", "fresnel_factor")
+        for name in conditions:
             value = getattr(self, name)
             if value is not None and not 0 <= value[0] <= value[1]:
                 raise ValueError(f"{name}={value} must be (low, high) with 0 ≤ low ≤ high")
-        if self.noise_xi is not None and self.psf_factor is not None:
-            raise ValueError("a calibration is conditioned on the noise ξ or on the PSF width, not both")
+        if sum(getattr(self, name) is not None for name in conditions) > 1:
+            raise ValueError("a calibration is conditioned on one of the noise ξ, the PSF width or the set-up, at most")
         if len(self.raw_std) != len(self.calibrated_std):
             raise ValueError("raw_std and calibrated_std must have the same number of knots")
         if any(b <= a for a, b in itertools.pairwise(self.raw_std)):

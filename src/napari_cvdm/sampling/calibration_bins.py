@@ -9,7 +9,10 @@ end and under-states it at the other.  So next to the pooled calibration, one is
 * ``noise_xi`` — phase: the noise level ξ estimated from the input itself
   (:func:`~napari_cvdm.inference.noise_check.estimated_noise_xi`), per plane;
 * ``psf_factor`` — SR: the PSF width in the network's input pixels as a factor of the model's own, from the optics
-  the run uses (stated by the user, or the model's).
+  the run uses (stated by the user, or the model's);
+* ``fresnel_factor`` — phase: λ·d/p² of a stated set-up outside the model's range, as a factor of the model's, for
+  runs that resample the pair to the model's set-up.  These calibrations are fitted on such resampled pairs only
+  and apply to such runs only, in place of those fitted at the model's own set-up (pooled or by noise).
 
 :func:`select_calibration` picks the bin holding the image's value (the nearest, said so, outside them all), the
 pooled calibration where the value is unknown.
@@ -36,9 +39,9 @@ from .calibration import (
     rests_on,
 )
 
-Condition = Literal["noise_xi", "psf_factor"]
-CONDITIONS: tuple[Condition, ...] = ("noise_xi", "psf_factor")
-MAX_BINS: dict[Condition, int] = {"noise_xi": 3, "psf_factor": 4}  # at most; the count is chosen on held-out images
+Condition = Literal["noise_xi", "psf_factor", "fresnel_factor"]
+CONDITIONS: tuple[Condition, ...] = ("noise_xi", "psf_factor", "fresnel_factor")
+MAX_BINS: dict[Condition, int] = {"noise_xi": 3, "psf_factor": 4, "fresnel_factor": 3}  # at most; chosen held out
 BIN_MIN_GAIN = 0.005  # nats per pixel each bin beyond the first must gain on held-out images
 
 
@@ -47,6 +50,8 @@ def range_text(c: Calibration, condition: Condition) -> str:
     low, high = getattr(c, condition)
     if condition == "noise_xi":
         return f"estimated noise ξ {low:.2g}–{high:.2g}"
+    if condition == "fresnel_factor":
+        return f"a set-up resampled from λ·d/p² {low:.2g}–{high:.2g}× the model's"
     return f"PSF width {low:.2g}–{high:.2g}× the model's"
 
 
@@ -78,7 +83,7 @@ def _in_bin(bins: list[Calibration], condition: Condition, value: float) -> tupl
         best = bins[int(np.argmin(gaps))]
         low, high = ranges[0][0], ranges[-1][1]
         side = "below" if value < low else "above" if value > high else "between"
-        what = "estimated ξ" if condition == "noise_xi" else "PSF width factor"
+        what = {"noise_xi": "estimated ξ", "psf_factor": "PSF width factor"}.get(condition, "λ·d/p² factor")
         where = f" (the image's {what} {value:.2g} is {side} the calibrated {low:.2g}–{high:.2g}: nearest)"
     return best, f"calibrated for images with {range_text(best, condition)}{where} on {rests_on(best)}"
 
@@ -90,6 +95,7 @@ def select_calibration(
     steps: int,
     noise_xi: float | None = None,
     psf_factor: float | None = None,
+    fresnel_factor: float | None = None,
 ) -> tuple[Calibration | None, str]:
     """The calibration for a sampler setting and one sentence saying what it rests on.
 
@@ -98,6 +104,8 @@ def select_calibration(
     Among the calibrations of that setting, the image's condition (``noise_xi``: its estimated phase noise;
     ``psf_factor``: SR, the PSF width factor the run sees) picks the one fitted on images like it when the model
     holds calibrations conditioned on it; without a value (None), or without such calibrations, the pooled one.
+    A phase run that resamples its pair (``fresnel_factor``: its set-up's λ·d/p² as a factor of the model's) takes
+    the model's calibrations for resampled set-ups where it holds them, the others otherwise.
     """
     same = [c for c in calibrations if c.method == method and abs(c.eta - eta) < 1e-9]
     if not same:
@@ -107,11 +115,18 @@ def select_calibration(
         )
     nearest = min({c.steps for c in same}, key=lambda s: (abs(math.log(s) - math.log(steps)), -s))
     at = [c for c in same if c.steps == nearest]
-    pooled = [c for c in at if c.noise_xi is None and c.psf_factor is None]
+    setups = condition_bins(at, at[0], "fresnel_factor")
+    if setups and (fresnel_factor is not None or len(setups) == len(at)):
+        best, note = _in_bin(setups, "fresnel_factor", 1.0 if fresnel_factor is None else fresnel_factor)
+        if fresnel_factor is None:  # better than none, said so
+            note += "; this run is at the model's own set-up, where the model holds no calibration"
+        return best, _steps_note(best, steps, note)
+    at = [c for c in at if c.fresnel_factor is None]
+    pooled = [c for c in at if c.noise_xi is None and c.psf_factor is None and c.fresnel_factor is None]
     condition = conditioned_on(at, at[0])
     bins = condition_bins(at, at[0], condition) if condition else []
-    value = {"noise_xi": noise_xi, "psf_factor": psf_factor}.get(condition or "")
-    what = {"noise_xi": "noise level", "psf_factor": "PSF width"}.get(condition or "", "")
+    value = {"noise_xi": noise_xi, "psf_factor": psf_factor, "fresnel_factor": fresnel_factor}.get(condition or "")
+    what = {"noise_xi": "noise level", "psf_factor": "PSF width", "fresnel_factor": "set-up"}.get(condition or "", "")
     if bins and value is not None:
         best, note = _in_bin(bins, condition, value)  # type: ignore[arg-type]
     elif pooled:
@@ -128,9 +143,14 @@ def select_calibration(
             f"calibrated for images with {range_text(best, condition)} on {rests_on(best)} (the image's {what} "  # type: ignore[arg-type]
             "is not known and the model holds no calibration pooled over all of them)"
         )
+    return best, _steps_note(best, steps, note)
+
+
+def _steps_note(best: Calibration, steps: int, note: str) -> str:
+    """``note``, saying so where ``best`` was fitted at another number of steps than the run's."""
     if best.steps == steps:
-        return best, note
-    return best, (
+        return note
+    return (
         f"calibrated at {best.steps} steps, applied to {steps} steps (not measured at {steps}; calibrate the model "
         f"at these steps with `napari-cvdm calibrate --steps {steps}`); {note.removeprefix('calibrated ')}"
     )
