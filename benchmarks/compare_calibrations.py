@@ -11,6 +11,7 @@ pixel for pixel, and the row-to-row differences are not diluted by sampling nois
     OMP_NUM_THREADS=2 python benchmarks/compare_calibrations.py cvdm-phase-twoshot runs/phase_refit.cvdm --n 16
     OMP_NUM_THREADS=2 python benchmarks/compare_calibrations.py cvdm-sr-widefield runs/sr_refit.cvdm --n 16
     OMP_NUM_THREADS=2 python benchmarks/compare_calibrations.py runs/phase10.cvdm cvdm-phase-twoshot --steps 10
+    OMP_NUM_THREADS=2 python benchmarks/compare_calibrations.py OLD NEW --n 12 --rows 'λd/p²'   # set-up rows only
 
 Per row and file, in the units the spread describes (network units; the ratios do not depend on them):
 Spearman(σ_cal, |err|), err²/σ_cal² as the mean of the images' ratios ± its standard error and pooled over the row's
@@ -65,6 +66,7 @@ def main() -> None:
         help="sampler steps (default: the first file's); a file without a calibration at these "
         "steps is scored with its nearest, as reconstruct() applies it",
     )
+    ap.add_argument("--rows", help="only the rows whose label contains this text (e.g. 'λd/p²': the set-up rows)")
     args = ap.parse_args()
     models = [load_model(m) for m in args.models]
     first = models[0]
@@ -73,6 +75,8 @@ def main() -> None:
     rows: list[tuple[str, list[Uncertainty]]] = []
     t0 = time.perf_counter()
     for label, images in itertools.groupby(bench_pairs(first.info.task, args.n), key=lambda pair: pair[0]):
+        if args.rows and args.rows not in label:
+            continue
         scores = [Uncertainty(args.n_samples) for _ in models]
         for k, (_, image, truth, told) in enumerate(images):
             result = reconstruct(first, image, n_samples=args.n_samples, seed=k, steps=args.steps, **told)

@@ -333,3 +333,15 @@ def test_a_resampled_phase_set_up_takes_the_set_up_calibration_and_a_run_at_the_
     assert chosen is setup and "this run is at the model's own set-up, where the model holds no calibration" in note
     chosen, note = select_calibration(cals, "gamma", 1.0, 20, fresnel_factor=0.6)
     assert chosen is setup and "applied to 20 steps" in note
+
+
+@pytest.mark.parametrize("steps", [5, 10, 20])
+def test_the_bundled_phase_model_calibrates_resampled_set_ups_apart_from_its_own(steps) -> None:
+    from napari_cvdm import load_model
+
+    info = load_model("cvdm-phase-twoshot").info
+    resampled, note = select_calibration(info.calibrations, "gamma", 1.0, steps, noise_xi=0.05, fresnel_factor=1.8)
+    assert resampled.steps == steps and resampled.fresnel_factor[0] <= 0.6 and resampled.fresnel_factor[1] >= 1.8
+    assert "a set-up resampled from λ·d/p²" in note
+    own, _ = select_calibration(info.calibrations, "gamma", 1.0, steps, noise_xi=0.05)
+    assert own.steps == steps and own.fresnel_factor is None and own.noise_xi is not None
