@@ -24,7 +24,7 @@ from pydantic import ValidationError
 from .._runtime import Progress, relay
 from ..inference.noise_check import estimated_noise_xi
 from ..inference.optics import INTERPOLATE, OpticsMismatch, plan_optics, resampled_fresnel_factor
-from ..inference.reconstruct import Reconstruction, iter_reconstruct, output_shape
+from ..inference.reconstruct import Reconstruction, iter_reconstruct, planned_output_shape
 from ..model.files import TrainedModel
 from ..model.metadata import Calibration, ModelMetadata
 from ..physics import (
@@ -185,43 +185,36 @@ def fit_measured(
     and ``by_condition``; the score blends tried are the task's (``feature_candidates_for``).  Phase pairs that
     reconstruction resampled from other set-ups get calibrations for such runs only (``fresnel_factor``), unless
     they are too few for one; then all pairs are fitted as one set."""
-    m = measured
-    setups = m.get("fresnel_factor") or []
-    if any(f is not None for f in setups):
+    setups = measured.get("fresnel_factor") or []
+    resampled = [i for i, f in enumerate(setups) if f is not None]
+    if resampled:
         try:
-            return _setup_calibrations(m, setups, data, by_condition, task)
+            fitted = _fit(_subset(measured, resampled), "fresnel_factor" if by_condition else None, data, task)
         except CalibrationError:  # too few resampled pairs for a calibration of their own: all pairs, as one set
-            pass
+            fitted = []
+        if len(fitted) > 1:
+            return fitted[1:]  # the bins; the pool over them is not needed: each resampled run has its factor
+        if fitted:
+            values = [setups[i] for i in resampled]
+            return [fitted[0].model_copy(update={"fresnel_factor": (min(values), max(values))})]
+    condition = next((c for c in ("noise_xi", "psf_factor") if by_condition and measured.get(c)), None)
+    return _fit(measured, condition, data, task)
+
+
+def _fit(m: dict[str, Any], condition: str | None, data: str, task: str) -> list[Calibration]:
+    """The pooled calibration of a measured record ``m``, with one per bin of ``condition`` (None: pooled only)."""
     args = (m["variances"], m["errors"])
     setting = (m["n_samples"], m["method"], m["eta"], m["steps"])
     kw = {"data": data, "means": m.get("means"), "feature_candidates": feature_candidates_for(task)}
-    for condition in CONDITIONS:
-        values = m.get(condition) or []
-        if by_condition and values:
-            return fit_binned_calibrations(*args, values, condition, *setting, **kw)
-    return [fit_calibration(*args, *setting, **kw)]
+    if condition is None:
+        return [fit_calibration(*args, *setting, **kw)]
+    return fit_binned_calibrations(*args, m[condition], condition, *setting, **kw)  # type: ignore[arg-type]
 
 
-def _setup_calibrations(
-    m: dict[str, Any], setups: Sequence[float | None], data: str, by_condition: bool, task: str
-) -> list[Calibration]:
-    """Phase pairs that reconstruction resampled from other set-ups: calibrations for such runs only, fitted on
-    those pairs (pairs at the model's own set-up are left out: its own calibrations serve them), in bins of
-    λ·d/p² where ``by_condition`` and they gain on held-out pairs, else one covering all of them."""
-    keep = [i for i, f in enumerate(setups) if f is not None]
-    values = [setups[i] for i in keep]
-    pick = {name: [m[name][i] for i in keep] for name in ("variances", "errors")}
-    means = None if m.get("means") is None else [m["means"][i] for i in keep]
-    setting = (m["n_samples"], m["method"], m["eta"], m["steps"])
-    kw = {"data": data, "means": means, "feature_candidates": feature_candidates_for(task)}
-    if by_condition:
-        fitted = fit_binned_calibrations(pick["variances"], pick["errors"], values, "fresnel_factor", *setting, **kw)
-    else:
-        fitted = [fit_calibration(pick["variances"], pick["errors"], *setting, **kw)]
-    if len(fitted) > 1:
-        return fitted[1:]  # the bins; the pool over them is not needed: each resampled run has its factor
-    span = (float(min(values)), float(max(values)))  # type: ignore[type-var]
-    return [fitted[0].model_copy(update={"fresnel_factor": span})]
+def _subset(m: dict[str, Any], keep: Sequence[int]) -> dict[str, Any]:
+    """The measured record ``m`` of the images ``keep`` only."""
+    per_image = ("variances", "errors", "means", *CONDITIONS)
+    return {**m, **{k: [m[k][i] for i in keep] for k in per_image if m.get(k)}}
 
 
 def _sampler_run(
@@ -282,11 +275,11 @@ def iter_calibrate(
     for k, (image, truth) in enumerate(pairs):  # every pair's grid, before any reconstruction
         told = stated_optics[k] if stated_optics is not None else {}
         try:
-            expected = output_shape(np.shape(image), model, runs[0][0].model_copy(update=told))
-            plan = plan_optics(model.info, runs[0][0].model_copy(update=told)) if stated_optics is not None else None
+            optics = plan_optics(model.info, runs[0][0].model_copy(update=told))
         except OpticsMismatch as err:  # interpolation would put the output off the targets' grid: not a way here
             raise OpticsMismatch(str(err).replace(f"\n  • {INTERPOLATE}", "")) from None
-        fresnel_factor.append(None if plan is None else resampled_fresnel_factor(plan.record))
+        expected = planned_output_shape(np.shape(image), model.info, optics)
+        fresnel_factor.append(resampled_fresnel_factor(optics.record))
         if tuple(np.shape(truth)) != tuple(expected):
             raise InputError(
                 f"pair {k + 1}: the target has shape {np.shape(truth)} but the reconstruction of its input "

@@ -20,11 +20,12 @@ import numpy as np
 
 from .._runtime import CancelToken, Progress, drive
 from ..model.files import TrainedModel
+from ..model.metadata import ModelMetadata
 from ..settings import ReconstructSettings, checked_settings
 from ..tasks import InputError, check_image
 from .bands import Band, RunningMean
 from .noise_check import check_noise, with_stack_saturation
-from .optics import plan_optics
+from .optics import OpticsPlan, plan_optics
 from .run import condition_shape, dark_subtracted, output_channels, prepare_run
 
 MAX_STACK_AXES = 2  # leading T and/or Z axes processed plane by plane
@@ -36,6 +37,7 @@ __all__ = [
     "condition_shape",
     "iter_reconstruct",
     "output_shape",
+    "planned_output_shape",
     "reconstruct",
 ]
 
@@ -117,9 +119,13 @@ def _planes(image: np.ndarray, model: TrainedModel) -> tuple[tuple[int, ...], np
 
 def output_shape(plane_shape: tuple[int, ...], model: TrainedModel, settings: ReconstructSettings) -> tuple[int, int]:
     """(H_out, W_out) of one plane's outputs with these settings' optics (binning or resampling included)."""
-    optics = plan_optics(model.info, settings)
+    return planned_output_shape(plane_shape, model.info, plan_optics(model.info, settings))
+
+
+def planned_output_shape(plane_shape: tuple[int, ...], info: ModelMetadata, optics: OpticsPlan) -> tuple[int, int]:
+    """(H_out, W_out) of one plane's outputs under an optics plan already made (:func:`plan_optics`)."""
     net = optics.network_shape(*plane_shape[-2:])
-    return tuple(plane_shape[-2:]) if optics.back_to_input else condition_shape(net, model.info)
+    return tuple(plane_shape[-2:]) if optics.back_to_input else condition_shape(net, info)
 
 
 def iter_reconstruct(

@@ -59,8 +59,9 @@ BAND_MARGIN = 1.15  # the out-of-band region starts this far above the cutoff (P
 BAND_RAMP = 0.05  # cycles per pixel of the raised-cosine edge of the out-of-band mask
 MIN_BAND = 0.05  # at least this share of white-noise power must lie above the cutoff
 PAD = 16
-N_FRAMES = SRSimulation().n_raw_frames  # raw frames the bundled SR training inputs sum (BioSR's widefield)
-GAIN_E_PER_ADU = SRSimulation().gain_photons_per_count  # the headers' read noise is in ADU at this gain
+_SIM = SRSimulation()
+N_FRAMES = _SIM.n_raw_frames  # raw frames the bundled SR training inputs sum (BioSR's widefield)
+GAIN_E_PER_ADU = _SIM.gain_photons_per_count  # the headers' read noise is in ADU at this gain
 MAX_GAIN_ERROR = 1 / 3  # an SR fit whose gain is less certain than this gives no estimate
 
 

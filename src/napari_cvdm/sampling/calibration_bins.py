@@ -122,11 +122,11 @@ def select_calibration(
             note += "; this run is at the model's own set-up, where the model holds no calibration"
         return best, _steps_note(best, steps, note)
     at = [c for c in at if c.fresnel_factor is None]
-    pooled = [c for c in at if c.noise_xi is None and c.psf_factor is None and c.fresnel_factor is None]
+    pooled = [c for c in at if c.noise_xi is None and c.psf_factor is None]
     condition = conditioned_on(at, at[0])
     bins = condition_bins(at, at[0], condition) if condition else []
-    value = {"noise_xi": noise_xi, "psf_factor": psf_factor, "fresnel_factor": fresnel_factor}.get(condition or "")
-    what = {"noise_xi": "noise level", "psf_factor": "PSF width", "fresnel_factor": "set-up"}.get(condition or "", "")
+    value = {"noise_xi": noise_xi, "psf_factor": psf_factor}.get(condition or "")
+    what = {"noise_xi": "noise level", "psf_factor": "PSF width"}.get(condition or "", "")
     if bins and value is not None:
         best, note = _in_bin(bins, condition, value)  # type: ignore[arg-type]
     elif pooled:
