@@ -41,6 +41,20 @@ def test_the_out_of_band_fit_recovers_gain_and_photons_within_a_quarter(photons,
     assert noise.offset_source == "given" and "out-of-band" in noise.note
 
 
+@pytest.mark.parametrize("size", [128, 256])
+def test_bright_images_are_not_read_as_dimmer(size):
+    """At 3000 photons per frame the shot noise is small beside bright structure: structure that the FFT's edge
+    handling leaks into the noise band must not pass for noise (it would read the image as dimmer)."""
+    settings = SRSimulation(photons=(3000.0, 3000.0))
+    found = []
+    for seed in range(40_300, 40_308):
+        image = simulate_sr_pair(settings, size, np.random.default_rng(seed))[0]
+        noise = estimate_camera_noise(image, offset=0.0, cutoff_cycles_per_px=CUTOFF)
+        found.append(noise.foreground_photons / (9 * 3000.0))
+    assert np.median(found) == pytest.approx(1.0, abs=0.06)
+    assert min(found) > 0.85 and max(found) < 1.25, found
+
+
 def test_read_noise_is_measured_where_it_matters():
     counts, _ = _camera(20.0, 10.0, 0.6026, 900.0)  # dim: the read noise is half the noise variance
     noise = estimate_camera_noise(counts, offset=900.0, cutoff_cycles_per_px=CUTOFF)
