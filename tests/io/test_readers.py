@@ -92,8 +92,12 @@ def test_a_colour_tiff_is_refused_as_colour_not_as_a_stack(tmp_path, plane_ndim)
     """An RGB TIFF read as an array is (H, W, 3): a stack of H planes W×3 px to the batch path, unless refused."""
     path = tmp_path / "rgb.tif"
     tifffile.imwrite(path, np.full((64, 48, 3), 9, np.uint8), photometric="rgb")
-    with pytest.raises(InputError, match=r"colour TIFF \(3 samples per pixel, shape \(64, 48, 3\)\)"):
+    with pytest.raises(InputError, match=r"colour TIFF \(3 samples per pixel, shape \(64, 48, 3\), axes YXS\)"):
         open_source(path, plane_ndim)
+    planar = tmp_path / "planar.tif"  # the same colours stored plane after plane: (3, H, W), axes SYX
+    tifffile.imwrite(planar, np.full((3, 64, 48), 9, np.uint8), photometric="rgb", planarconfig="separate")
+    with pytest.raises(InputError, match=r"colour TIFF \(3 samples per pixel, shape \(3, 64, 48\), axes SYX\)"):
+        open_source(planar, plane_ndim)
     gray = tmp_path / "gray.tif"  # three grayscale planes (3, H, W) stay a stack
     tifffile.imwrite(gray, np.full((3, 64, 48), 9, np.uint8), photometric="minisblack")
     assert open_source(gray, plane_ndim).shape == (3, 64, 48)

@@ -149,11 +149,12 @@ def _open_tiff(path: Path, plane_ndim: int) -> PlaneSource:
                 raise InputError(
                     f"{path} is a napari-cvdm output (its mean, error bars …); give the raw images as input"
                 )
-        if series.axes.endswith("S") and series.shape[-1] > 1:  # samples per pixel: an RGB(A) colour image
+        samples = series.shape[series.axes.index("S")] if "S" in series.axes else 1
+        if samples > 1:  # samples per pixel: an RGB(A) colour image, interleaved (YXS) or planar (SYX)
             raise InputError(
-                f"{path} is a colour TIFF ({series.shape[-1]} samples per pixel, shape {series.shape}); napari-cvdm "
-                "needs grayscale intensities: save the channel you recorded on its own (Fiji: Image ▸ Color ▸ Split "
-                "Channels), unconverted"
+                f"{path} is a colour TIFF ({samples} samples per pixel, shape {series.shape}, axes "
+                f"{series.axes}); napari-cvdm needs grayscale intensities: save the channel you recorded on its own "
+                "(Fiji: Image ▸ Color ▸ Split Channels), unconverted"
             )
         store = series.aszarr()
         node = zarr.open(store, mode="r")
