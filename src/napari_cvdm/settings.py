@@ -294,6 +294,11 @@ class TrainJob(BaseModel):
     base_model: str | None = Field(None, description="registered name or .cvdm path to fine-tune (None: scratch)")
     input_dir: str | None = Field(None, description="folder of input TIFFs (pairs matched by file name)")
     target_dir: str | None = Field(None, description="folder of target TIFFs")
+    plus_dir: str | None = Field(
+        None,
+        description="phase: folder of the I(+d) TIFFs, one (H, W) plane each, when the two defocus planes are "
+        "separate files (input_dir then holds the I(−d) ones; matched by file name)",
+    )
     simulate_n: int | None = Field(None, ge=2, description="train on this many simulated pairs instead of folders")
     simulate_size: int = Field(128, ge=16, description="input side of each simulated pair (pixels)")
     simulate_seed: int = Field(0, ge=0, description="seed of the simulated training set")
@@ -334,6 +339,11 @@ class TrainJob(BaseModel):
             )
         if folders and (self.input_dir is None or self.target_dir is None):
             raise ValueError("give both input_dir and target_dir")
+        if self.plus_dir is not None and (self.task != "phase" or self.input_dir is None):
+            raise ValueError(
+                "plus_dir (the I(+d) files) is for phase pairs from folders: give it with task 'phase' and input_dir "
+                "(the I(−d) files)"
+            )
         if self.simulate_n is not None and (self.optics.stated() or self.optics.camera_offset):
             stated = ", ".join([*self.optics.stated(), *(["camera_offset"] if self.optics.camera_offset else [])])
             raise ValueError(

@@ -53,7 +53,8 @@ def check_image(image: np.ndarray, info: ModelMetadata, min_size: int = 1) -> np
             raise InputError(
                 f"phase retrieval needs two defocus planes stacked as (2, H, W) in the order (I(−d), I(+d)); "
                 f"got shape {arr.shape}.{hint} Stack the two planes, pick two layers as I(−d) and I(+d) (napari), or "
-                "give I(+d) with --plus PLUS.tif (napari-cvdm predict)."
+                "give I(+d) with --plus PLUS.tif (napari-cvdm predict); for pairs in folders, the I(+d) files' "
+                "folder (train --plus-dir, calibrate --plus, the fine-tuning widget's I(+d) folder)."
             )
     elif arr.ndim != 2:
         hint = " It looks like an RGB image; convert it to one grayscale channel." if arr.shape[-1] in (3, 4) else ""

@@ -130,3 +130,36 @@ def test_a_model_fine_tuned_on_bright_pairs_checks_their_noise_against_them(tmp_
     assert "noise: your pairs' noise, estimated from 3 inputs: photons per frame" in capsys.readouterr().out
     assert main(["predict", image, "--model", str(tuned), "-o", str(tmp_path / "b.tif"), *FAST]) == 0
     assert "photons" not in capsys.readouterr().err
+
+
+def test_phase_pairs_with_their_defocus_planes_in_two_folders(tmp_path, base, capsys):
+    """I(−d) and I(+d) as separate files (--plus / --plus-dir) calibrate exactly as the same pairs stacked in one
+    file, and train; the folder is refused for an SR model and without the I(−d) folder."""
+    model = tiny_model("phase", name="phase")
+    path = str(save_model(tmp_path / "phase.cvdm", model.network, model.info))
+    rng = np.random.default_rng(9)
+    for k in range(2):
+        stack = rng.uniform(500, 700, (2, 128, 128))
+        _ome(tmp_path / "stacked" / f"p{k}.tif", stack, 210)
+        _ome(tmp_path / "minus" / f"p{k}.tif", stack[0], 210)
+        _ome(tmp_path / "plus" / f"p{k}.tif", stack[1], 210)
+        _ome(tmp_path / "gt" / f"p{k}.tif", rng.normal(size=(128, 128)), 210)
+    fitted = {}
+    split = ["--inputs", str(tmp_path / "minus"), "--plus", str(tmp_path / "plus")]
+    for name, folders in (("stacked", ["--inputs", str(tmp_path / "stacked")]), ("split", split)):
+        out = tmp_path / f"{name}.cvdm"
+        args = ["calibrate", "--model", path, *folders, "--targets", str(tmp_path / "gt"), "-o", str(out)]
+        assert main([*args, "--no-bins", *FAST]) == 0, capsys.readouterr().err
+        fitted[name] = load_model(out).info.calibrations[0]
+    assert fitted["split"].calibrated_std == pytest.approx(fitted["stacked"].calibrated_std, rel=1e-6)
+    assert fitted["split"].n_images == 2
+    job = ["train", "--base-model", path, "--input-dir", str(tmp_path / "minus"), "--target-dir", str(tmp_path / "gt"),
+           "--plus-dir", str(tmp_path / "plus"), "--steps", "1", "--batch-size", "2", "--patch-size", "32",
+           "--val-fraction", "0", "--device", "cpu", "-q"]  # fmt: skip
+    assert main([*job, "--task", "phase", "-o", str(tmp_path / "tuned.cvdm")]) == 0, capsys.readouterr().err
+    assert load_model(tmp_path / "tuned.cvdm").info.task == "phase"
+    assert main([*job, "--task", "sr", "-o", str(tmp_path / "sr.cvdm")]) == 2
+    assert "plus_dir (the I(+d) files) is for phase pairs from folders" in capsys.readouterr().err
+    args = ["calibrate", "--model", str(base), "--plus", str(tmp_path / "plus"), "-o", str(tmp_path / "c.cvdm")]
+    assert main(args) == 2
+    assert "--plus (a folder of I(+d) TIFFs) goes with --inputs" in capsys.readouterr().err

@@ -69,3 +69,39 @@ def test_files_that_disagree_on_their_pixel_size_are_refused_unless_one_is_state
     with pytest.raises(InputError, match="a states 108.0 nm pixels but b states none"):
         pairs_pixel_um(read_folders(inputs, targets), None)
     assert pairs_pixel_um(RawPairs([], [], [], "layers"), None) is None  # nothing stated anywhere: no pixel size
+
+
+def _defocus_folders(tmp_path, names=("a", "b")):
+    """Phase pairs as three folders: I(−d), I(+d) and the phase, one (H, W) plane per file."""
+    rng = np.random.default_rng(1)
+    for folder in ("minus", "plus", "phase"):
+        (tmp_path / folder).mkdir()
+    for name in names:
+        for folder in ("minus", "plus", "phase"):
+            _ome(tmp_path / folder / f"{name}.tif", rng.random((16, 16), dtype=np.float32), 210)
+    return tmp_path / "minus", tmp_path / "plus", tmp_path / "phase"
+
+
+def test_defocus_planes_in_separate_folders_are_stacked_minus_first(tmp_path):
+    minus, plus, phase = _defocus_folders(tmp_path)
+    raw = read_folders(minus, phase, plus_dir=plus)
+    assert [x.shape for x in raw.inputs] == [(2, 16, 16)] * 2 and raw.input_pixel_um == pytest.approx(0.21)
+    np.testing.assert_array_equal(raw.inputs[1][0], tifffile.imread(minus / "b.tif"))
+    np.testing.assert_array_equal(raw.inputs[1][1], tifffile.imread(plus / "b.tif"))
+    assert f"{minus} + {plus}" in raw.source
+
+
+@pytest.mark.parametrize(
+    ("spoil", "match"),
+    [
+        (lambda p: (p / "b.tif").unlink(), r"Missing there: \['b'\]"),
+        (lambda p: tifffile.imwrite(p / "b.tif", np.ones((2, 16, 16), np.float32)), r"has shape \(2, 16, 16\)"),
+        (lambda p: tifffile.imwrite(p / "b.tif", np.ones((16, 24), np.float32)), "16×16 but I\\(\\+d\\).* is 16×24"),
+        (lambda p: _ome(p / "b.tif", np.ones((16, 16), np.float32), 65), "210.0 nm pixels but I\\(\\+d\\) 65.0 nm"),
+    ],
+)
+def test_a_defocus_plane_that_does_not_match_its_partner_is_refused(tmp_path, spoil, match):
+    minus, plus, phase = _defocus_folders(tmp_path)
+    spoil(plus)
+    with pytest.raises(InputError, match=match):
+        read_folders(minus, phase, plus_dir=plus)

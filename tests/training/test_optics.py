@@ -131,6 +131,6 @@ def test_psf_width_bins_of_a_kept_calibration_follow_the_new_optics():
 
 def test_a_folder_job_without_its_pairs_read_says_how_to_read_them(tmp_path):
     job, _ = _sr_job(tmp_path)
-    with pytest.raises(ValueError, match=r"read_folders\(input_dir, target_dir\)"):
+    with pytest.raises(ValueError, match=r"read_folders\(input_dir, target_dir, plus_dir\)"):
         prepare_job(job)
     assert RawPairs([], [], [], "none").file_pixels == {}

@@ -271,6 +271,33 @@ def test_phase_pairs_from_a_stack_layer(make_finetune, model_files, notes, qtbot
     assert load_model(Path(model_files["tiny-phase"]).parent / "tiny-phase-finetuned.cvdm").task == "phase"
 
 
+def test_phase_pairs_from_folders_of_separate_defocus_planes(make_finetune, model_files, notes, qtbot, tmp_path):
+    """The I(+d) folder shows for a phase model reading folders only; with it the input folder holds I(−d)."""
+    _, widget, _ = make_finetune()
+    for sub, low, high in (("minus", 0.8, 1.2), ("plus", 0.8, 1.2), ("phase", -1, 1)):
+        (tmp_path / sub).mkdir()
+        for k in range(3):
+            tifffile.imwrite(tmp_path / sub / f"c{k}.tif", noisy((32, 32), seed=k, low=low, high=high))
+    widget.base.value = "tiny-sr"
+    widget.source.value = "folders"
+    assert widget.plus_dir.native.isHidden()  # an SR base: no I(+d) folder
+    widget.base.value = "tiny-phase"
+    assert not widget.plus_dir.native.isHidden()
+    widget.patch_size.value, widget.batch_size.value, widget.steps.value = 32, 2, 2
+    widget.preview_every.value = 0
+    widget.input_dir.value, widget.target_dir.value = tmp_path / "minus", tmp_path / "phase"
+    assert "input (32, 32)" in widget.data_info.value and "pick the I(+d) folder" in widget.data_info.value
+    widget.plus_dir.value = tmp_path / "plus"
+    assert widget.data_info.value.startswith("3 pairs (2 training, 1 validation)"), widget.data_info.value
+    (tmp_path / "plus" / "c2.tif").unlink()
+    widget.update_counts()
+    assert "Missing there: ['c2']" in widget.data_info.value
+    tifffile.imwrite(tmp_path / "plus" / "c2.tif", noisy((32, 32), seed=2, low=0.8, high=1.2))
+    job = _wait(qtbot, widget.train())
+    assert job.outcome == "done" and notes["error"] == [], notes["error"]
+    assert load_model(Path(model_files["tiny-phase"]).parent / "tiny-phase-finetuned.cvdm").task == "phase"
+
+
 def test_a_stop_before_the_first_step_saves_nothing_and_says_so(make_finetune, model_files, notes, qtbot, monkeypatch):
     def start_stopped(job: FineTuneJob) -> None:  # Stop pressed before the worker reached its first step
         job.stop_token.cancel()

@@ -49,6 +49,8 @@ from ..training.optics import noise_change, optics_change
 from .catalog import ModelPicker, get_model
 from .events import MODEL_EVENTS
 from .finetune_data import (
+    PAIR_OPTICS_LABELS,
+    TRAIN_LABELS,
     DataCount,
     check_output_name,
     check_shapes,
@@ -73,13 +75,6 @@ if TYPE_CHECKING:
     from napari.layers import Image
 
 SOURCES = ("layers", "folders")
-PAIR_OPTICS_LABELS = {
-    "pixel_size_um": "Pixel size (µm)",
-    "wavelength_um": "Emission λ (µm)",
-    "numerical_aperture": "NA",
-    "defocus_um": "Defocus d (µm)",
-    "camera_offset": "Camera offset",
-}
 
 
 class FineTuneWidget(Container):
@@ -98,25 +93,14 @@ class FineTuneWidget(Container):
         self.target_layer = ComboBox(label="Target", choices=self._image_layers, nullable=True)
         self.input_dir = FileEdit(label="Input folder", mode="d", visible=False)
         self.target_dir = FileEdit(label="Target folder", mode="d", visible=False)
+        self.plus_dir = FileEdit(label="I(+d) folder", mode="d", visible=False)  # phase planes in separate files
+        self.plus_dir.tooltip = "phase: the I(+d) files, when the input folder holds the I(−d) ones (same names)"
         self.data_info = Label(label="")
         self.pair_optics = SettingsForm(PairOptics, PAIR_OPTICS_LABELS)  # the optics the new model will state
         self.model_name = LineEdit(label="Save as", value="")
         self.form = SettingsForm(
             TrainSettings,
-            {
-                "steps": "Steps",
-                "batch_size": "Batch",
-                "patch_size": "Patch (px)",
-                "learning_rate": "Learning rate",
-                "val_fraction": "Validation",
-                "alpha": "α (γ smoothness)",
-                "ema_decay": "EMA decay",
-                "lr_decay": "Rate decay",
-                "augment": "augment (flips, 90° rotations)",
-                "seed": "Seed",
-                "device": "Device",
-                "checkpoint_every": "Checkpoint every",
-            },
+            TRAIN_LABELS,
             choices={"device": DEVICES},
             steps={"patch_size": 8},
             spin_fractions=("val_fraction",),
@@ -147,8 +131,8 @@ class FineTuneWidget(Container):
         super().__init__(
             widgets=[
                 self.base, self.base_file, self.base_info, self.source, self.input_layer, self.target_layer,
-                self.input_dir, self.target_dir, self.data_info, *self.pair_optics.widgets, self.model_name,
-                self.steps, self.batch_size,
+                self.input_dir, self.plus_dir, self.target_dir, self.data_info, *self.pair_optics.widgets,
+                self.model_name, self.steps, self.batch_size,
                 self.patch_size, self.learning_rate, self.val_fraction, self.preview_every, self.show_advanced,
                 self.advanced, self.show_terms, self.run_button, self.progress, self.status,
             ],
@@ -167,7 +151,7 @@ class FineTuneWidget(Container):
         self.show_advanced.changed.connect(lambda on: setattr(self.advanced, "visible", bool(on)))
         self.show_terms.changed.connect(self.plot.set_show_terms)
         self.run_button.changed.connect(self._on_run_clicked)
-        data_controls = [self.input_layer, self.target_layer, self.input_dir, self.target_dir]
+        data_controls = [self.input_layer, self.target_layer, self.input_dir, self.plus_dir, self.target_dir]
         data_controls.append(self.pair_optics["pixel_size_um"])
         for widget in (*data_controls, self.patch_size, self.batch_size, self.val_fraction, self.seed):
             widget.changed.connect(self.update_counts)
@@ -206,7 +190,12 @@ class FineTuneWidget(Container):
         on_layers = source == "layers"
         self.input_layer.visible = self.target_layer.visible = on_layers
         self.input_dir.visible = self.target_dir.visible = not on_layers
+        self.plus_dir.visible = self._plus_applies()
         self.update_counts()
+
+    def _plus_applies(self) -> bool:  # phase pairs from folders
+        entry = self.picker.entry()
+        return self.source.value == "folders" and entry is not None and entry.task == "phase"
 
     def _on_base_changed(self, _value: Any = None) -> None:
         entry = self.picker.entry()
@@ -227,6 +216,7 @@ class FineTuneWidget(Container):
         self.pair_optics["wavelength_um"].label = "Illumination λ (µm)" if phase else "Emission λ (µm)"
         self.pair_optics["numerical_aperture"].visible = not phase
         self.pair_optics["defocus_um"].visible = phase
+        self.plus_dir.visible = self._plus_applies()
         if self.input_layer.value is None or self.target_layer.value is None:
             self._guess_layers()
         self.update_counts()
@@ -247,7 +237,11 @@ class FineTuneWidget(Container):
             return layer_shapes(self.input_layer.value, self.target_layer.value, info)
         if is_unset(self.input_dir.value) or is_unset(self.target_dir.value):
             raise InputError("pick an input folder and a target folder of TIFF files with matching names")
-        return folder_shapes(self.input_dir.value, self.target_dir.value, info)
+        return folder_shapes(self.input_dir.value, self.target_dir.value, info, self._plus())
+
+    def _plus(self) -> Path | None:
+        """The I(+d) folder when one is picked and applies (phase, from folders)."""
+        return None if not self._plus_applies() or is_unset(self.plus_dir.value) else Path(self.plus_dir.value)
 
     def _input_data(self) -> Any:
         return self.input_layer.value if self.source.value == "layers" else Path(self.input_dir.value)
@@ -315,7 +309,7 @@ class FineTuneWidget(Container):
         if layers:  # read in the worker thread, pair by pair: napari stays responsive while the data load
             read = iter_pairs_from_layers(self.input_layer.value, self.target_layer.value, base.info)
         else:
-            read = iter_pairs_from_folders(self.input_dir.value, self.target_dir.value)
+            read = iter_pairs_from_folders(self.input_dir.value, self.target_dir.value, self._plus())
         target_layer = self.target_layer.value if layers else None
         network, info = finetune_start(base, self.model_name.value.strip())
         prepare = prepare_data(read, info, settings, self.preview_every.value, target_layer, optics)

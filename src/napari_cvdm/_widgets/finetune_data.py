@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from .._runtime import Progress, drive
-from ..io.pairs import iter_read_folders, match_folders, tiff_files
+from ..io.pairs import iter_read_folders, match_folders, match_plus, tiff_files
 from ..io.readers import open_source
 from ..model.files import SUFFIX
 from ..model.metadata import ModelMetadata
@@ -29,6 +29,29 @@ from ..training.checkpoint import checkpoint_path
 from ..training.data import RawPairs, split_indices
 from ..training.optics import differs, pairs_pixel_um
 from .inputs import check_layer, layer_pixel_um
+
+# The labels of the widget's controls for the pair optics and the training settings.
+PAIR_OPTICS_LABELS = {
+    "pixel_size_um": "Pixel size (µm)",
+    "wavelength_um": "Emission λ (µm)",
+    "numerical_aperture": "NA",
+    "defocus_um": "Defocus d (µm)",
+    "camera_offset": "Camera offset",
+}
+TRAIN_LABELS = {
+    "steps": "Steps",
+    "batch_size": "Batch",
+    "patch_size": "Patch (px)",
+    "learning_rate": "Learning rate",
+    "val_fraction": "Validation",
+    "alpha": "α (γ smoothness)",
+    "ema_decay": "EMA decay",
+    "lr_decay": "Rate decay",
+    "augment": "augment (flips, 90° rotations)",
+    "seed": "Seed",
+    "device": "Device",
+    "checkpoint_every": "Checkpoint every",
+}
 
 
 @dataclass(frozen=True)
@@ -91,24 +114,43 @@ def layer_shapes(input_layer: Any, target_layer: Any, info: ModelMetadata) -> li
     return _paired(ins, outs, f"input layer {input_layer.name!r}", f"target layer {target_layer.name!r}")
 
 
-def folder_shapes(input_dir: str | Path, target_dir: str | Path, info: ModelMetadata) -> list[tuple[tuple, tuple]]:
-    """(input plane shape, target plane shape) per matched file pair, read from the TIFF headers only."""
+def folder_shapes(
+    input_dir: str | Path, target_dir: str | Path, info: ModelMetadata, plus_dir: str | Path | None = None
+) -> list[tuple[tuple, tuple]]:
+    """(input plane shape, target plane shape) per matched file pair, read from the TIFF headers only; with
+    ``plus_dir`` (phase: the I(+d) files, the input folder holding the I(−d) ones) the two planes' shape."""
     import tifffile
 
     matched = match_folders(input_dir, target_dir)
-    shapes = []
-    for name, input_path, target_path in matched:
+    plus = match_plus([name for name, _, _ in matched], input_dir, plus_dir) if plus_dir is not None else {}
+
+    def shape(path: Path, name: str) -> tuple:
         try:
-            with tifffile.TiffFile(input_path) as a, tifffile.TiffFile(target_path) as b:
-                shapes.append((tuple(a.series[0].shape), tuple(b.series[0].shape), name))
+            with tifffile.TiffFile(path) as tif:
+                return tuple(tif.series[0].shape)
         except (OSError, ValueError, tifffile.TiffFileError) as err:
             raise InputError(f"could not read the pair {name!r} ({err}); give readable TIFF files") from err
+
+    shapes = []
+    for name, input_path, target_path in matched:
+        si, st = shape(input_path, name), shape(target_path, name)
+        if plus:
+            sp = shape(plus[name], name)
+            if len(si) != 2 or si != sp:
+                raise InputError(
+                    f"pair {name!r}: I(−d) {si}, I(+d) {sp}; with an I(+d) folder each file holds one (H, W) plane "
+                    "and the two are the same size (leave the I(+d) folder empty for inputs holding both planes)"
+                )
+            si = (2, *si)
+        shapes.append((si, st, name))
     bad = [(n, si, st) for si, st, n in shapes if len(si) != _plane_ndim(info) or len(st) != 2]
     if bad:
         n, si, st = bad[0]
         want = "(2, H, W)" if info.task == "phase" else "(H, W)"
+        separate = info.task == "phase" and len(si) == 2
+        hint = " (or, for I(−d) and I(+d) in separate files, pick the I(+d) folder)" if separate else ""
         raise InputError(
-            f"pair {n!r}: input {si}, target {st}; each file must hold one image: input {want}, target (H, W)"
+            f"pair {n!r}: input {si}, target {st}; each file must hold one image: input {want}{hint}, target (H, W)"
         )
     return [(si, st) for si, st, _ in shapes]
 
@@ -234,9 +276,9 @@ def pairs_from_layers(input_layer: Any, target_layer: Any, info: ModelMetadata) 
     return drive(iter_pairs_from_layers(input_layer, target_layer, info))
 
 
-def pairs_from_folders(input_dir: str | Path, target_dir: str | Path) -> RawPairs:
+def pairs_from_folders(input_dir: str | Path, target_dir: str | Path, plus_dir: str | Path | None = None) -> RawPairs:
     """:func:`iter_pairs_from_folders` run to its end."""
-    return drive(iter_pairs_from_folders(input_dir, target_dir))
+    return drive(iter_pairs_from_folders(input_dir, target_dir, plus_dir))
 
 
 def preview_pair(

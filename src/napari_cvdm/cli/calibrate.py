@@ -24,6 +24,11 @@ def _pairs(args: argparse.Namespace, model: Any) -> CalibrationPairs:
 
     if bool(args.inputs) != bool(args.targets):
         raise InputError("give both --inputs and --targets (folders of matching TIFFs), or neither (simulated pairs)")
+    if args.plus and (not args.inputs or model.task != "phase"):
+        raise InputError(
+            f"--plus (a folder of I(+d) TIFFs) goes with --inputs (the I(−d) ones) of a phase model; "
+            f"{'this model is ' + model.task if args.inputs else 'give --inputs and --targets as well'}"
+        )
     stated = PairOptics(**model_overrides(args, PairOptics))  # a bad value: one line, by flag
     optics = stated.stated()
     if not args.inputs:
@@ -36,13 +41,14 @@ def _pairs(args: argparse.Namespace, model: Any) -> CalibrationPairs:
     from ..io.pairs import read_folders
     from ..training.optics import pairs_pixel_um
 
-    raw = read_folders(args.inputs, args.targets)
+    raw = read_folders(args.inputs, args.targets, args.plus)
     # the pixel size as predict takes it: stated, else the files', else refused for a model that states its optics
     name = f"the input folder {args.inputs}"
     stated, _ = stated_pixel(stated, model, name, pairs_pixel_um(raw, stated.pixel_size_um), "its files' metadata")
     optics = stated.stated()
     pairs = list(zip(raw.inputs, raw.targets, strict=True))
-    about = f"{len(pairs)} validation pairs from {args.inputs} / {args.targets}"
+    folders = f"{args.inputs} + {args.plus}" if args.plus else args.inputs
+    about = f"{len(pairs)} validation pairs from {folders} / {args.targets}"
     return CalibrationPairs(
         pairs, about, stated_optics=[dict(optics) for _ in pairs], camera_offset=stated.camera_offset
     )
@@ -204,6 +210,11 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--inputs", help="folder of the user's validation input TIFFs (never the training pairs)")
     p.add_argument("--targets", help="folder of the matching target TIFFs (same file names)")
+    p.add_argument(
+        "--plus",
+        help="phase: folder of the I(+d) TIFFs (same file names) when the two defocus planes are separate files; "
+        "--inputs then holds the I(−d) ones",
+    )
     p.add_argument("--seed", type=int, default=0, help="sampling seed")
     p.add_argument(
         "--device", default="auto", help="'auto' (CUDA, then MPS, then CPU), 'cpu', 'cuda', 'cuda:N' or 'mps'"

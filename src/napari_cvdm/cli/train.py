@@ -48,7 +48,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if job.input_dir is not None:  # the user's pairs: read (and refused) before the model is touched
         from ..io.pairs import read_folders
 
-        pairs = read_folders(job.input_dir, job.target_dir)
+        pairs = read_folders(job.input_dir, job.target_dir, job.plus_dir)
     token = CancelToken()
     last_val = None
 

@@ -66,7 +66,7 @@ def prepare_job(job: TrainJob, pairs: RawPairs | None = None) -> tuple[CVDM, Mod
     if job.input_dir is not None and pairs is None:
         raise DataError(
             "a job on folders of pairs needs them read first: pairs=napari_cvdm.io.pairs.read_folders(input_dir, "
-            "target_dir)"
+            "target_dir, plus_dir)"
         )
 
     name = job.name or Path(job.output).stem
