@@ -173,6 +173,8 @@ class ReconstructionJob(WorkerJob):
         self.optics_note = result.optics.get("note", "")
         if result.optics.get("noise", {}).get("verdict") == "outside":  # estimated from the image: warn, never refuse
             notifications.show_warning(f"CVDM: {result.optics['noise']['note']}")
+        if result.optics.get("resolution", {}).get("verdict") == "mismatch":
+            notifications.show_warning(f"CVDM: {result.optics['resolution']['note']}")
         self.outcome = "done"
 
     def _on_errored(self, exc: BaseException) -> None:

@@ -145,7 +145,7 @@ def run_batch(args: argparse.Namespace, settings: Any) -> int:
     """Every input into its output (locally, or on a dask cluster); a summary, exit status 1 if any failed."""
     from .._runtime import drive
     from ..io.readers import open_source
-    from ..io.stack import noise_verdict, prepare
+    from ..io.stack import image_warnings, prepare
     from ..registry import load_model
     from .predict import check_sample_task
 
@@ -200,9 +200,8 @@ def run_batch(args: argparse.Namespace, settings: Any) -> int:
                 with job.source:
                     summary = drive(_events(job, args, client), bars.event)
                 outcome.done.append(job.output)
-                noise = noise_verdict(job)
-                if noise and noise.get("verdict") == "outside":  # estimated from the image: a warning, not a refusal
-                    print(f"warning: {path.name}: {noise['note']}", file=sys.stderr)
+                for note in image_warnings(job):  # estimated from the image: warnings, not refusals
+                    print(f"warning: {path.name}: {note}", file=sys.stderr)
                 outcome.computed += len(summary.computed)
                 outcome.skipped += summary.skipped
                 bars.end_file()

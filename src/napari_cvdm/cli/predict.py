@@ -264,8 +264,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
         f"{', '.join(name for name, _, _ in result.channels())}; {result.pixel_um or '?'} µm pixels); optics: "
         f"{result.optics.get('note', '')}"
     )
-    if result.optics.get("noise", {}).get("verdict") == "outside":  # estimated from the image: a warning, not a refusal
-        print(f"warning: {result.optics['noise']['note']}", file=sys.stderr)
+    for check, flagged in (("noise", "outside"), ("resolution", "mismatch")):  # estimated from the image: warnings
+        if result.optics.get(check, {}).get("verdict") == flagged:
+            print(f"warning: {result.optics[check]['note']}", file=sys.stderr)
     return 0
 
 

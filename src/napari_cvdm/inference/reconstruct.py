@@ -26,6 +26,7 @@ from ..tasks import InputError, check_image
 from .bands import Band, RunningMean
 from .noise_check import check_noise, with_stack_saturation
 from .optics import OpticsPlan, plan_optics
+from .resolution_check import check_resolution
 from .run import condition_shape, dark_subtracted, output_channels, prepare_run
 
 MAX_STACK_AXES = 2  # leading T and/or Z axes processed plane by plane
@@ -210,6 +211,7 @@ def iter_reconstruct(
             "noise": with_stack_saturation(
                 check_noise(model.info, planes[0], run.optics, offset=settings.camera_offset or None), planes
             ),
+            "resolution": check_resolution(model.info, planes[0], run.optics),  # the first plane's; never raises
         },
     )
 

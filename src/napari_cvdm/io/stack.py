@@ -31,6 +31,7 @@ from ..inference.bands import Band
 from ..inference.noise_check import check_noise
 from ..inference.optics import plan_optics
 from ..inference.reconstruct import output_shape
+from ..inference.resolution_check import check_resolution
 from ..inference.run import ReconstructionRun, dark_subtracted, prepare_run
 from ..model.files import TrainedModel
 from ..settings import ReconstructSettings
@@ -220,7 +221,8 @@ def prepare(
 
 def open_store(job: StackJob, plane: np.ndarray) -> PlaneStore:
     """The job's output store, created empty (every plane unmarked) with the run's channels if it is new; its
-    optics record gets the noise verdict of ``plane``, the first plane computed (:func:`check_noise`)."""
+    optics record gets the noise and resolution verdicts of ``plane``, the first plane computed (:func:`check_noise`,
+    :func:`check_resolution`)."""
     store = job.store()
     if store is not None:
         return store
@@ -232,6 +234,7 @@ def open_store(job: StackJob, plane: np.ndarray) -> PlaneStore:
         "output_pixel_um": run.optics.output_pixel_um,
         # advice from one plane; never raises
         "noise": check_noise(job.model.info, plane, run.optics, offset=job.settings.camera_offset or None),
+        "resolution": check_resolution(job.model.info, plane, run.optics),
     }
     return PlaneStore.create(
         job.store_path,
@@ -266,11 +269,16 @@ def write_plane(job: StackJob, k: int) -> Generator[Progress, None, None]:
     store.mark(k)
 
 
-def noise_verdict(job: StackJob) -> dict[str, Any] | None:
-    """The noise verdict the job's output records (from its first computed plane), or None when there is none."""
+FLAGGED = {"noise": "outside", "resolution": "mismatch"}  # the image checks' verdicts that warrant a warning
+
+
+def image_warnings(job: StackJob) -> list[str]:
+    """The notes of the image checks (noise, resolution; from the first computed plane) that the job's output
+    records as flagged: warnings, never refusals."""
     store = job.store()
     info = store.info if store is not None else (read_info(job.output) if job.kind == "ome-tiff" else None)
-    return ((info or {}).get("optics") or {}).get("noise")
+    optics = (info or {}).get("optics") or {}
+    return [optics[k]["note"] for k, flagged in FLAGGED.items() if (optics.get(k) or {}).get("verdict") == flagged]
 
 
 def _planes_of(band: Band) -> list:
