@@ -95,3 +95,14 @@ def test_the_verdict_lands_in_result_optics_and_predict_warns(tmp_path, capsys):
         err = capsys.readouterr().err
         mismatch = "warning: the image's resolution does not match the optics used (pixel 62.6 nm stated; λ 515 nm, NA"
         assert (mismatch in err) is warned, err
+
+
+def test_a_mismatch_voids_the_calibration_sentence_of_a_calibrated_run():
+    from tests.inference.test_calibrated_output import calibration
+
+    model = tiny_model("sr", calibrations=[calibration()], **SR_OPTICS)
+    own = reconstruct(model, _widefield(), n_samples=4, steps=2, device="cpu")
+    assert own.calibration.startswith("calibrated on 4 held-out images") and "not valid" not in own.calibration
+    other = reconstruct(model, _widefield(wf_pixel_um=0.108), n_samples=4, steps=2, device="cpu")
+    assert other.calibrated_std is not None  # still there, with what it is worth said
+    assert "; not valid for this image: its resolution does not match the optics used" in other.calibration

@@ -26,7 +26,7 @@ from ..tasks import InputError, check_image
 from .bands import Band, RunningMean
 from .noise_check import check_noise, with_stack_saturation
 from .optics import OpticsPlan, plan_optics
-from .resolution_check import check_resolution
+from .resolution_check import check_resolution, qualified_calibration
 from .run import condition_shape, dark_subtracted, output_channels, prepare_run
 
 MAX_STACK_AXES = 2  # leading T and/or Z axes processed plane by plane
@@ -184,6 +184,8 @@ def iter_reconstruct(
         arrs = [getattr(b, name) for b in per_plane]
         return None if arrs[0] is None else np.stack(arrs).reshape(*lead, *arrs[0].shape).astype(np.float32)
 
+    resolution = check_resolution(model.info, planes[0], run.optics)  # the first plane's; never raises
+    calibrated = stack("calibrated_std")
     sample_arr = None
     if settings.keep_samples:  # planes × (N, [C,] H, W) → (N, *lead, [C,] H, W)
         samples = [b.samples for b in per_plane]
@@ -199,11 +201,13 @@ def iter_reconstruct(
         units=run.units,
         pixel_um=run.optics.output_pixel_um,
         settings=run.resolved_settings(),
-        calibrated_std=stack("calibrated_std"),
+        calibrated_std=calibrated,
         lower=stack("lower"),
         upper=stack("upper"),
         interval_level=settings.interval_level,
-        calibration=run.calibration_summary([first_plane + p for p in range(len(planes))]),
+        calibration=qualified_calibration(
+            run.calibration_summary([first_plane + p for p in range(len(planes))]), resolution, calibrated is not None
+        ),
         optics={
             **run.optics.record,
             "output_pixel_um": run.optics.output_pixel_um,
@@ -211,7 +215,7 @@ def iter_reconstruct(
             "noise": with_stack_saturation(
                 check_noise(model.info, planes[0], run.optics, offset=settings.camera_offset or None), planes
             ),
-            "resolution": check_resolution(model.info, planes[0], run.optics),  # the first plane's; never raises
+            "resolution": resolution,
         },
     )
 

@@ -57,6 +57,16 @@ def check_resolution(info: ModelMetadata, plane: np.ndarray, plan: OpticsPlan | 
         return {"verdict": "unknown", "note": f"resolution not checked: {err}"}
 
 
+def qualified_calibration(calibration: str, verdict: dict[str, Any], calibrated: bool) -> str:
+    """The sentence on what the calibrated std rests on, with a mismatched resolution said to void it here."""
+    if not calibrated or verdict.get("verdict") != "mismatch":
+        return calibration
+    return (
+        f"{calibration}; not valid for this image: its resolution does not match the optics used, so the errors may "
+        "be several times the calibrated std (optics['resolution'])"
+    )
+
+
 def resolution_verdict(found: CutoffEstimate, expected: float, optics: str = "the optics used") -> dict[str, Any]:
     """Compare a fitted cutoff with the ``expected`` one (cycles per pixel) of ``optics`` (how they are named).
     Both are compared up to Nyquist (0.5 cycles per pixel): beyond it an image aliases, and its cutoff is not

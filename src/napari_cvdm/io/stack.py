@@ -31,7 +31,7 @@ from ..inference.bands import Band
 from ..inference.noise_check import check_noise
 from ..inference.optics import plan_optics
 from ..inference.reconstruct import output_shape
-from ..inference.resolution_check import check_resolution
+from ..inference.resolution_check import check_resolution, qualified_calibration
 from ..inference.run import ReconstructionRun, dark_subtracted, prepare_run
 from ..model.files import TrainedModel
 from ..settings import ReconstructSettings
@@ -249,7 +249,9 @@ def open_store(job: StackJob, plane: np.ndarray) -> PlaneStore:
             "resolved": resolved,
             "interval_level": job.settings.interval_level,
             "optics": optics,
-            "calibration": run.calibration_note,
+            "calibration": qualified_calibration(
+                run.calibration_note, optics["resolution"], run.calibration is not None
+            ),
         },
     )
 
