@@ -32,14 +32,20 @@ XI_TOLERANCE = 0.25  # ξ is exact on images with flat regions and an upper boun
 
 
 def check_noise(
-    info: ModelMetadata, plane: np.ndarray, plan: OpticsPlan | None = None, offset: float | None = None
+    info: ModelMetadata,
+    plane: np.ndarray,
+    plan: OpticsPlan | None = None,
+    offset: float | None = None,
+    shown_cutoff: float | None = None,
 ) -> dict[str, Any]:
     """The noise verdict for one input plane ((H, W) SR, in raw counts or photo-electrons; (2, H, W) phase).
 
     ``plan``: the run's optics (the stated or assumed pixel, λ, NA give the SR cutoff; a b×b binning multiplies
-    the photons per network pixel by b²).  ``offset``: the camera offset in image units, when known.  Never
-    raises: any failure is an ``"unknown"`` verdict with its reason."""
-    verdict = _noise_verdict(info, plane, plan, offset)
+    the photons per network pixel by b²).  ``offset``: the camera offset in image units, when known.
+    ``shown_cutoff``: SR, the cutoff the image itself shows (the resolution check's), which raises the noise band
+    where the image passes more than its optics.  Never raises: any failure is an ``"unknown"`` verdict with its
+    reason."""
+    verdict = _noise_verdict(info, plane, plan, offset, shown_cutoff)
     try:
         clipped = saturation_note(plane)
     except Exception:  # noqa: BLE001 - advice, never the reason a reconstruction fails
@@ -99,7 +105,7 @@ def saturation_note(plane: np.ndarray) -> str | None:
 
 
 def _noise_verdict(
-    info: ModelMetadata, plane: np.ndarray, plan: OpticsPlan | None, offset: float | None
+    info: ModelMetadata, plane: np.ndarray, plan: OpticsPlan | None, offset: float | None, shown: float | None
 ) -> dict[str, Any]:
     try:
         covered = info.covered_optics()
@@ -109,7 +115,7 @@ def _noise_verdict(
                 ranges["read_noise_counts"] = covered.read_noise_counts
             if not any(ranges.values()):
                 return _unchecked()
-            return _check_sr(estimate_noise(info, plane, plan, offset), ranges)
+            return _check_sr(estimate_noise(info, plane, plan, offset, shown), ranges)
         if info.task == "phase" and covered is not None and covered.noise_xi is not None:
             return _check_phase(estimate_noise(info, plane, plan, offset), covered.noise_xi)
         return _unchecked()
@@ -155,7 +161,11 @@ def _outside(value: float, span: tuple[float, float], tolerance: float, error: f
 
 
 def estimate_noise(
-    info: ModelMetadata, plane: np.ndarray, plan: OpticsPlan | None = None, offset: float | None = None
+    info: ModelMetadata,
+    plane: np.ndarray,
+    plan: OpticsPlan | None = None,
+    offset: float | None = None,
+    shown_cutoff: float | None = None,
 ) -> dict[str, Any]:
     """The numbers a header's noise range states, estimated from one input plane with the run's optics
     (``plan``; else the header's): :func:`~napari_cvdm.physics.noise.header_noise`, with ``{"verdict": "unknown",
@@ -167,7 +177,7 @@ def estimate_noise(
         pixel_um=_used(plan, info, "pixel_size_um", "input_pixel_um"),
         wavelength_um=_used(plan, info, "wavelength_um", "wavelength_um"),
         numerical_aperture=_used(plan, info, "numerical_aperture", "numerical_aperture"),
-        binning=plan.bin if plan is not None else 1,
+        binning=plan.bin if plan is not None else 1, shown_cutoff=shown_cutoff,
     )  # fmt: skip
     return found if found["estimate"] is not None else {"verdict": "unknown", "note": found["note"]}
 

@@ -26,7 +26,7 @@ from ..tasks import InputError, check_image
 from .bands import Band, RunningMean
 from .noise_check import check_noise, with_stack_saturation
 from .optics import OpticsPlan, plan_optics
-from .resolution_check import check_resolution, qualified_calibration
+from .resolution_check import check_resolution, qualified_calibration, shown_cutoff
 from .run import condition_shape, dark_subtracted, output_channels, prepare_run
 
 MAX_STACK_AXES = 2  # leading T and/or Z axes processed plane by plane
@@ -213,7 +213,10 @@ def iter_reconstruct(
             "output_pixel_um": run.optics.output_pixel_um,
             # the noise from the first plane, saturation from every plane; never raises
             "noise": with_stack_saturation(
-                check_noise(model.info, planes[0], run.optics, offset=settings.camera_offset or None), planes
+                check_noise(
+                    model.info, planes[0], run.optics, settings.camera_offset or None, shown_cutoff(resolution)
+                ),
+                planes,
             ),
             "resolution": resolution,
         },

@@ -57,6 +57,11 @@ def check_resolution(info: ModelMetadata, plane: np.ndarray, plan: OpticsPlan | 
         return {"verdict": "unknown", "note": f"resolution not checked: {err}"}
 
 
+def shown_cutoff(verdict: dict[str, Any]) -> float | None:
+    """The cutoff (cycles per pixel) the image showed, for the noise check's noise band; None without an estimate."""
+    return verdict.get("cutoff_cycles_per_px")
+
+
 def qualified_calibration(calibration: str, verdict: dict[str, Any], calibrated: bool) -> str:
     """The sentence on what the calibrated std rests on, with a mismatched resolution said to void it here."""
     if not calibrated or verdict.get("verdict") != "mismatch":

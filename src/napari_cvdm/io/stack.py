@@ -31,7 +31,7 @@ from ..inference.bands import Band
 from ..inference.noise_check import check_noise
 from ..inference.optics import plan_optics
 from ..inference.reconstruct import output_shape
-from ..inference.resolution_check import check_resolution, qualified_calibration
+from ..inference.resolution_check import check_resolution, qualified_calibration, shown_cutoff
 from ..inference.run import ReconstructionRun, dark_subtracted, prepare_run
 from ..model.files import TrainedModel
 from ..settings import ReconstructSettings
@@ -229,12 +229,13 @@ def open_store(job: StackJob, plane: np.ndarray) -> PlaneStore:
     run = job.run
     as_run = run.resolved_settings()
     resolved = {key: as_run.get(key) for key in ("tile_size", "tile_overlap", "method", "steps", "grid")}
+    resolution = check_resolution(job.model.info, plane, run.optics)  # advice from one plane; never raises
+    offset = job.settings.camera_offset or None
     optics = {
         **run.optics.record,
         "output_pixel_um": run.optics.output_pixel_um,
-        # advice from one plane; never raises
-        "noise": check_noise(job.model.info, plane, run.optics, offset=job.settings.camera_offset or None),
-        "resolution": check_resolution(job.model.info, plane, run.optics),
+        "noise": check_noise(job.model.info, plane, run.optics, offset, shown_cutoff(resolution)),
+        "resolution": resolution,
     }
     return PlaneStore.create(
         job.store_path,

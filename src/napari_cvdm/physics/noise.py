@@ -326,13 +326,17 @@ def header_noise(
     wavelength_um: float | None = None,
     numerical_aperture: float | None = None,
     binning: int = 1,
+    shown_cutoff: float | None = None,
 ) -> dict[str, Any]:
     """The noise numbers a model header states (``ValidOptics``), estimated from one input plane, and how:
     ``{"estimate": {...} or None, "note": ...}``.  SR ("super-resolution", an (H, W) plane in raw counts):
     ``photons_per_frame`` (foreground photons of one of the ``N_FRAMES`` summed raw frames, ×b² for b×b binning)
     and, with the ``offset`` known, ``read_noise_counts`` (ADU per frame at ``GAIN_E_PER_ADU``) and its
     ``read_noise_error``; it needs the pixel size (µm), λ (µm) and NA for the noise-only band above the cutoff.
-    Phase ((2, H, W)): ``noise_xi``.  Never raises: a failure is ``estimate`` None with its reason."""
+    Phase ((2, H, W)): ``noise_xi``.  ``shown_cutoff``: the cutoff (cycles per pixel) the image itself shows
+    (:func:`~napari_cvdm.physics.resolution.estimate_cutoff`); where it lies above the optics', the noise band starts
+    above it, so detail the stated optics cannot pass is not taken for noise.  Never raises: a failure is
+    ``estimate`` None with its reason."""
     try:
         if task == "phase":
             phase = estimate_phase_noise(plane, offset=offset or 0.0)
@@ -343,7 +347,7 @@ def header_noise(
                 "note": "noise not estimated: the pixel size, λ and NA are needed to find the noise-only band "
                 "above the optics' cutoff, and the model and the settings do not state them all",
             }
-        cutoff = sr_cutoff_cycles_per_px(numerical_aperture, wavelength_um, pixel_um)
+        cutoff = max(sr_cutoff_cycles_per_px(numerical_aperture, wavelength_um, pixel_um), shown_cutoff or 0.0)
         noise = estimate_camera_noise(plane, offset=offset, cutoff_cycles_per_px=cutoff)
     except Exception as err:  # noqa: BLE001 - an estimate is advice, never the reason a job fails
         return {"estimate": None, "note": f"noise not estimated: {err}"}
