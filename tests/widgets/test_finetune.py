@@ -376,3 +376,28 @@ def test_previews_never_change_the_training(tmp_path):
     previewed, previews = run(1, tmp_path / "previewed.cvdm")
     assert previews == 4
     assert all(torch.equal(plain[k], previewed[k]) for k in plain)
+
+
+def test_the_counts_line_reads_each_folder_header_once(tmp_path, monkeypatch):
+    """The counts line is redrawn on every change of a control: a folder's TIFF headers are read once, and again
+    only for a file that changed."""
+    import tifffile as tf
+
+    from napari_cvdm._widgets import finetune_data
+    from tests.conftest import tiny_model
+
+    for sub, side in (("in", 32), ("tg", 64)):
+        (tmp_path / sub).mkdir()
+        for k in range(3):
+            tf.imwrite(tmp_path / sub / f"c{k}.tif", noisy((side, side), seed=k))
+    opened = []
+    real = tf.TiffFile
+    monkeypatch.setattr(tf, "TiffFile", lambda path, *a, **k: opened.append(str(path)) or real(path, *a, **k))
+    info = tiny_model("sr").info
+    for _ in range(3):  # three redraws of the counts line
+        finetune_data.folder_shapes(tmp_path / "in", tmp_path / "tg", info)
+        finetune_data.counts_text(finetune_data.DataCount(3, 2, 1, 8, 32), info, "", tmp_path / "in")
+    assert len(opened) == 6 and len(set(opened)) == 6, opened
+    tf.imwrite(tmp_path / "in" / "c0.tif", noisy((32, 32), seed=9), metadata={"note": "rewritten"})
+    finetune_data.folder_shapes(tmp_path / "in", tmp_path / "tg", info)
+    assert len(opened) == 7 and opened[-1].endswith("c0.tif")

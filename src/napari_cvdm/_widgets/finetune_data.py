@@ -9,6 +9,7 @@ base model's scale factor; phase inputs (2, H, W) ordered (I(−d), I(+d)) or (N
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ import numpy as np
 
 from .._runtime import Progress, drive
 from ..io.pairs import iter_read_folders, match_folders, match_plus, tiff_files
-from ..io.readers import open_source
+from ..io.readers import tiff_pixel_um
 from ..model.files import SUFFIX
 from ..model.metadata import ModelMetadata
 from ..registry import REGISTRY, user_model_dir
@@ -114,22 +115,38 @@ def layer_shapes(input_layer: Any, target_layer: Any, info: ModelMetadata) -> li
     return _paired(ins, outs, f"input layer {input_layer.name!r}", f"target layer {target_layer.name!r}")
 
 
+def tiff_header(path: Path) -> tuple[tuple[int, ...], float | None]:
+    """(shape, stated pixel size in µm or None) of a TIFF file's first series, from its header only; cached by the
+    file's path, size and modification time, so the counts line, redrawn on every change of a control, reads each
+    header of a folder once."""
+    stat = path.stat()
+    return _tiff_header(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=8192)
+def _tiff_header(path: str, _mtime_ns: int, _size: int) -> tuple[tuple[int, ...], float | None]:
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            return tuple(tif.series[0].shape), tiff_pixel_um(tif, Path(path))
+    except (OSError, ValueError, IndexError, tifffile.TiffFileError) as err:
+        raise InputError(f"could not read {path} as a TIFF image ({err}); give readable TIFF files") from err
+
+
 def folder_shapes(
     input_dir: str | Path, target_dir: str | Path, info: ModelMetadata, plus_dir: str | Path | None = None
 ) -> list[tuple[tuple, tuple]]:
     """(input plane shape, target plane shape) per matched file pair, read from the TIFF headers only; with
     ``plus_dir`` (phase: the I(+d) files, the input folder holding the I(−d) ones) the two planes' shape."""
-    import tifffile
-
     matched = match_folders(input_dir, target_dir)
     plus = match_plus([name for name, _, _ in matched], input_dir, plus_dir) if plus_dir is not None else {}
 
     def shape(path: Path, name: str) -> tuple:
         try:
-            with tifffile.TiffFile(path) as tif:
-                return tuple(tif.series[0].shape)
-        except (OSError, ValueError, tifffile.TiffFileError) as err:
-            raise InputError(f"could not read the pair {name!r} ({err}); give readable TIFF files") from err
+            return tiff_header(path)[0]
+        except InputError as err:
+            raise InputError(f"pair {name!r}: {err}") from err
 
     shapes = []
     for name, input_path, target_path in matched:
@@ -254,10 +271,7 @@ def counts_text(count: DataCount, info: ModelMetadata, typed_pixel: str, data: A
     if not isinstance(data, Path):
         pixel, where = input_layer_pixel_um(data), "the input layer"
     else:
-        pixels = {}
-        for name, path in tiff_files(data).items():
-            with open_source(path) as opened:
-                pixels[name] = opened.pixel_um
+        pixels = {name: tiff_header(path)[1] for name, path in tiff_files(data).items()}
         pixel, where = pairs_pixel_um(RawPairs([], [], [], str(data), file_pixels=pixels), None), "the files' metadata"
     if pixel is None:
         return text

@@ -160,7 +160,7 @@ def _open_tiff(path: Path, plane_ndim: int) -> PlaneSource:
         node = zarr.open(store, mode="r")
         array = node if isinstance(node, zarr.Array) else node["0"]  # pyramidal: the full-resolution level
         return PlaneSource(
-            array, str(path), plane_ndim, axes=series.axes, pixel_um=_tiff_pixel_um(tif, path), _closers=[tif]
+            array, str(path), plane_ndim, axes=series.axes, pixel_um=tiff_pixel_um(tif, path), _closers=[tif]
         )
     except InputError:
         tif.close()
@@ -189,7 +189,7 @@ def length_um(value: Any, unit: str | None) -> float | None:
     return size * factor if factor and size > 0 else None
 
 
-def _tiff_pixel_um(tif: Any, path: Path) -> float | None:
+def tiff_pixel_um(tif: Any, path: Path) -> float | None:
     """The pixel size in µm an OME-TIFF, ImageJ TIFF or plain TIFF (resolution per cm) states, else None;
     non-square pixels are refused."""
     x_um = y_um = None
