@@ -163,3 +163,35 @@ def test_phase_pairs_with_their_defocus_planes_in_two_folders(tmp_path, base, ca
     args = ["calibrate", "--model", str(base), "--plus", str(tmp_path / "plus"), "-o", str(tmp_path / "c.cvdm")]
     assert main(args) == 2
     assert "--plus (a folder of I(+d) TIFFs) goes with --inputs" in capsys.readouterr().err
+
+
+def test_training_on_pairs_whose_resolution_is_not_the_header_s_says_so(tmp_path, base, capsys):
+    """Far-red pairs (λ 0.67 µm, NA 1.4) fine-tuned without stating λ and NA: train warns that the inputs show less
+    detail than the base's optics pass; the model then checks later images against what its training inputs showed,
+    so a far-red image raises no resolution warning.  Stated, the header agrees with the inputs."""
+    from napari_cvdm.evaluation.quality import sr_microscope
+    from napari_cvdm.physics import simulate_sr_pair
+
+    settings = sr_microscope(wavelength_um=0.67, na=1.4).model_copy(update={"photons": (200.0, 200.0)})
+    for k in range(3):
+        wf, sim, _ = simulate_sr_pair(settings, 128, np.random.default_rng(41_600 + k))
+        _ome(tmp_path / "in" / f"p{k}.tif", wf, 62.6)
+        _ome(tmp_path / "gt" / f"p{k}.tif", sim, None)
+    folders = ["--input-dir", str(tmp_path / "in"), "--target-dir", str(tmp_path / "gt")]
+    job = ["train", "--task", "sr", "--base-model", str(base), *folders,
+           "--steps", "1", "--batch-size", "2", "--patch-size", "32", "--device", "cpu", "-q"]  # fmt: skip
+    assert main([*job, "-o", str(tmp_path / "assumed.cvdm")]) == 0
+    err = capsys.readouterr().err
+    assert "warning: your inputs show detail up to 0.2" in err and "(pixel 62.6 nm, λ 515 nm, NA 1.3) pass 0.32" in err
+    record = load_model(tmp_path / "assumed.cvdm").info.training["data_resolution"]
+    assert not record["agrees"] and record["estimated_on"] == 3
+    image = str(tmp_path / "in" / "p2.tif")
+    assert main(["predict", image, "--model", str(base), "-o", str(tmp_path / "a.tif"), *FAST]) == 0
+    assert "warning: the image's resolution does not match" in capsys.readouterr().err
+    assert (
+        main(["predict", image, "--model", str(tmp_path / "assumed.cvdm"), "-o", str(tmp_path / "b.tif"), *FAST]) == 0
+    )
+    assert "resolution does not match" not in capsys.readouterr().err
+    assert main([*job, "--wavelength", "670nm", "--na", "1.4", "-o", str(tmp_path / "stated.cvdm")]) == 0
+    assert "your inputs show detail" not in capsys.readouterr().err
+    assert load_model(tmp_path / "stated.cvdm").info.training["data_resolution"]["agrees"]

@@ -45,7 +45,7 @@ from ..training.checkpoint import (
 from ..training.data import DataError
 from ..training.jobs import finetune_start
 from ..training.loop import TrainProgress
-from ..training.optics import noise_change, optics_change
+from ..training.optics import noise_change, optics_change, resolution_change
 from .catalog import ModelPicker, get_model
 from .events import MODEL_EVENTS
 from .finetune_data import (
@@ -390,3 +390,5 @@ class FineTuneWidget(Container):
                 + (f" Noise: {noise}." if (noise := noise_change(job.model.info)) else "")
                 + (f" Uncertainty: {calibration}." if calibration else "")
             )
+            if (resolution := resolution_change(job.model.info)) is not None:
+                notifications.show_warning(f"CVDM: {resolution}")

@@ -32,7 +32,13 @@ from ..tasks import InputError
 from ..training.checkpoint import CheckpointError
 from ..training.data import DataError, PairedDataset
 from ..training.loop import TrainProgress
-from ..training.optics import pairs_pixel_um, subtract_offset, with_data_noise, with_data_optics
+from ..training.optics import (
+    pairs_pixel_um,
+    subtract_offset,
+    with_data_noise,
+    with_data_optics,
+    with_data_resolution,
+)
 from ..training.recalibrate import iter_train_recalibrated
 from .finetune_data import RawPairs, patch_placement, preview_pair
 from .job import WorkerJob
@@ -119,6 +125,7 @@ def prepare_data(
     raw = replace(raw, input_pixel_um=pairs_pixel_um(raw, optics.get("pixel_size_um")))
     info = with_data_optics(info, {**optics, "pixel_size_um": raw.input_pixel_um}, raw.source)
     info = with_data_noise(info, raw.inputs, offset_known=bool(offset))
+    info = with_data_resolution(info, raw.inputs)
     yield Progress(len(raw.inputs), len(raw.inputs), f"preparing {len(raw.inputs)} pairs")
     data = PairedDataset.from_raw(raw, info)
     if preview_every <= 0:

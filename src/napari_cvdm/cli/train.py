@@ -19,7 +19,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from ..training.distributed import env_rank
     from ..training.jobs import run_job
     from ..training.loop import TrainProgress
-    from ..training.optics import noise_change, optics_change
+    from ..training.optics import noise_change, optics_change, resolution_change
 
     config: dict[str, Any] = {}
     if args.config:
@@ -78,6 +78,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             print(f"optics: {change}")
         if (noise := noise_change(model.info)) is not None:
             print(f"noise: {noise}")
+        if (resolution := resolution_change(model.info)) is not None:
+            print(f"warning: {resolution}", file=sys.stderr)
         if "calibration" in model.info.training:
             print(f"uncertainty: {model.info.training['calibration']}")
     return 0

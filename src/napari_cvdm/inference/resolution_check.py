@@ -45,16 +45,23 @@ def check_resolution(info: ModelMetadata, plane: np.ndarray, plan: OpticsPlan | 
                 "verdict": "unchecked",
                 "note": "the model states no pixel size, λ and NA to check the image against",
             }
-        expected = sr_cutoff_cycles_per_px(
-            values["numerical_aperture"], values["wavelength_um"], values["pixel_size_um"]
-        )
+        expected = _cutoff(values)
+        described = _described(values, used)
+        trained = info.training.get("data_resolution") or {}
+        if trained.get("cutoff_cycles_per_px"):  # what the model's own training inputs showed, moved by the optics
+            expected *= trained["cutoff_cycles_per_px"] / _cutoff(header)
+            described += f", as the model's training inputs showed them (cutoff {trained['cutoff_cycles_per_px']:.2f})"
         try:
             found = estimate_cutoff(np.asarray(plane))
         except ValueError as err:
             return {"verdict": "unknown", "note": f"resolution not checked: {err}"}
-        return resolution_verdict(found, expected, _described(values, used))
+        return resolution_verdict(found, expected, described)
     except Exception as err:  # noqa: BLE001 - advice, never the reason a reconstruction fails
         return {"verdict": "unknown", "note": f"resolution not checked: {err}"}
+
+
+def _cutoff(optics: dict[str, Any]) -> float:
+    return sr_cutoff_cycles_per_px(optics["numerical_aperture"], optics["wavelength_um"], optics["pixel_size_um"])
 
 
 def shown_cutoff(verdict: dict[str, Any]) -> float | None:

@@ -19,7 +19,7 @@ from ..settings import TrainJob
 from . import presets
 from .data import DataError, Pair, PairedDataset, RawPairs, prepare_pair
 from .loop import TrainProgress
-from .optics import pairs_pixel_um, subtract_offset, with_data_noise, with_data_optics
+from .optics import pairs_pixel_um, subtract_offset, with_data_noise, with_data_optics, with_data_resolution
 from .recalibrate import iter_train_recalibrated
 
 
@@ -120,6 +120,7 @@ def prepare_job(job: TrainJob, pairs: RawPairs | None = None) -> tuple[CVDM, Mod
         raw = replace(raw, input_pixel_um=pairs_pixel_um(raw, job.optics.pixel_size_um))  # the caller's untouched
         info = with_data_optics(info, {**job.optics.stated(), "pixel_size_um": raw.input_pixel_um}, raw.source)
         info = with_data_noise(info, raw.inputs, offset_known=bool(job.optics.camera_offset))
+        info = with_data_resolution(info, raw.inputs)
         data = PairedDataset.from_raw(raw, info)
     return network, info, data
 

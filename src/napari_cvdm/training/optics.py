@@ -16,10 +16,13 @@ from typing import Any
 import numpy as np
 
 from ..model.metadata import ModelMetadata, ValidOptics, psf_fwhm_px
-from ..physics.noise import header_noise
+from ..physics.noise import header_noise, sr_cutoff_cycles_per_px
+from ..physics.resolution import ResolutionEstimateError, estimate_cutoff
 from ..tasks import InputError, dark_subtracted
 from .data import RawPairs
 
+MAX_RESOLUTION_IMAGES = 16  # training inputs whose cutoff is fitted (~0.3 s each)
+RESOLUTION_AGREE = (0.87, 1.15)  # the reconstruction's resolution check's tolerance (inference.resolution_check)
 SAME = 1e-3  # relative difference below which a stated value is the header's own
 AGREE = 0.01  # relative difference within which input files state the same pixel size
 
@@ -188,6 +191,52 @@ def with_data_noise(info: ModelMetadata, inputs: list[np.ndarray], offset_known:
     }
     new.training = {**new.training, "data_noise": record}
     return new
+
+
+def with_data_resolution(info: ModelMetadata, inputs: list[np.ndarray]) -> ModelMetadata:
+    """SR: ``info`` recording the incoherent cutoff its training ``inputs`` show (the median of the blind fits of up
+    to :data:`MAX_RESOLUTION_IMAGES`, :func:`~napari_cvdm.physics.resolution.estimate_cutoff`) next to the one its
+    header's optics predict, in ``training["data_resolution"]``.  The reconstruction's resolution check then
+    compares a user's image with what the model was trained on, and :func:`resolution_change` says when the two
+    disagree (optics taken from the base that are not the pairs')."""
+    if info.task != "super-resolution" or not inputs or None in (info.input_pixel_um, info.wavelength_um,
+                                                                   info.numerical_aperture):  # fmt: skip
+        return info
+    step = max(1, len(inputs) // MAX_RESOLUTION_IMAGES)
+    cutoffs = []
+    for image in inputs[::step]:
+        try:
+            cutoffs.append(
+                estimate_cutoff(np.asarray(image).reshape(-1, *np.shape(image)[-2:])[0]).cutoff_cycles_per_px
+            )
+        except ResolutionEstimateError:
+            continue
+    if not cutoffs:
+        return info
+    shown = float(np.median(cutoffs))
+    expected = sr_cutoff_cycles_per_px(info.numerical_aperture, info.wavelength_um, info.input_pixel_um)
+    ratio = min(shown, 0.5) / min(expected, 0.5)  # beyond Nyquist an image aliases: its cutoff is not measured
+    new = info.model_copy(deep=True)
+    new.training = {**new.training, "data_resolution": {
+        "cutoff_cycles_per_px": shown, "expected_cycles_per_px": expected, "estimated_on": len(cutoffs),
+        "agrees": bool(RESOLUTION_AGREE[0] <= ratio <= RESOLUTION_AGREE[1]),
+    }}  # fmt: skip
+    return new
+
+
+def resolution_change(info: ModelMetadata) -> str | None:
+    """In words, a disagreement between the cutoff the training inputs showed and their header's optics; None
+    where they agree or it was not measured."""
+    record = info.training.get("data_resolution")
+    if not record or record["agrees"]:
+        return None
+    return (
+        f"your inputs show detail up to {record['cutoff_cycles_per_px']:.2f} cycles per pixel (median of "
+        f"{record['estimated_on']}), but the header's optics (pixel {info.input_pixel_um * 1000:.1f} nm, λ "
+        f"{info.wavelength_um * 1000:.0f} nm, NA {info.numerical_aperture:g}) pass "
+        f"{record['expected_cycles_per_px']:.2f}: state your pixel size, emission λ and NA (--pixel-size "
+        "--wavelength --na, or the widget's fields) and train again, else the model states optics not your data's"
+    )
 
 
 def noise_change(info: ModelMetadata) -> str | None:
