@@ -164,3 +164,19 @@ def test_the_adapt_command_saves_a_user_model(tmp_path, monkeypatch, capsys):
 def test_impossible_optics_are_refused_when_stated(optics, match):
     with pytest.raises(DataError, match=match):
         Microscope(**optics)
+
+
+def test_an_image_whose_resolution_the_stated_optics_cannot_explain_is_named(tmp_path):
+    """The pairs are simulated at the stated optics: an image recorded at 108 nm but stated as 62.6 nm shows detail
+    those optics cannot pass, and the adapted model's record says so (adapt and the dock print it as a warning)."""
+    from napari_cvdm.training.adapt import image_resolution, resolution_warning
+
+    image, _ = _widefield(Microscope(pixel_um=0.108, wavelength_um=0.515, numerical_aperture=1.3), 200.0)
+    wrong = image_resolution(image, SAMPLED)
+    assert not wrong["agrees"] and wrong["cutoff_cycles_per_px"] > 0.45
+    assert "pass 0.32: the pairs were simulated at the stated optics" in resolution_warning(wrong)
+    right, _ = _widefield(SAMPLED, 200.0)
+    assert image_resolution(right, SAMPLED)["agrees"] and resolution_warning(image_resolution(right, SAMPLED)) is None
+    base = tiny_model("sr", wavelength_um=0.515, numerical_aperture=1.3)
+    model = drive(iter_adapt(base, right, SAMPLED, tmp_path / "a.cvdm", n_pairs=4, size=32, train=TINY_TRAIN))
+    assert model.info.training["adapted"]["resolution"]["agrees"]

@@ -21,7 +21,7 @@ from .._runtime import CancelToken, Progress
 from ..registry import user_model_dir
 from ..settings import ADAPT_PAIRS, ADAPT_SIZE, ADAPT_TRAIN, ReconstructSettings, adapt_train_settings
 from ..tasks import InputError
-from ..training.adapt import Microscope, iter_adapt
+from ..training.adapt import Microscope, iter_adapt, resolution_warning
 from ..training.data import DataError
 from ..training.loop import TrainProgress
 from .catalog import get_model
@@ -146,6 +146,8 @@ class AdaptWidget(Container):
     def _done(self, output, model) -> None:
         self.status.value = f"saved {output.name}: in the model picker; {model.info.training.get('calibration', '')}"
         MODEL_EVENTS.models_changed.emit(str(output))
+        if (warning := resolution_warning(model.info.training.get("adapted", {}).get("resolution"))) is not None:
+            notifications.show_warning(f"CVDM: {warning}")
 
     def _failed(self, err: BaseException) -> None:
         notifications.show_error(f"Adapt to my microscope failed: {err}")

@@ -23,7 +23,7 @@ def cmd_adapt(args: argparse.Namespace) -> int:
     from ..model.metadata import parse_length_um
     from ..registry import load_model, user_model_dir
     from ..tasks import InputError
-    from ..training.adapt import Microscope, iter_adapt
+    from ..training.adapt import Microscope, iter_adapt, resolution_warning
     from ..training.loop import TrainProgress
     from .flags import progress_line, stop_on_signals
 
@@ -89,6 +89,8 @@ def cmd_adapt(args: argparse.Namespace) -> int:
         + f" in {seconds:.0f} s on {train.device}; noise: {adapted.get('noise', {}).get('note', '')}; "
         f"{model.info.training.get('calibration', '')}; saved {output} (in the model picker)"
     )
+    if (warning := resolution_warning(adapted.get("resolution"))) is not None:
+        print(f"warning: {warning}", file=sys.stderr)
     return 0
 
 

@@ -20,12 +20,9 @@ import numpy as np
 
 from ..model.metadata import ModelMetadata
 from ..physics.noise import sr_cutoff_cycles_per_px
-from ..physics.resolution import CutoffEstimate, estimate_cutoff
+from ..physics.resolution import FINER, NYQUIST, CutoffEstimate, cutoff_ratio, cutoffs_agree, estimate_cutoff
 from .optics import ASSUMED, OWN_PIXEL, OpticsPlan
 
-FINER = 1.15  # a fitted cutoff above this × the expected one: detail the assumed optics cannot pass
-COARSER = 0.87  # below this ×: the fit reads spot-like samples' cutoffs down to 0.90× (benchmarks/resolution_check.py)
-NYQUIST = 0.5  # cycles per pixel
 OPTICS_KEYS = ("pixel_size_um", "wavelength_um", "numerical_aperture")
 
 
@@ -84,12 +81,12 @@ def resolution_verdict(found: CutoffEstimate, expected: float, optics: str = "th
     Both are compared up to Nyquist (0.5 cycles per pixel): beyond it an image aliases, and its cutoff is not
     measured, so two cutoffs beyond it agree."""
     cutoff = found.cutoff_cycles_per_px
-    ratio = min(cutoff, NYQUIST) / min(expected, NYQUIST)
+    ratio = cutoff_ratio(cutoff, expected)
     width = expected / cutoff  # the PSF width in pixels relative to the assumed one (≤ where the fit is a bound)
     record = {"cutoff_cycles_per_px": cutoff, "expected_cycles_per_px": expected, "psf_width_factor": width,
               "at_least": found.at_least}  # fmt: skip
     shown = f"{'≥ ' if found.at_least else ''}{cutoff:.2f}"
-    if COARSER <= ratio <= FINER:
+    if cutoffs_agree(cutoff, expected):
         undersampled = min(cutoff, expected) >= NYQUIST
         beyond = " (both at or beyond Nyquist: undersampled, as the optics predict)" if undersampled else ""
         note = (f"the image's resolution agrees with {optics} (cutoff {shown} cycles per pixel measured, "

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["CutoffEstimate", "ResolutionEstimateError", "estimate_cutoff"]
+__all__ = ["CutoffEstimate", "ResolutionEstimateError", "cutoff_ratio", "cutoffs_agree", "estimate_cutoff"]
 
 MAX_SIDE = 512
 TAPER = 0.25  # each border's share of the window's raised-cosine taper
@@ -159,3 +159,19 @@ def estimate_cutoff(image: np.ndarray) -> CutoffEstimate:
         f"times the object's spectrum plus white noise; signal {contrast:.0f}× the noise at half the cutoff)"
     )
     return CutoffEstimate(cutoff, bool(at_least), contrast, slope, note)
+
+
+NYQUIST = 0.5  # cycles per pixel
+FINER = 1.15  # a fitted cutoff above this × the expected one: detail the assumed optics cannot pass
+COARSER = 0.87  # below this ×: the fit reads spot-like samples' cutoffs down to 0.90× (benchmarks/resolution_check.py)
+
+
+def cutoff_ratio(shown: float, expected: float) -> float:
+    """The cutoff an image shows over the one its optics predict, both taken up to Nyquist: beyond it an image
+    aliases and its cutoff is not measured, so two cutoffs beyond it agree."""
+    return min(shown, NYQUIST) / min(expected, NYQUIST)
+
+
+def cutoffs_agree(shown: float, expected: float) -> bool:
+    """Whether a fitted cutoff agrees with the expected one within the fit's error (``COARSER``–``FINER``)."""
+    return COARSER <= cutoff_ratio(shown, expected) <= FINER

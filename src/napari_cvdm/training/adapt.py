@@ -44,6 +44,7 @@ from ..physics.noise import (
     sr_cutoff_cycles_per_px,
 )
 from ..physics.optics import foreground_mean
+from ..physics.resolution import ResolutionEstimateError, cutoffs_agree, estimate_cutoff
 from ..physics.settings import SRSimulation
 from ..settings import ADAPT_PAIRS, ADAPT_SIZE, LENGTH_LIMITS_UM, MAX_NA, TrainSettings, adapt_train_settings
 from .data import DataError, PairedDataset
@@ -82,6 +83,32 @@ class Microscope:
             value = getattr(self, name)
             if value is not None and not (0 < value <= upper):
                 raise DataError(f"the {what} {value}{unit} is no microscope's: give a value in (0, {upper}]{unit}")
+
+
+def image_resolution(image: np.ndarray, scope: Microscope) -> dict[str, Any] | None:
+    """SR: the cutoff the user's image shows (:func:`~napari_cvdm.physics.resolution.estimate_cutoff`) against the
+    one the stated optics predict, and whether they agree; the pairs are simulated at the stated optics, so where
+    they disagree the adapted model is trained for another microscope.  None without an estimate."""
+    if scope.numerical_aperture is None:
+        return None
+    plane = np.asarray(image, dtype=np.float64).reshape(-1, *np.shape(image)[-2:])[0]
+    try:
+        shown = estimate_cutoff(plane).cutoff_cycles_per_px
+    except ResolutionEstimateError:
+        return None
+    expected = sr_cutoff_cycles_per_px(scope.numerical_aperture, scope.wavelength_um, scope.pixel_um)
+    return {"cutoff_cycles_per_px": shown, "expected_cycles_per_px": expected, "agrees": cutoffs_agree(shown, expected)}
+
+
+def resolution_warning(resolution: dict[str, Any] | None) -> str | None:
+    """In words, an image whose resolution disagrees with the optics stated for its adaptation; else None."""
+    if not resolution or resolution["agrees"]:
+        return None
+    return (
+        f"your image shows detail up to {resolution['cutoff_cycles_per_px']:.2f} cycles per pixel, but the pixel "
+        f"size, λ and NA stated pass {resolution['expected_cycles_per_px']:.2f}: the pairs were simulated at the "
+        "stated optics, so check them (the pixel size in the sample, the emission λ of your dye, the objective's NA)"
+    )
 
 
 def estimate_noise(
@@ -270,6 +297,7 @@ def iter_adapt(
     noise = estimate_noise(
         task, image, scope, offset, photons=photons, gain_e_per_unit=gain_e_per_unit, read_noise_e=read_noise_e
     )
+    resolution = image_resolution(image, scope) if task == "super-resolution" else None
     inputs, targets = [], []
     for k in range(n_pairs):  # one pair at a time, so progress shows and Stop is heard
         yield Progress(k + 1, n_pairs + 1, f"simulating pair {k + 1}/{n_pairs} with your optics and noise")
@@ -290,7 +318,12 @@ def iter_adapt(
     info = info.model_copy(update=update)
     info.training = {
         **info.training,
-        "adapted": {"microscope": asdict(scope), "noise": noise.as_dict(), "simulation": simulation},
+        "adapted": {
+            "microscope": asdict(scope),
+            "noise": noise.as_dict(),
+            "simulation": simulation,
+            "resolution": resolution,
+        },
         "data": f"{n_pairs} pairs simulated with the user's optics and {'stated' if stated else 'estimated'} noise, "
         f"size {size}, seed {seed}",
     }

@@ -17,12 +17,11 @@ import numpy as np
 
 from ..model.metadata import ModelMetadata, ValidOptics, psf_fwhm_px
 from ..physics.noise import header_noise, sr_cutoff_cycles_per_px
-from ..physics.resolution import ResolutionEstimateError, estimate_cutoff
+from ..physics.resolution import ResolutionEstimateError, cutoffs_agree, estimate_cutoff
 from ..tasks import InputError, dark_subtracted
 from .data import RawPairs
 
 MAX_RESOLUTION_IMAGES = 16  # training inputs whose cutoff is fitted (~0.3 s each)
-RESOLUTION_AGREE = (0.87, 1.15)  # the reconstruction's resolution check's tolerance (inference.resolution_check)
 SAME = 1e-3  # relative difference below which a stated value is the header's own
 AGREE = 0.01  # relative difference within which input files state the same pixel size
 
@@ -215,11 +214,10 @@ def with_data_resolution(info: ModelMetadata, inputs: list[np.ndarray]) -> Model
         return info
     shown = float(np.median(cutoffs))
     expected = sr_cutoff_cycles_per_px(info.numerical_aperture, info.wavelength_um, info.input_pixel_um)
-    ratio = min(shown, 0.5) / min(expected, 0.5)  # beyond Nyquist an image aliases: its cutoff is not measured
     new = info.model_copy(deep=True)
     new.training = {**new.training, "data_resolution": {
         "cutoff_cycles_per_px": shown, "expected_cycles_per_px": expected, "estimated_on": len(cutoffs),
-        "agrees": bool(RESOLUTION_AGREE[0] <= ratio <= RESOLUTION_AGREE[1]),
+        "agrees": cutoffs_agree(shown, expected),
     }}  # fmt: skip
     return new
 
