@@ -31,3 +31,19 @@ def test_a_resolution_the_optics_cannot_pass_is_a_warning(
     assert job.outcome == "done" and notes["error"] == []
     found = [n for n in notes["warning"] if "the image's resolution does not match" in n]
     assert len(found) == (1 if warned else 0), notes["warning"]
+
+
+def test_the_optics_line_says_before_the_run_whether_the_layer_s_resolution_agrees(make_widget, model_files):
+    """The line under the optics fields checks the picked layer against the optics typed, as they are typed."""
+    settings = sr_microscope(wavelength_um=0.67, na=1.4).model_copy(
+        update={"structure": "f-actin", "photons": (200, 200)}
+    )
+    viewer, widget = make_widget()
+    viewer.add_image(simulate_sr_pair(settings, 128, np.random.default_rng(40_701))[0], name="wf",
+                     scale=(0.0626, 0.0626), units=("µm", "µm"))  # fmt: skip
+    widget.optics.wavelength.value = "0.515"
+    widget.optics.numerical_aperture.value = "1.3"
+    assert "image: ⚠ the image's resolution does not match" in widget.optics.info.value, widget.optics.info.value
+    widget.optics.wavelength.value = "0.67"  # the dye's true λ and the objective's NA
+    widget.optics.numerical_aperture.value = "1.4"
+    assert "image: resolution agrees with these optics" in widget.optics.info.value, widget.optics.info.value

@@ -13,10 +13,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 from magicgui.widgets import ComboBox, Label, LineEdit
 from pydantic import ValidationError
 
 from ..inference.optics import OpticsPlan, plan_optics
+from ..inference.resolution_check import check_resolution, fitted_cutoff
 from ..model.metadata import ModelMetadata
 from ..settings import ReconstructSettings
 from ..tasks import InputError
@@ -62,6 +64,7 @@ class OpticsControls:
         )
         self._filled: dict[str, tuple[str, str]] = {}  # field → (text filled in, where it came from)
         self._phase = False
+        self._fitted: tuple[tuple, Any] | None = None  # (which layer data, its cutoff estimate)
 
     @property
     def widgets(self) -> list[Any]:
@@ -172,13 +175,31 @@ class OpticsControls:
             what = "PSF width in px" if covered.psf_width_factor else "λ·d/p²"
             model.append(f"covers {what} {low:.2f}–{high:.2f}×")
         line = "model: " + ", ".join(model)
+        image = ""
         try:
             settings = ReconstructSettings(**self.values())
             plan = self.check(info, settings, layers[0] if layers else None)
             verdict = plan.record.get("note", "")
+            image = self._resolution_line(info, layers[0] if layers else None, plan)
         except (InputError, ValidationError) as err:
             verdict = "✗ " + (str(err).split(". ")[0] if isinstance(err, InputError) else "invalid value")
-        self.info.value = f"{line}\nyours: {verdict}"
+        self.info.value = f"{line}\nyours: {verdict}" + (f"\nimage: {image}" if image else "")
+
+    def _resolution_line(self, info: ModelMetadata, layer: Any, plan: OpticsPlan) -> str:
+        """SR: whether the layer's own resolution agrees with the optics in the fields (the reconstruction's
+        resolution check, before the run), for a layer held in memory; its cutoff is fitted once per layer."""
+        data = getattr(layer, "data", None)
+        if info.task != "super-resolution" or not isinstance(data, np.ndarray) or data.ndim < 2:
+            return ""
+        key = (id(data), data.shape, float(data.flat[0]), float(data.flat[-1]))
+        if self._fitted is None or self._fitted[0] != key:
+            self._fitted = (key, fitted_cutoff(data.reshape(-1, *data.shape[-2:])[0]))
+        verdict = check_resolution(info, None, plan, found=self._fitted[1])
+        if verdict["verdict"] == "mismatch":
+            return "⚠ " + verdict["note"].split(". The reconstruction")[0]
+        if verdict["verdict"] == "match":
+            return f"resolution agrees with these optics (cutoff {verdict['cutoff_cycles_per_px']:.2f} cycles/px)"
+        return ""
 
     def remember(self, layers: Sequence[Any]) -> None:
         """Store the values of a finished run in the input layers' metadata (shown again when picked)."""

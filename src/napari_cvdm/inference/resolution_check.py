@@ -26,9 +26,15 @@ from .optics import ASSUMED, OWN_PIXEL, OpticsPlan
 OPTICS_KEYS = ("pixel_size_um", "wavelength_um", "numerical_aperture")
 
 
-def check_resolution(info: ModelMetadata, plane: np.ndarray, plan: OpticsPlan | None = None) -> dict[str, Any]:
+def check_resolution(
+    info: ModelMetadata,
+    plane: np.ndarray | None,
+    plan: OpticsPlan | None = None,
+    found: CutoffEstimate | ValueError | None = None,
+) -> dict[str, Any]:
     """The resolution verdict for one SR input plane (H, W) under the run's optics (``plan``; else the model's).
-    Never raises."""
+    ``found``: the plane's cutoff estimate (or the error it gave) when already fitted, instead of ``plane`` (the
+    widget fits a layer once and checks it against every change of its optics fields).  Never raises."""
     try:
         if info.task != "super-resolution":
             return {"verdict": "unchecked", "note": "the resolution check is for widefield images (super-resolution)"}
@@ -48,13 +54,21 @@ def check_resolution(info: ModelMetadata, plane: np.ndarray, plan: OpticsPlan | 
         if trained.get("cutoff_cycles_per_px"):  # what the model's own training inputs showed, moved by the optics
             expected *= trained["cutoff_cycles_per_px"] / _cutoff(header)
             described += f", as the model's training inputs showed them (cutoff {trained['cutoff_cycles_per_px']:.2f})"
-        try:
-            found = estimate_cutoff(np.asarray(plane))
-        except ValueError as err:
-            return {"verdict": "unknown", "note": f"resolution not checked: {err}"}
+        if found is None:
+            found = fitted_cutoff(plane)
+        if isinstance(found, ValueError):
+            return {"verdict": "unknown", "note": f"resolution not checked: {found}"}
         return resolution_verdict(found, expected, described)
     except Exception as err:  # noqa: BLE001 - advice, never the reason a reconstruction fails
         return {"verdict": "unknown", "note": f"resolution not checked: {err}"}
+
+
+def fitted_cutoff(plane: np.ndarray) -> CutoffEstimate | ValueError:
+    """The plane's cutoff estimate, or the error that says why there is none."""
+    try:
+        return estimate_cutoff(np.asarray(plane))
+    except ValueError as err:
+        return err
 
 
 def _cutoff(optics: dict[str, Any]) -> float:
