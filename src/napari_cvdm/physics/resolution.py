@@ -44,6 +44,9 @@ SLOPES = np.arange(0.0, 3.51, 0.25)  # the object spectrum's power-law exponents
 ROLLOFFS = np.array([np.inf, 1.0, 0.7, 0.5, 0.35])  # cycles/px: the object spectrum's Gaussian roll-off tried
 MIN_CONTRAST = 6.0  # the fitted signal must reach this × the noise floor at half the cutoff
 TOP_MARGIN = 0.02  # a cutoff this close to the grid's top is "at least" that
+NYQUIST = 0.5  # cycles per pixel
+FINER = 1.15  # a fitted cutoff above this × the expected one: detail the assumed optics cannot pass
+COARSER = 0.87  # below this ×: the fit reads spot-like samples' cutoffs down to 0.90× (benchmarks/resolution_check.py)
 
 
 class ResolutionEstimateError(ValueError):
@@ -86,9 +89,8 @@ def _radial_power(image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
     sinc(fx)·sinc(fy) before the noise is added: the signal's spectrum has it, the noise floor does not."""
     taper = _window(image.shape[0])[:, None] * _window(image.shape[1])[None, :]
     centred = image - (image * taper).sum() / taper.sum()
-    extended = centred * taper
-    power = np.abs(np.fft.rfft2(extended)) ** 2 / (taper**2).sum()
-    fy, fx = np.fft.fftfreq(extended.shape[0])[:, None], np.fft.rfftfreq(extended.shape[1])[None, :]
+    power = np.abs(np.fft.rfft2(centred * taper)) ** 2 / (taper**2).sum()
+    fy, fx = np.fft.fftfreq(image.shape[0])[:, None], np.fft.rfftfreq(image.shape[1])[None, :]
     rho = np.hypot(fy, fx)
     pixel_mtf2 = (np.sinc(fy) * np.sinc(fx)) ** 2
     edges = np.linspace(0.0, math.sqrt(0.5), N_BINS + 1)
@@ -159,11 +161,6 @@ def estimate_cutoff(image: np.ndarray) -> CutoffEstimate:
         f"times the object's spectrum plus white noise; signal {contrast:.0f}× the noise at half the cutoff)"
     )
     return CutoffEstimate(cutoff, bool(at_least), contrast, slope, note)
-
-
-NYQUIST = 0.5  # cycles per pixel
-FINER = 1.15  # a fitted cutoff above this × the expected one: detail the assumed optics cannot pass
-COARSER = 0.87  # below this ×: the fit reads spot-like samples' cutoffs down to 0.90× (benchmarks/resolution_check.py)
 
 
 def cutoff_ratio(shown: float, expected: float) -> float:
