@@ -47,3 +47,20 @@ def test_the_optics_line_says_before_the_run_whether_the_layer_s_resolution_agre
     widget.optics.wavelength.value = "0.67"  # the dye's true λ and the objective's NA
     widget.optics.numerical_aperture.value = "1.4"
     assert "image: resolution agrees with these optics" in widget.optics.info.value, widget.optics.info.value
+
+
+def test_a_plane_by_plane_run_warns_too(make_widget, model_files, notes, qtbot, tmp_path):
+    """A lazy stack goes plane by plane into a store; its first plane's checks are warnings when the run ends."""
+    import dask.array as da
+
+    from tests.widgets.test_lazy_layers import add_stack, start
+
+    settings = sr_microscope(wf_pixel_um=0.108).model_copy(update={"structure": "f-actin", "photons": (200, 200)})
+    plane = simulate_sr_pair(settings, 64, np.random.default_rng(40_702))[0]
+    viewer, widget = make_widget()
+    add_stack(viewer, da.from_array(np.stack([plane, plane]), chunks=(1, 64, 64)))
+    widget.optics.wavelength.value = "0.515"
+    widget.optics.numerical_aperture.value = "1.3"
+    job = run_and_wait(qtbot, start(widget, tmp_path / "out.zarr"), state_pixel=False)
+    assert job.outcome == "done" and notes["error"] == [], notes["error"]
+    assert [n for n in notes["warning"] if "the image's resolution does not match" in n], notes["warning"]

@@ -25,7 +25,7 @@ from napari.utils import notifications
 from .._runtime import Progress
 from ..io.omezarr import OutputMismatch, PlaneStore, open_lazy
 from ..io.readers import open_source
-from ..io.stack import PlaneDone, StackJob, StackSummary, iter_stack, prepare
+from ..io.stack import PlaneDone, StackJob, StackSummary, image_warnings, iter_stack, prepare
 from ..model.files import TrainedModel
 from ..settings import ReconstructSettings
 from ..tasks import InputError
@@ -307,6 +307,8 @@ class StackReconstructionJob(WorkerJob):
         calibration = PlaneStore.open(self.stack.store_path, mode="r").info.get("calibration", "")
         about = f"; uncertainty {calibration}" if calibration else ""
         self.note = f"{len(result.computed)} plane(s) computed{skipped}; store {result.output}{about}"
+        for note in image_warnings(self.stack):  # the noise and resolution checks of its first plane: warnings
+            notifications.show_warning(f"CVDM: {note}")
         self.outcome = "done"
 
     def _on_errored(self, exc: BaseException) -> None:
