@@ -56,3 +56,39 @@ def test_an_image_sampled_far_coarser_than_nyquist_reads_as_at_least_the_grid():
 def test_odd_images_are_refused_with_the_reason(image, why):
     with pytest.raises(ResolutionEstimateError, match=why):
         estimate_cutoff(image)
+
+
+def test_the_defocused_otf_is_the_in_focus_one_at_zero_defocus_with_the_same_cutoff():
+    from napari_cvdm.physics.optics import defocused_incoherent_otf, incoherent_otf
+
+    shape, pixel, cutoff = (512, 512), 0.01565, 2 * 1.3 / 0.515  # the SR simulator's fine grid
+    focused = defocused_incoherent_otf(shape, pixel, cutoff, 0.0)
+    assert np.abs(focused - incoherent_otf(shape, pixel, cutoff)).max() < 0.01
+    half_wave = defocused_incoherent_otf(shape, pixel, cutoff, 0.5)
+    rho = np.hypot(*np.meshgrid(np.fft.fftfreq(512, pixel), np.fft.fftfreq(512, pixel), indexing="ij"))
+    assert np.abs(half_wave[rho > 1.01 * cutoff]).max() < 1e-9 and half_wave.min() < 0  # contrast reversal
+
+
+@pytest.mark.parametrize(("waves", "reads"), [(0.25, "the cutoff"), (0.5, "no estimate")])
+def test_defocus_within_a_quarter_wave_keeps_the_cutoff_and_half_a_wave_gives_no_estimate(monkeypatch, waves, reads):
+    """A quarter wave (Rayleigh's limit) still reads the objective's cutoff; at half a wave the OTF reverses
+    contrast: no estimate, rather than a wrong one (the benchmark's 0.5-wave rows read too fine without it)."""
+    import napari_cvdm.physics.simulate as simulate
+    from napari_cvdm.physics.optics import defocused_incoherent_otf
+
+    plain = simulate.incoherent_otf
+
+    def otf(shape, px, cutoff, real=False):  # the widefield OTF (5.0 µm⁻¹) defocused, the SIM target's (≈ 9) not
+        return (
+            defocused_incoherent_otf(shape, px, cutoff, waves, real) if cutoff < 7 else plain(shape, px, cutoff, real)
+        )
+
+    monkeypatch.setattr(simulate, "incoherent_otf", otf)
+    settings = SRSimulation(structure="microtubules")
+    true = sr_cutoff_cycles_per_px(settings.na, settings.wavelength_um, settings.wf_pixel_um)
+    image = _image(settings, 40_506, size=256)
+    if reads == "the cutoff":
+        assert 0.95 * true <= estimate_cutoff(image).cutoff_cycles_per_px <= 1.1 * true
+    else:
+        with pytest.raises(ResolutionEstimateError, match="does not fit an in-focus widefield image"):
+            estimate_cutoff(image)  # (without the misfit rule this image reads 0.46 cycles per pixel: too fine)

@@ -2,7 +2,7 @@
 
 A run takes the pixel size, emission λ and NA that are stated (settings, file metadata) or, where none are, the
 model's.  They predict the widefield image's incoherent cutoff 2·NA·p/λ in cycles per pixel; the image shows its
-own (:func:`napari_cvdm.physics.resolution.estimate_cutoff`, fitted blind within 0.90–1.04× on the bench's images).
+own (:func:`napari_cvdm.physics.resolution.estimate_cutoff`, fitted blind within 0.92–1.03× on the bench's images).
 Where the two disagree by more than the fit's error, the network sees a PSF of another width in pixels than the one
 it was trained and calibrated on, and the reconstruction and its error bars do not hold: on the bench's held-out
 108 nm images, run as if at the model's 62.6 nm, the errors are 2.5× the calibrated std.  The check warns and says

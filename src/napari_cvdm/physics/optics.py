@@ -19,6 +19,7 @@ from scipy import fft as sfft
 __all__ = [
     "apply_otf",
     "camera_noise",
+    "defocused_incoherent_otf",
     "foreground_mean",
     "frequency_radius",
     "incoherent_otf",
@@ -59,6 +60,21 @@ def incoherent_otf(shape: tuple[int, int], pixel_um: float, cutoff_per_um: float
     otf = (2.0 / np.pi) * (np.arccos(s) - s * np.sqrt(1.0 - s * s))
     otf[rho >= cutoff_per_um] = 0.0
     return otf
+
+
+def defocused_incoherent_otf(
+    shape: tuple[int, int], pixel_um: float, cutoff_per_um: float, waves: float, real: bool = False
+) -> np.ndarray:
+    """The incoherent OTF of a circular pupil ``waves`` out of focus (peak wavefront error W at the pupil's edge):
+    the autocorrelation of P(ρ) = exp(2πi·W·(ρ/ρp)²) for ρ ≤ ρp = cutoff/2, computed on the FFT grid; the same
+    cutoff as :func:`incoherent_otf` (which it equals at W = 0 to the grid's sampling of the pupil), lower and, from
+    about half a wave, sign-changing contrast below it.  ``real=True`` returns the rfft half-plane layout."""
+    fy, fx = np.fft.fftfreq(shape[0], d=pixel_um), np.fft.fftfreq(shape[1], d=pixel_um)
+    rho = np.hypot(fy[:, None], fx[None, :]) / (cutoff_per_um / 2)
+    pupil = np.where(rho <= 1, np.exp(2j * np.pi * waves * rho**2), 0)
+    otf = np.real(np.fft.fft2(np.abs(np.fft.ifft2(pupil)) ** 2))
+    otf /= otf[0, 0]
+    return otf[:, : shape[1] // 2 + 1] if real else otf
 
 
 def otf_to_psf(otf: np.ndarray) -> np.ndarray:

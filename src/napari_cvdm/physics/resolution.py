@@ -10,17 +10,19 @@ pixel integrates the light over its square (MTF sinc(fx)·sinc(fy)) before the n
 the object's spectrum taken as a power law with a Gaussian roll-off (small spots and rings fall off before the
 cutoff).  :func:`estimate_cutoff` fits ρc by least squares on log P over grids of ρc, α and ρs (A and the floor in
 closed form for each), on the image tapered at its borders (so its edges add no power).  On the bench's simulated
-widefield images the fitted cutoff is 0.90–1.04× the true one (spot-like CCPs read lowest), over the optics users
-have (``physics.SROpticsRange``: NA 1.2–1.49, emission 0.45–0.70 µm, pixels 60–110 nm, 10–1000 photons per frame)
-0.97–1.04× for 80 % of images (``python benchmarks/resolution_check.py``).  The PSF width in pixels is ∝ 1/ρc, so
-the ratio of the cutoff the stated (or assumed) optics predict to the one the image shows is how much wider its PSF
-is than assumed.
+widefield images the fitted cutoff is 0.92–1.03× the true one (10th–90th percentiles per row; spot-like CCPs read
+lowest), over the optics users have (``physics.SROpticsRange``: NA 1.2–1.49, emission 0.45–0.70 µm, pixels
+60–110 nm, 10–1000 photons per frame) 0.97–1.02× (``python benchmarks/resolution_check.py``).  The PSF width in
+pixels is ∝ 1/ρc, so the ratio of the cutoff the stated (or assumed) optics predict to the one the image shows is
+how much wider its PSF is than assumed.
 
 It needs structure above the noise (a blank or very dim image gives no estimate) and a spectrum that reaches the
 noise floor before the corner of the spectrum (√2/2 cycles per pixel): an image sampled much coarser than Nyquist
-shows only that its cutoff lies above what it can show.  Aberrations lower the OTF but not its cutoff; a
-deconvolved or denoised image is not a widefield image, and its fit says little.  NumPy only; at most the central
-512² pixels, ~0.3 s.
+shows only that its cutoff lies above what it can show.  A spectrum the model does not fit (its misfit, in units
+of the periodogram's own noise, above ``MAX_MISFIT``: half a wave of defocus, whose OTF reverses contrast) gives no
+estimate rather than a wrong one; within a quarter wave the cutoff still reads right (``--defocus-waves``).
+Aberrations lower the OTF but not its cutoff; a deconvolved or denoised image is not a widefield image, and its fit
+says little.  NumPy only; at most the central 512² pixels, ~0.3 s.
 """
 
 from __future__ import annotations
@@ -43,6 +45,9 @@ CUTOFFS = np.linspace(0.08, 0.70, 249)  # the fitted cutoff's grid, cycles/px (0
 SLOPES = np.arange(0.0, 3.51, 0.25)  # the object spectrum's power-law exponents α tried
 ROLLOFFS = np.array([np.inf, 1.0, 0.7, 0.5, 0.35])  # cycles/px: the object spectrum's Gaussian roll-off tried
 MIN_CONTRAST = 6.0  # the fitted signal must reach this × the noise floor at half the cutoff
+MAX_MISFIT = (
+    3.5  # RMS of the fit's log error in units of its noise: in-focus images 1.5 (median), ½ wave of defocus 3–6
+)
 TOP_MARGIN = 0.02  # a cutoff this close to the grid's top is "at least" that
 NYQUIST = 0.5  # cycles per pixel
 FINER = 1.15  # a fitted cutoff above this × the expected one: detail the assumed optics cannot pass
@@ -62,6 +67,7 @@ class CutoffEstimate:
     contrast: float  # fitted signal / noise floor at half the cutoff
     slope: float  # the object spectrum's fitted power-law exponent α
     note: str
+    misfit: float = 0.0  # RMS over the fitted bins of log(model / power) × √(pixels in the bin): ~1 for a perfect fit
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -118,7 +124,7 @@ def estimate_cutoff(image: np.ndarray) -> CutoffEstimate:
         raise ResolutionEstimateError("the image is constant or holds NaN or infinite values")
     rho, power, counts, pixel_mtf2 = _radial_power(arr)
     keep = (rho > LOWEST) & (counts > 0) & (power > 0)
-    rho, power, pixel_mtf2 = rho[keep], power[keep], pixel_mtf2[keep]
+    rho, power, pixel_mtf2, counts = rho[keep], power[keep], pixel_mtf2[keep], counts[keep]
     log_power = np.log(power)
     weights = 1.0 / power  # relative errors: every bin counts alike, bright or dim
     best: tuple[float, ...] | None = None  # residual, cutoff, slope, roll-off, A, floor
@@ -146,6 +152,8 @@ def estimate_cutoff(image: np.ndarray) -> CutoffEstimate:
     if best is None:
         raise ResolutionEstimateError("the power spectrum fits no band-limited image plus white noise")
     _, cutoff, slope, rolloff, amp, floor = best
+    fitted = amp * _otf(rho / cutoff) ** 2 * pixel_mtf2 * rho ** (-slope) * np.exp(-((rho / rolloff) ** 2)) + floor
+    misfit = math.sqrt(float(np.mean(counts * (np.log(fitted) - log_power) ** 2)))
     half = cutoff / 2  # the signal there, relative to the floor (the pixel MTF² at (ρ/√2, ρ/√2) stands for its mean)
     spectrum = np.sinc(half / math.sqrt(2)) ** 4 * half ** (-slope) * math.exp(-((half / rolloff) ** 2))
     contrast = float(amp * _otf(np.array([0.5]))[0] ** 2 * spectrum / floor)
@@ -154,13 +162,18 @@ def estimate_cutoff(image: np.ndarray) -> CutoffEstimate:
             f"too little structure above the noise to see the optics' cutoff (signal {contrast:.1f}× the noise "
             f"floor at half of it; needs ≥ {MIN_CONTRAST:g}×)"
         )
+    if misfit > MAX_MISFIT and cutoff < NYQUIST:  # (beyond Nyquist aliasing folds the spectrum: no shape to fit)
+        raise ResolutionEstimateError(
+            f"the power spectrum does not fit an in-focus widefield image (misfit {misfit:.1f}, at most "
+            f"{MAX_MISFIT:g}): out of focus, aberrated or processed?"
+        )
     at_least = cutoff >= CUTOFFS[-1] - TOP_MARGIN
     shown = f"≥ {cutoff:.2f}" if at_least else f"{cutoff:.3f}"
     note = (
         f"the image passes detail up to {shown} cycles per pixel (its power spectrum fitted as a widefield OTF "
         f"times the object's spectrum plus white noise; signal {contrast:.0f}× the noise at half the cutoff)"
     )
-    return CutoffEstimate(cutoff, bool(at_least), contrast, slope, note)
+    return CutoffEstimate(cutoff, bool(at_least), contrast, slope, note, misfit)
 
 
 def cutoff_ratio(shown: float, expected: float) -> float:
