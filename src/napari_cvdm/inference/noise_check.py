@@ -25,7 +25,7 @@ import numpy as np
 
 from ..model.metadata import ModelMetadata
 from ..physics.noise import N_FRAMES, estimate_phase_noise, header_noise
-from .optics import OpticsPlan
+from .optics import OpticsPlan, used_optics
 
 PHOTON_TOLERANCE = 0.25  # one-image photon estimates are within ~20 % on simulated widefield images
 XI_TOLERANCE = 0.25  # ξ is exact on images with flat regions and an upper bound on densely structured ones
@@ -141,15 +141,6 @@ def _unchecked() -> dict[str, Any]:
     return {"verdict": "unchecked", "note": "the model states no noise range, so the noise was not checked"}
 
 
-def _used(plan: OpticsPlan | None, info: ModelMetadata, key: str, header: str) -> float | None:
-    if plan is not None:
-        value = plan.record.get("used", {}).get(key, {}).get("value")
-        if value is not None:
-            return float(value)
-    value = getattr(info, header)
-    return None if value is None else float(value)
-
-
 def _outside(value: float, span: tuple[float, float], tolerance: float, error: float = 0.0) -> str | None:
     """Which side ("below", "above") ``value`` ± ``error`` lies on beyond ``span`` widened by ``tolerance``."""
     low, high = span
@@ -172,11 +163,11 @@ def estimate_noise(
     "note": why}`` where it gives none.  Never raises."""
     if info.task not in ("super-resolution", "phase"):
         return {"verdict": "unknown", "note": f"no noise model for the task {info.task!r}"}
+    used = used_optics(plan, info)
     found = header_noise(
         info.task, plane, offset,
-        pixel_um=_used(plan, info, "pixel_size_um", "input_pixel_um"),
-        wavelength_um=_used(plan, info, "wavelength_um", "wavelength_um"),
-        numerical_aperture=_used(plan, info, "numerical_aperture", "numerical_aperture"),
+        pixel_um=used["pixel_size_um"], wavelength_um=used["wavelength_um"],
+        numerical_aperture=used["numerical_aperture"],
         binning=plan.bin if plan is not None else 1, shown_cutoff=shown_cutoff,
     )  # fmt: skip
     return found if found["estimate"] is not None else {"verdict": "unknown", "note": found["note"]}

@@ -199,6 +199,18 @@ def _model_optics(info: ModelMetadata) -> dict[str, float | None]:
     return {key: getattr(info, header) for key, (header, _) in FIELDS.items()}
 
 
+def used_optics(plan: OpticsPlan | None, info: ModelMetadata) -> dict[str, float | None]:
+    """Each optics value (settings field → value) a run used: the plan's (stated, or the model's it assumed),
+    else the header's; None where neither has one."""
+    used = (plan.record.get("used") or {}) if plan is not None else {}
+    values: dict[str, float | None] = {}
+    for key, header in _model_optics(info).items():
+        value = (used.get(key) or {}).get("value")
+        value = header if value is None else value
+        values[key] = None if value is None else float(value)
+    return values
+
+
 def _fmt(values: Mapping[str, Any], task: str) -> str:
     px = values.get("pixel_size_um")
     parts = [f"pixel {px * 1000:.1f} nm" if px else "pixel ?"]

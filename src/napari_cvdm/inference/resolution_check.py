@@ -21,7 +21,7 @@ import numpy as np
 from ..model.metadata import ModelMetadata
 from ..physics.noise import sr_cutoff_cycles_per_px
 from ..physics.resolution import FINER, NYQUIST, CutoffEstimate, cutoff_ratio, cutoffs_agree, estimate_cutoff
-from .optics import ASSUMED, OWN_PIXEL, OpticsPlan
+from .optics import ASSUMED, OWN_PIXEL, OpticsPlan, used_optics
 
 OPTICS_KEYS = ("pixel_size_um", "wavelength_um", "numerical_aperture")
 
@@ -39,11 +39,8 @@ def check_resolution(
         if info.task != "super-resolution":
             return {"verdict": "unchecked", "note": "the resolution check is for widefield images (super-resolution)"}
         used = (plan.record.get("used") or {}) if plan is not None else {}
-        values = {key: (used.get(key) or {}).get("value") for key in OPTICS_KEYS}
-        header = {"pixel_size_um": info.input_pixel_um, "wavelength_um": info.wavelength_um,
-                  "numerical_aperture": info.numerical_aperture}  # fmt: skip
-        values = {key: values[key] if values[key] is not None else header[key] for key in OPTICS_KEYS}
-        if any(value is None for value in values.values()):
+        values = used_optics(plan, info)
+        if any(values[key] is None for key in OPTICS_KEYS):
             return {
                 "verdict": "unchecked",
                 "note": "the model states no pixel size, λ and NA to check the image against",
@@ -52,7 +49,7 @@ def check_resolution(
         described = _described(values, used)
         trained = info.training.get("data_resolution") or {}
         if trained.get("cutoff_cycles_per_px"):  # what the model's own training inputs showed, moved by the optics
-            expected *= trained["cutoff_cycles_per_px"] / _cutoff(header)
+            expected *= trained["cutoff_cycles_per_px"] / _cutoff(used_optics(None, info))
             described += f", as the model's training inputs showed them (cutoff {trained['cutoff_cycles_per_px']:.2f})"
         if found is None:
             found = fitted_cutoff(plane)
