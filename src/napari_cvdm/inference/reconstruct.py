@@ -24,9 +24,9 @@ from ..model.metadata import ModelMetadata
 from ..settings import ReconstructSettings, checked_settings
 from ..tasks import InputError, check_image
 from .bands import Band, RunningMean
-from .noise_check import check_noise, with_stack_saturation
+from .noise_check import with_stack_saturation
 from .optics import OpticsPlan, plan_optics
-from .resolution_check import check_resolution, qualified_calibration, shown_cutoff
+from .resolution_check import qualified_calibration
 from .run import condition_shape, dark_subtracted, output_channels, prepare_run
 
 MAX_STACK_AXES = 2  # leading T and/or Z axes processed plane by plane
@@ -184,7 +184,8 @@ def iter_reconstruct(
         arrs = [getattr(b, name) for b in per_plane]
         return None if arrs[0] is None else np.stack(arrs).reshape(*lead, *arrs[0].shape).astype(np.float32)
 
-    resolution = check_resolution(model.info, planes[0], run.optics)  # the first plane's; never raises
+    optics = run.image_checks(planes[0])  # the first plane's noise and resolution; never raises
+    optics["noise"] = with_stack_saturation(optics["noise"], planes)  # saturation from every plane
     calibrated = stack("calibrated_std")
     sample_arr = None
     if settings.keep_samples:  # planes × (N, [C,] H, W) → (N, *lead, [C,] H, W)
@@ -206,20 +207,11 @@ def iter_reconstruct(
         upper=stack("upper"),
         interval_level=settings.interval_level,
         calibration=qualified_calibration(
-            run.calibration_summary([first_plane + p for p in range(len(planes))]), resolution, calibrated is not None
+            run.calibration_summary([first_plane + p for p in range(len(planes))]),
+            optics["resolution"],
+            calibrated is not None,
         ),
-        optics={
-            **run.optics.record,
-            "output_pixel_um": run.optics.output_pixel_um,
-            # the noise from the first plane, saturation from every plane; never raises
-            "noise": with_stack_saturation(
-                check_noise(
-                    model.info, planes[0], run.optics, settings.camera_offset or None, shown_cutoff(resolution)
-                ),
-                planes,
-            ),
-            "resolution": resolution,
-        },
+        optics=optics,
     )
 
 

@@ -27,8 +27,9 @@ from ..sampling.plan import SamplerPlan, plan_sampler
 from ..settings import ReconstructSettings, overlap_message
 from ..tasks import InputError, check_image, dark_subtracted, output_scale, output_units, plane_condition
 from .bands import Band, BandCalibrator, PlaneSampler, RunningMean
-from .noise_check import estimated_noise_xi
+from .noise_check import check_noise, estimated_noise_xi
 from .optics import OpticsPlan, network_psf_factor, plan_optics, resampled_fresnel_factor
+from .resolution_check import check_resolution, shown_cutoff
 from .tiling import TileLayout
 
 
@@ -91,6 +92,17 @@ class ReconstructionRun:
     @property
     def channels(self) -> list[tuple[str, str]]:
         return output_channels(self.units, self.settings.interval_level, self.calibration is not None)
+
+    def image_checks(self, plane: np.ndarray) -> dict[str, Any]:
+        """The run's optics record with the checks of one input plane: the resolution it shows against the optics
+        used, and its noise against the model's training noise (the noise band above the cutoff it shows).  Advice
+        for the result's ``optics``; never raises."""
+        info = self.model.info
+        resolution = check_resolution(info, plane, self.optics)
+        offset = self.settings.camera_offset or None
+        noise = check_noise(info, plane, self.optics, offset, shown_cutoff(resolution))
+        record = {**self.optics.record, "output_pixel_um": self.optics.output_pixel_um}
+        return {**record, "noise": noise, "resolution": resolution}
 
     @property
     def network(self) -> CVDM:

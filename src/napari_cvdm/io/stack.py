@@ -28,10 +28,9 @@ import numpy as np
 from .._runtime import Progress
 from .._version import __version__
 from ..inference.bands import Band
-from ..inference.noise_check import check_noise
 from ..inference.optics import plan_optics
 from ..inference.reconstruct import output_shape
-from ..inference.resolution_check import check_resolution, qualified_calibration, shown_cutoff
+from ..inference.resolution_check import qualified_calibration
 from ..inference.run import ReconstructionRun, dark_subtracted, prepare_run
 from ..model.files import TrainedModel
 from ..settings import ReconstructSettings
@@ -221,22 +220,15 @@ def prepare(
 
 def open_store(job: StackJob, plane: np.ndarray) -> PlaneStore:
     """The job's output store, created empty (every plane unmarked) with the run's channels if it is new; its
-    optics record gets the noise and resolution verdicts of ``plane``, the first plane computed (:func:`check_noise`,
-    :func:`check_resolution`)."""
+    optics record gets the noise and resolution verdicts of ``plane``, the first plane computed
+    (:meth:`~napari_cvdm.inference.run.ReconstructionRun.image_checks`)."""
     store = job.store()
     if store is not None:
         return store
     run = job.run
     as_run = run.resolved_settings()
     resolved = {key: as_run.get(key) for key in ("tile_size", "tile_overlap", "method", "steps", "grid")}
-    resolution = check_resolution(job.model.info, plane, run.optics)  # advice from one plane; never raises
-    offset = job.settings.camera_offset or None
-    optics = {
-        **run.optics.record,
-        "output_pixel_um": run.optics.output_pixel_um,
-        "noise": check_noise(job.model.info, plane, run.optics, offset, shown_cutoff(resolution)),
-        "resolution": resolution,
-    }
+    optics = run.image_checks(plane)  # advice from one plane; never raises
     return PlaneStore.create(
         job.store_path,
         lead=job.source.lead,
