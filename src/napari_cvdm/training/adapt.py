@@ -44,12 +44,12 @@ from ..physics.noise import (
     sr_cutoff_cycles_per_px,
 )
 from ..physics.optics import foreground_mean
-from ..physics.resolution import ResolutionEstimateError, cutoffs_agree, estimate_cutoff
 from ..physics.settings import SRSimulation
 from ..settings import ADAPT_PAIRS, ADAPT_SIZE, LENGTH_LIMITS_UM, MAX_NA, TrainSettings, adapt_train_settings
 from .data import DataError, PairedDataset
 from .jobs import finetune_start
 from .loop import TrainProgress
+from .optics import shown_resolution
 from .recalibrate import iter_train_recalibrated
 
 STOKES_SHIFT_UM = 0.027  # emission − excitation of the nominal BioSR set-up (physics.ranges.STOKES_SHIFT_UM)
@@ -86,18 +86,13 @@ class Microscope:
 
 
 def image_resolution(image: np.ndarray, scope: Microscope) -> dict[str, Any] | None:
-    """SR: the cutoff the user's image shows (:func:`~napari_cvdm.physics.resolution.estimate_cutoff`) against the
-    one the stated optics predict, and whether they agree; the pairs are simulated at the stated optics, so where
+    """SR: the cutoff the user's image shows against the one the stated optics predict, and whether they agree
+    (:func:`~napari_cvdm.training.optics.shown_resolution`); the pairs are simulated at the stated optics, so where
     they disagree the adapted model is trained for another microscope.  None without an estimate."""
     if scope.numerical_aperture is None:
         return None
-    plane = np.asarray(image, dtype=np.float64).reshape(-1, *np.shape(image)[-2:])[0]
-    try:
-        shown = estimate_cutoff(plane).cutoff_cycles_per_px
-    except ResolutionEstimateError:
-        return None
-    expected = sr_cutoff_cycles_per_px(scope.numerical_aperture, scope.wavelength_um, scope.pixel_um)
-    return {"cutoff_cycles_per_px": shown, "expected_cycles_per_px": expected, "agrees": cutoffs_agree(shown, expected)}
+    return shown_resolution([np.asarray(image)], scope.numerical_aperture, scope.wavelength_um,
+                            scope.pixel_um)  # fmt: skip
 
 
 def resolution_warning(resolution: dict[str, Any] | None) -> str | None:

@@ -193,17 +193,30 @@ def with_data_noise(info: ModelMetadata, inputs: list[np.ndarray], offset_known:
 
 
 def with_data_resolution(info: ModelMetadata, inputs: list[np.ndarray]) -> ModelMetadata:
-    """SR: ``info`` recording the incoherent cutoff its training ``inputs`` show (the median of the blind fits of up
-    to :data:`MAX_RESOLUTION_IMAGES`, :func:`~napari_cvdm.physics.resolution.estimate_cutoff`) next to the one its
-    header's optics predict, in ``training["data_resolution"]``.  The reconstruction's resolution check then
+    """SR: ``info`` recording the cutoff its training ``inputs`` show next to the one its header's optics predict
+    (:func:`shown_resolution`), in ``training["data_resolution"]``.  The reconstruction's resolution check then
     compares a user's image with what the model was trained on, and :func:`resolution_change` says when the two
     disagree (optics taken from the base that are not the pairs')."""
     if info.task != "super-resolution" or not inputs or None in (info.input_pixel_um, info.wavelength_um,
                                                                    info.numerical_aperture):  # fmt: skip
         return info
-    step = max(1, len(inputs) // MAX_RESOLUTION_IMAGES)
+    record = shown_resolution(inputs, info.numerical_aperture, info.wavelength_um, info.input_pixel_um)
+    if record is None:
+        return info
+    new = info.model_copy(deep=True)
+    new.training = {**new.training, "data_resolution": record}
+    return new
+
+
+def shown_resolution(
+    planes: list[np.ndarray], numerical_aperture: float, wavelength_um: float, pixel_um: float
+) -> dict[str, Any] | None:
+    """The cutoff SR input ``planes`` show (the median of the blind fits of up to :data:`MAX_RESOLUTION_IMAGES`,
+    :func:`~napari_cvdm.physics.resolution.estimate_cutoff`), the one the optics predict, whether they agree and
+    on how many planes; None where none gives an estimate."""
+    step = max(1, len(planes) // MAX_RESOLUTION_IMAGES)
     cutoffs = []
-    for image in inputs[::step]:
+    for image in planes[::step]:
         try:
             cutoffs.append(
                 estimate_cutoff(np.asarray(image).reshape(-1, *np.shape(image)[-2:])[0]).cutoff_cycles_per_px
@@ -211,15 +224,11 @@ def with_data_resolution(info: ModelMetadata, inputs: list[np.ndarray]) -> Model
         except ResolutionEstimateError:
             continue
     if not cutoffs:
-        return info
+        return None
     shown = float(np.median(cutoffs))
-    expected = sr_cutoff_cycles_per_px(info.numerical_aperture, info.wavelength_um, info.input_pixel_um)
-    new = info.model_copy(deep=True)
-    new.training = {**new.training, "data_resolution": {
-        "cutoff_cycles_per_px": shown, "expected_cycles_per_px": expected, "estimated_on": len(cutoffs),
-        "agrees": cutoffs_agree(shown, expected),
-    }}  # fmt: skip
-    return new
+    expected = sr_cutoff_cycles_per_px(numerical_aperture, wavelength_um, pixel_um)
+    return {"cutoff_cycles_per_px": shown, "expected_cycles_per_px": expected, "estimated_on": len(cutoffs),
+            "agrees": cutoffs_agree(shown, expected)}  # fmt: skip
 
 
 def resolution_change(info: ModelMetadata) -> str | None:
