@@ -18,7 +18,7 @@ import numpy as np
 from .._runtime import Progress, drive
 from ..tasks import InputError
 from ..training.data import RawPairs
-from ..training.optics import common_pixel
+from ..training.optics import AGREE, common_pixel
 from .readers import TIFF_SUFFIXES, open_source
 
 
@@ -81,7 +81,7 @@ def read_defocus_planes(name: str, minus_path: Path, plus_path: Path) -> tuple[n
             f"pair {name!r}: I(−d) {minus_path} is {minus.shape[0]}×{minus.shape[1]} but I(+d) {plus_path} is "
             f"{plus.shape[0]}×{plus.shape[1]}; the two defocus planes must be the same size"
         )
-    if minus_pixel and plus_pixel and abs(minus_pixel - plus_pixel) > 0.01 * minus_pixel:
+    if minus_pixel and plus_pixel and abs(minus_pixel - plus_pixel) > AGREE * minus_pixel:
         raise InputError(
             f"pair {name!r}: I(−d) states {minus_pixel * 1000:.1f} nm pixels but I(+d) {plus_pixel * 1000:.1f} nm; "
             "the two defocus planes come from one camera: check the pairing"

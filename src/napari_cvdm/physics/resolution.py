@@ -45,9 +45,9 @@ CUTOFFS = np.linspace(0.08, 0.70, 249)  # the fitted cutoff's grid, cycles/px (0
 SLOPES = np.arange(0.0, 3.51, 0.25)  # the object spectrum's power-law exponents α tried
 ROLLOFFS = np.array([np.inf, 1.0, 0.7, 0.5, 0.35])  # cycles/px: the object spectrum's Gaussian roll-off tried
 MIN_CONTRAST = 6.0  # the fitted signal must reach this × the noise floor at half the cutoff
-MAX_MISFIT = (
-    3.5  # RMS of the fit's log error in units of its noise: in-focus images 1.5 (median), ½ wave of defocus 3–6
-)
+# the fit's RMS log error in units of the periodogram's noise above which no estimate is given: in-focus images read
+# 1.5 (median), half a wave of defocus 3–6
+MAX_MISFIT = 3.5
 TOP_MARGIN = 0.02  # a cutoff this close to the grid's top is "at least" that
 NYQUIST = 0.5  # cycles per pixel
 FINER = 1.15  # a fitted cutoff above this × the expected one: detail the assumed optics cannot pass
@@ -127,7 +127,7 @@ def estimate_cutoff(image: np.ndarray) -> CutoffEstimate:
     rho, power, pixel_mtf2, counts = rho[keep], power[keep], pixel_mtf2[keep], counts[keep]
     log_power = np.log(power)
     weights = 1.0 / power  # relative errors: every bin counts alike, bright or dim
-    best: tuple[float, ...] | None = None  # residual, cutoff, slope, roll-off, A, floor
+    best: tuple[Any, ...] | None = None  # residual, cutoff, slope, roll-off, A, floor, fitted spectrum
     for slope, rolloff in itertools.product(SLOPES, ROLLOFFS):
         spectrum = pixel_mtf2 * rho ** (-slope) * np.exp(-((rho / rolloff) ** 2))
         shapes = _otf(rho[None, :] / CUTOFFS[:, None]) ** 2 * spectrum[None, :]  # (cutoffs, bins)
@@ -148,11 +148,10 @@ def estimate_cutoff(image: np.ndarray) -> CutoffEstimate:
         residual = np.where(valid, ((np.log(np.maximum(model, 1e-300)) - log_power[None, :]) ** 2).sum(1), np.inf)
         k = int(np.argmin(residual))
         if best is None or residual[k] < best[0]:
-            best = (float(residual[k]), float(CUTOFFS[k]), float(slope), float(rolloff), float(amp[k]), float(floor[k]))
+            best = (residual[k], float(CUTOFFS[k]), float(slope), float(rolloff), amp[k], floor[k], model[k])
     if best is None:
         raise ResolutionEstimateError("the power spectrum fits no band-limited image plus white noise")
-    _, cutoff, slope, rolloff, amp, floor = best
-    fitted = amp * _otf(rho / cutoff) ** 2 * pixel_mtf2 * rho ** (-slope) * np.exp(-((rho / rolloff) ** 2)) + floor
+    _, cutoff, slope, rolloff, amp, floor, fitted = best
     misfit = math.sqrt(float(np.mean(counts * (np.log(fitted) - log_power) ** 2)))
     half = cutoff / 2  # the signal there, relative to the floor (the pixel MTF² at (ρ/√2, ρ/√2) stands for its mean)
     spectrum = np.sinc(half / math.sqrt(2)) ** 4 * half ** (-slope) * math.exp(-((half / rolloff) ** 2))
