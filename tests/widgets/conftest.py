@@ -119,5 +119,16 @@ def run_and_wait(qtbot, widget, layers=None, timeout: int = 30_000, state_pixel:
     return job
 
 
+def run_on_nominal_widefield(make_widget, qtbot, image: np.ndarray):
+    """Reconstruct ``image`` as a layer in µm at the tiny SR model's 62.6 nm pixels, with the emission λ and NA of
+    the nominal optics typed in (the tiny model states none), 2 samples; returns the finished job."""
+    viewer, widget = make_widget()
+    viewer.add_image(image, name="wf", scale=(0.0626, 0.0626), units=("µm", "µm"))
+    widget.optics.wavelength.value = "0.515"
+    widget.optics.numerical_aperture.value = "1.3"
+    widget.n_samples.value = 2
+    return run_and_wait(qtbot, widget, state_pixel=False)
+
+
 def noisy(shape: tuple[int, ...], seed: int = 0, low: float = 50.0, high: float = 150.0) -> np.ndarray:
     return np.random.default_rng(seed).uniform(low, high, shape).astype(np.float32)

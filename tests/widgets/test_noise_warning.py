@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from napari_cvdm.physics import SRSimulation, simulate_sr_pair
-from tests.widgets.conftest import run_and_wait
+from tests.widgets.conftest import run_on_nominal_widefield
 
 pytestmark = pytest.mark.gui
 
@@ -19,12 +19,7 @@ def _widefield(photons: float) -> np.ndarray:
 
 @pytest.mark.parametrize(("photons", "warned"), [(5000.0, True), (100.0, False)])
 def test_noise_outside_the_training_range_is_a_warning(make_widget, model_files, notes, qtbot, photons, warned):
-    viewer, widget = make_widget()
-    viewer.add_image(_widefield(photons), name="wf", scale=(0.0626, 0.0626), units=("µm", "µm"))
-    widget.optics.wavelength.value = "0.515"  # the tiny model states no λ and NA: typed, as a user would
-    widget.optics.numerical_aperture.value = "1.3"
-    widget.n_samples.value = 2
-    job = run_and_wait(qtbot, widget, state_pixel=False)
+    job = run_on_nominal_widefield(make_widget, qtbot, _widefield(photons))
     assert job.outcome == "done" and notes["error"] == []
     found = [n for n in notes["warning"] if "noise outside the model's training range" in n]
     assert len(found) == (1 if warned else 0), notes["warning"]

@@ -8,7 +8,7 @@ import pytest
 
 from napari_cvdm.evaluation.quality import sr_microscope
 from napari_cvdm.physics import simulate_sr_pair
-from tests.widgets.conftest import run_and_wait
+from tests.widgets.conftest import run_and_wait, run_on_nominal_widefield
 
 pytestmark = pytest.mark.gui
 
@@ -22,12 +22,7 @@ def test_a_resolution_the_optics_cannot_pass_is_a_warning(
         update={"structure": "f-actin", "photons": (200, 200)}
     )
     image = simulate_sr_pair(settings, 128, np.random.default_rng(40_700))[0]
-    viewer, widget = make_widget()
-    viewer.add_image(image, name="wf", scale=(0.0626, 0.0626), units=("µm", "µm"))
-    widget.optics.wavelength.value = "0.515"  # the tiny model states no λ and NA: typed, as a user would
-    widget.optics.numerical_aperture.value = "1.3"
-    widget.n_samples.value = 2
-    job = run_and_wait(qtbot, widget, state_pixel=False)
+    job = run_on_nominal_widefield(make_widget, qtbot, image)
     assert job.outcome == "done" and notes["error"] == []
     found = [n for n in notes["warning"] if "the image's resolution does not match" in n]
     assert len(found) == (1 if warned else 0), notes["warning"]
